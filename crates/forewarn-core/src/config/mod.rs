@@ -1,0 +1,927 @@
+//! The validated configuration: what to compute (signals), when to alert (rules),
+//! and the time settings. [`Config::parse`] reads TOML into the `raw` structs, then
+//! checks every cross-field rule and refuses the file with its name, line, column and
+//! what to fix.
+
+mod raw;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::ops::Range;
+
+use raw::{OneOrMany, RawConfig, RawFilter, RawLevel, RawRule, RawRuleKind, RawSignal};
+pub use raw::{Op, RawAggregate, ValueField};
+use toml::Spanned;
+
+use crate::event::{Category, Kind, Outcome};
+use crate::time::{format_duration, parse_duration, Millis};
+
+/// Most panes one window may span (window / gcd(window, slide)).
+pub const MAX_PANES_PER_WINDOW: i64 = 1440;
+/// Longest `m_of_n` history.
+pub const MAX_M_OF_N: u32 = 64;
+
+/// A config file refused at start-up.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}\n  help: {help}")]
+pub struct ConfigError {
+    /// The file as named by the user.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// What is wrong.
+    pub message: String,
+    /// What to do about it.
+    pub help: String,
+}
+
+/// Event-time settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimeConfig {
+    /// Watermark = newest event time − this.
+    pub allowed_lateness: Millis,
+    /// Wall-clock silence after which the watermark follows the wall clock.
+    pub idle_timeout: Millis,
+    /// Events further than this ahead of the wall clock are rejected.
+    pub max_future_skew: Millis,
+}
+
+/// How a signal aggregates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Aggregate {
+    /// Number of matching events.
+    Count,
+    /// Matching / denominator events.
+    Rate,
+    /// Sum of the field.
+    Sum,
+    /// Mean of the field.
+    Mean,
+    /// The given quantile of the field.
+    Quantile(f64),
+    /// Largest value of the field.
+    Max,
+}
+
+/// A compiled event filter. Empty conditions match everything.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    /// Allowed services (empty: any).
+    pub services: Vec<String>,
+    /// Bit mask of allowed kinds (0: any).
+    pub kinds: u8,
+    /// Bit mask of allowed outcomes (0: any).
+    pub outcomes: u8,
+    /// Bit mask of allowed categories (0: any).
+    pub categories: u8,
+    /// Required complaint flag.
+    pub complaint: Option<bool>,
+    /// Required SLA-breach state.
+    pub sla_breached: Option<bool>,
+    /// Label name and allowed values.
+    pub labels: Vec<(String, Vec<String>)>,
+    /// Fields that must be present.
+    pub has: Vec<ValueField>,
+    /// Field must be strictly above.
+    pub above: Vec<(ValueField, f64)>,
+    /// Field must be strictly below.
+    pub below: Vec<(ValueField, f64)>,
+}
+
+/// A signal: a windowed aggregate over matching events, per group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignalDef {
+    /// Unique name.
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// The aggregate.
+    pub aggregate: Aggregate,
+    /// The aggregated field (sum, mean, quantile, max).
+    pub field: Option<ValueField>,
+    /// Which events count.
+    pub filter: Filter,
+    /// Rate denominator (None: every event of the group).
+    pub of: Option<Filter>,
+    /// Labels beyond `service` that split groups.
+    pub group_by: Vec<String>,
+    /// Window length.
+    pub window: Millis,
+    /// Window slide.
+    pub slide: Millis,
+    /// Pane size: gcd(window, slide).
+    pub pane: Millis,
+}
+
+/// Alert severity.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Needs attention soon.
+    Warning,
+    /// Page someone.
+    Critical,
+}
+
+impl Severity {
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// One severity level of a threshold rule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Level {
+    /// Which severity.
+    pub severity: Severity,
+    /// Breach when beyond this.
+    pub value: f64,
+    /// Recover only when back on the good side of this.
+    pub clear: f64,
+}
+
+/// When a breach becomes an alert.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Trigger {
+    /// The breach holds continuously for this long (0: at once).
+    For(Millis),
+    /// At least `m` of the last `n` evaluations breach.
+    MOfN {
+        /// Breaching evaluations needed.
+        m: u32,
+        /// Evaluations considered.
+        n: u32,
+    },
+}
+
+/// Threshold rule parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThresholdSpec {
+    /// Direction.
+    pub op: Op,
+    /// Levels, lowest severity first.
+    pub levels: Vec<Level>,
+    /// Debounce.
+    pub trigger: Trigger,
+    /// Stay firing this long after recovery.
+    pub keep_firing_for: Millis,
+    /// Fewest events for the value to count.
+    pub min_events: u64,
+}
+
+/// What a rule checks.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RuleSpec {
+    /// Signal beyond a level.
+    Threshold(ThresholdSpec),
+    /// No matching event for `for_`.
+    Absent {
+        /// Silence that fires.
+        for_: Millis,
+        /// Severity of the alert.
+        severity: Severity,
+    },
+}
+
+/// A rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleDef {
+    /// Unique name (alertname).
+    pub name: String,
+    /// Index into [`Config::signals`].
+    pub signal: usize,
+    /// What it checks.
+    pub spec: RuleSpec,
+    /// Failure category label.
+    pub category: Option<Category>,
+    /// Extra labels.
+    pub labels: BTreeMap<String, String>,
+    /// Summary template.
+    pub summary: String,
+    /// Extra annotation templates.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Time settings.
+    pub time: TimeConfig,
+    /// Most groups per grouping.
+    pub max_groups: usize,
+    /// Base of generatorURL.
+    pub generator_url: String,
+    /// Labels added to every alert.
+    pub external_labels: BTreeMap<String, String>,
+    /// Signals, in file order.
+    pub signals: Vec<SignalDef>,
+    /// Rules, in file order.
+    pub rules: Vec<RuleDef>,
+}
+
+/// Placeholders accepted in summary and annotation templates.
+pub const TEMPLATE_FIELDS: &[&str] = &[
+    "service",
+    "value",
+    "threshold",
+    "severity",
+    "rule",
+    "signal",
+    "window",
+    "category",
+];
+
+struct Ctx<'a> {
+    file: &'a str,
+    src: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(
+        &self,
+        span: Range<usize>,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) -> ConfigError {
+        let at = span.start.min(self.src.len());
+        let before = &self.src[..at];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        ConfigError {
+            file: self.file.to_string(),
+            line,
+            column,
+            message: message.into(),
+            help: help.into(),
+        }
+    }
+
+    fn duration(&self, s: &Spanned<String>, what: &str) -> Result<Millis, ConfigError> {
+        parse_duration(s.get_ref()).map_err(|m| {
+            self.err(
+                s.span(),
+                format!("`{what}`: {m}"),
+                "durations look like \"500ms\", \"30s\", \"5m\", \"1h30m\"",
+            )
+        })
+    }
+}
+
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+fn is_label_name(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_')
+        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+}
+
+fn check_template(t: &str) -> Result<(), String> {
+    let mut rest = t;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else {
+            return Err(format!("unclosed `{{` in template `{t}`"));
+        };
+        let name = &after[..close];
+        if !TEMPLATE_FIELDS.contains(&name) {
+            return Err(format!(
+                "unknown placeholder `{{{name}}}` in template `{t}`"
+            ));
+        }
+        rest = &after[close + 1..];
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Parses and validates TOML config text. `file` names it in errors.
+    pub fn parse(src: &str, file: &str) -> Result<Config, ConfigError> {
+        let cx = Ctx { file, src };
+        let raw: RawConfig = toml::from_str(src).map_err(|e| {
+            cx.err(
+                e.span().unwrap_or(0..0),
+                e.message().trim().to_string(),
+                "fix the TOML at that position; see deploy/forewarn.example.toml for every field",
+            )
+        })?;
+        validate(&cx, raw)
+    }
+
+    /// A human summary of what was understood, for `forewarn check`.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let t = &self.time;
+        out.push_str(&format!(
+            "time: allowed_lateness={} idle_timeout={} max_future_skew={}; max_groups={}\n",
+            format_duration(t.allowed_lateness),
+            format_duration(t.idle_timeout),
+            format_duration(t.max_future_skew),
+            self.max_groups
+        ));
+        out.push_str(&format!("{} signal(s):\n", self.signals.len()));
+        for s in &self.signals {
+            let agg = match s.aggregate {
+                Aggregate::Quantile(q) => {
+                    format!("p{}({})", q * 100.0, s.field.map_or("", |f| f.as_str()))
+                }
+                Aggregate::Count => "count".into(),
+                Aggregate::Rate => "rate".into(),
+                a => format!(
+                    "{}({})",
+                    format!("{a:?}").to_lowercase(),
+                    s.field.map_or("", |f| f.as_str())
+                ),
+            };
+            let window = if s.slide == s.window {
+                format!("tumbling {}", format_duration(s.window))
+            } else {
+                format!(
+                    "sliding {} every {}",
+                    format_duration(s.window),
+                    format_duration(s.slide)
+                )
+            };
+            let mut by = vec!["service".to_string()];
+            by.extend(s.group_by.iter().cloned());
+            out.push_str(&format!(
+                "  {}: {agg}, {window}, by {}\n",
+                s.name,
+                by.join("+")
+            ));
+        }
+        out.push_str(&format!("{} rule(s):\n", self.rules.len()));
+        for r in &self.rules {
+            let sig = &self.signals[r.signal].name;
+            match &r.spec {
+                RuleSpec::Threshold(t) => {
+                    let op = if t.op == Op::Above { ">" } else { "<" };
+                    let levels: Vec<String> = t
+                        .levels
+                        .iter()
+                        .map(|l| {
+                            let clear = if l.clear == l.value {
+                                String::new()
+                            } else {
+                                format!(" (clears at {})", l.clear)
+                            };
+                            format!("{} {sig} {op} {}{clear}", l.severity.as_str(), l.value)
+                        })
+                        .collect();
+                    let trig = match t.trigger {
+                        Trigger::For(0) => "at once".into(),
+                        Trigger::For(d) => format!("for {}", format_duration(d)),
+                        Trigger::MOfN { m, n } => format!("{m} of the last {n} evaluations"),
+                    };
+                    let keep = if t.keep_firing_for > 0 {
+                        format!(", keep firing {}", format_duration(t.keep_firing_for))
+                    } else {
+                        String::new()
+                    };
+                    out.push_str(&format!(
+                        "  {}: threshold, {}, {trig}, min {} events{keep}\n",
+                        r.name,
+                        levels.join("; "),
+                        t.min_events
+                    ));
+                }
+                RuleSpec::Absent { for_, severity } => out.push_str(&format!(
+                    "  {}: absent, {} when no {sig} event for {}\n",
+                    r.name,
+                    severity.as_str(),
+                    format_duration(*for_)
+                )),
+            }
+        }
+        out
+    }
+}
+
+fn validate(cx: &Ctx, raw: RawConfig) -> Result<Config, ConfigError> {
+    let dur_or =
+        |s: &Option<Spanned<String>>, what: &str, default: Millis| -> Result<Millis, ConfigError> {
+            s.as_ref().map_or(Ok(default), |s| cx.duration(s, what))
+        };
+    let time = TimeConfig {
+        allowed_lateness: dur_or(&raw.time.allowed_lateness, "allowed_lateness", 10_000)?,
+        idle_timeout: dur_or(&raw.time.idle_timeout, "idle_timeout", 30_000)?,
+        max_future_skew: dur_or(&raw.time.max_future_skew, "max_future_skew", 300_000)?,
+    };
+    for (val, field) in [
+        (time.idle_timeout, &raw.time.idle_timeout),
+        (time.max_future_skew, &raw.time.max_future_skew),
+    ] {
+        if val == 0 {
+            let f = field.as_ref().expect("zero only when given");
+            return Err(cx.err(
+                f.span(),
+                "must be greater than zero",
+                "give a positive duration such as \"30s\"",
+            ));
+        }
+    }
+    let max_groups = match &raw.limits.max_groups {
+        None => 100_000,
+        Some(m) if *m.get_ref() >= 1 => *m.get_ref() as usize,
+        Some(m) => {
+            return Err(cx.err(
+                m.span(),
+                "`max_groups` must be at least 1",
+                "set a cap such as 100000",
+            ))
+        }
+    };
+    for name in raw.alerts.external_labels.keys() {
+        if !is_label_name(name) {
+            return Err(cx.err(
+                0..0,
+                format!("external label `{name}` is not a valid label name"),
+                "use letters, digits and _; start with a letter",
+            ));
+        }
+    }
+
+    let mut signals = Vec::new();
+    let mut by_name: HashMap<String, usize> = HashMap::new();
+    for s in &raw.signals {
+        let def = signal(cx, s)?;
+        if by_name.insert(def.name.clone(), signals.len()).is_some() {
+            return Err(cx.err(
+                s.span(),
+                format!("signal `{}` is defined twice", def.name),
+                "give each signal a unique name",
+            ));
+        }
+        signals.push(def);
+    }
+
+    let mut rules = Vec::new();
+    let mut rule_names = HashMap::new();
+    for r in &raw.rules {
+        let def = rule(cx, r, &by_name, &signals)?;
+        if rule_names.insert(def.name.clone(), ()).is_some() {
+            return Err(cx.err(
+                r.span(),
+                format!("rule `{}` is defined twice", def.name),
+                "give each rule a unique name",
+            ));
+        }
+        rules.push(def);
+    }
+    if rules.is_empty() {
+        return Err(cx.err(
+            0..0,
+            "no rules defined",
+            "add at least one [[rules]] table; see deploy/forewarn.example.toml",
+        ));
+    }
+    Ok(Config {
+        time,
+        max_groups,
+        generator_url: raw
+            .alerts
+            .generator_url
+            .unwrap_or_else(|| "http://localhost:9898".into()),
+        external_labels: raw.alerts.external_labels,
+        signals,
+        rules,
+    })
+}
+
+fn filter(cx: &Ctx, span: Range<usize>, f: &RawFilter, what: &str) -> Result<Filter, ConfigError> {
+    fn mask<T: Copy>(v: &Option<OneOrMany<T>>, bit: fn(T) -> u8) -> u8 {
+        v.as_ref()
+            .map_or(0, |v| v.0.iter().fold(0, |m, x| m | bit(*x)))
+    }
+    let empty = |name: &str| {
+        cx.err(
+            span.clone(),
+            format!("{what}: `{name}` is an empty list, which would match nothing"),
+            "list at least one value or remove the condition",
+        )
+    };
+    macro_rules! nonempty {
+        ($opt:expr, $name:literal) => {
+            if matches!(&$opt, Some(v) if v.0.is_empty()) {
+                return Err(empty($name));
+            }
+        };
+    }
+    nonempty!(f.service, "service");
+    nonempty!(f.kind, "kind");
+    nonempty!(f.outcome, "outcome");
+    nonempty!(f.category, "category");
+    let mut labels = Vec::new();
+    for (k, v) in &f.labels {
+        if v.0.is_empty() {
+            return Err(empty("labels"));
+        }
+        labels.push((k.clone(), v.0.clone()));
+    }
+    for (field, v) in f.above.iter().chain(f.below.iter()) {
+        if !v.is_finite() {
+            return Err(cx.err(
+                span.clone(),
+                format!(
+                    "{what}: comparison on `{}` is not a finite number",
+                    field.as_str()
+                ),
+                "use a finite number",
+            ));
+        }
+    }
+    Ok(Filter {
+        services: f.service.as_ref().map_or_else(Vec::new, |s| s.0.clone()),
+        kinds: mask(&f.kind, Kind::bit),
+        outcomes: mask(&f.outcome, Outcome::bit),
+        categories: mask(&f.category, Category::bit),
+        complaint: f.complaint,
+        sla_breached: f.sla_breached,
+        labels,
+        has: f.has.as_ref().map_or_else(Vec::new, |h| h.0.clone()),
+        above: f.above.iter().map(|(k, v)| (*k, *v)).collect(),
+        below: f.below.iter().map(|(k, v)| (*k, *v)).collect(),
+    })
+}
+
+fn signal(cx: &Ctx, s: &Spanned<RawSignal>) -> Result<SignalDef, ConfigError> {
+    let span = s.span();
+    let r = s.get_ref();
+    let name = &r.name;
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err(cx.err(
+            span,
+            format!("signal name `{name}` must be lowercase letters, digits and _"),
+            "rename it, e.g. `checkout_error_rate`",
+        ));
+    }
+    let at = |m: String, h: &str| cx.err(span.clone(), format!("signal `{name}`: {m}"), h);
+    let needs_field = !matches!(r.aggregate, RawAggregate::Count | RawAggregate::Rate);
+    match (needs_field, r.field) {
+        (true, None) => {
+            return Err(at(
+                format!("aggregate `{:?}` needs a `field`", r.aggregate).to_lowercase(),
+                "add field = \"latency_ms\" (or sla_ms, satisfaction, sentiment, sla_ratio)",
+            ))
+        }
+        (false, Some(_)) => {
+            return Err(at(
+                "`field` only applies to sum, mean, quantile and max".into(),
+                "remove `field`, or change `aggregate`",
+            ))
+        }
+        _ => {}
+    }
+    let aggregate = match r.aggregate {
+        RawAggregate::Count => Aggregate::Count,
+        RawAggregate::Rate => Aggregate::Rate,
+        RawAggregate::Sum => Aggregate::Sum,
+        RawAggregate::Mean => Aggregate::Mean,
+        RawAggregate::Max => Aggregate::Max,
+        RawAggregate::Quantile => match r.quantile {
+            Some(q) if q > 0.0 && q < 1.0 => Aggregate::Quantile(q),
+            Some(q) => {
+                return Err(at(
+                    format!("quantile {q} is outside (0, 1)"),
+                    "write e.g. quantile = 0.99 for p99",
+                ))
+            }
+            None => {
+                return Err(at(
+                    "aggregate `quantile` needs `quantile`".into(),
+                    "add quantile = 0.99",
+                ))
+            }
+        },
+    };
+    if r.quantile.is_some() && !matches!(aggregate, Aggregate::Quantile(_)) {
+        return Err(at(
+            "`quantile` only applies to aggregate = \"quantile\"".into(),
+            "remove `quantile`",
+        ));
+    }
+    if r.of.is_some() && aggregate != Aggregate::Rate {
+        return Err(at(
+            "`of` only applies to aggregate = \"rate\"".into(),
+            "remove `of`, or use aggregate = \"rate\"",
+        ));
+    }
+    for g in &r.group_by {
+        if !is_label_name(g) || g == "service" {
+            return Err(at(
+                format!("group_by entry `{g}` is not a label name (service is always grouped)"),
+                "list event label names such as \"region\"",
+            ));
+        }
+    }
+    let window = cx.duration(&r.window, "window")?;
+    let slide = match &r.slide {
+        Some(s) => cx.duration(s, "slide")?,
+        None => window,
+    };
+    if window == 0 || slide == 0 {
+        return Err(cx.err(
+            r.window.span(),
+            format!("signal `{name}`: window and slide must be greater than zero"),
+            "e.g. window = \"5m\", slide = \"10s\"",
+        ));
+    }
+    if slide > window {
+        let sp = r.slide.as_ref().map_or(span.clone(), |s| s.span());
+        return Err(cx.err(
+            sp,
+            format!(
+                "signal `{name}`: slide ({}) is longer than the window ({})",
+                format_duration(slide),
+                format_duration(window)
+            ),
+            "make slide at most the window; equal means tumbling",
+        ));
+    }
+    let pane = gcd(window, slide);
+    if window / pane > MAX_PANES_PER_WINDOW {
+        return Err(cx.err(r.window.span(), format!("signal `{name}`: window {} with slide {} needs {} panes (limit {MAX_PANES_PER_WINDOW})", format_duration(window), format_duration(slide), window / pane), "choose a slide that divides the window, e.g. window = \"5m\", slide = \"10s\""));
+    }
+    Ok(SignalDef {
+        name: name.clone(),
+        description: r.description.clone(),
+        aggregate,
+        field: r.field,
+        filter: filter(
+            cx,
+            span.clone(),
+            &r.filter,
+            &format!("signal `{name}` filter"),
+        )?,
+        of: r
+            .of
+            .as_ref()
+            .map(|f| filter(cx, span.clone(), f, &format!("signal `{name}` of")))
+            .transpose()?,
+        group_by: r.group_by.clone(),
+        window,
+        slide,
+        pane,
+    })
+}
+
+fn rule(
+    cx: &Ctx,
+    s: &Spanned<RawRule>,
+    signals_by_name: &HashMap<String, usize>,
+    signals: &[SignalDef],
+) -> Result<RuleDef, ConfigError> {
+    let span = s.span();
+    let r = s.get_ref();
+    let name = &r.name;
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    {
+        return Err(cx.err(
+            span,
+            format!("rule name `{name}` must be letters, digits, _ and :"),
+            "rename it, e.g. `CheckoutErrorRateHigh`",
+        ));
+    }
+    let at = |m: String, h: &str| cx.err(span.clone(), format!("rule `{name}`: {m}"), h);
+    let Some(&sig) = signals_by_name.get(&r.signal) else {
+        let known: Vec<&str> = signals.iter().map(|s| s.name.as_str()).collect();
+        return Err(at(
+            format!("unknown signal `{}`", r.signal),
+            &format!("use one of: {}", known.join(", ")),
+        ));
+    };
+    let sdef = &signals[sig];
+    for (k, v) in &r.labels {
+        if !is_label_name(k)
+            || ["alertname", "service", "severity", "category"].contains(&k.as_str())
+        {
+            return Err(at(format!("label `{k}` is not allowed"), "use a label name of letters, digits and _, other than alertname, service, severity and category"));
+        }
+        if v.is_empty() {
+            return Err(at(
+                format!("label `{k}` is empty"),
+                "give it a value or remove it",
+            ));
+        }
+    }
+    let summary = r.summary.clone().unwrap_or_else(|| match r.kind {
+        RawRuleKind::Threshold => {
+            "{rule}: {signal} of {service} is {value} (threshold {threshold})".into()
+        }
+        RawRuleKind::Absent => "{rule}: no {signal} events from {service} for {window}".into(),
+    });
+    for t in std::iter::once(&summary).chain(r.annotations.values()) {
+        check_template(t).map_err(|m| {
+            at(
+                m,
+                &format!(
+                    "placeholders: {}",
+                    TEMPLATE_FIELDS
+                        .iter()
+                        .map(|f| format!("{{{f}}}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+            )
+        })?;
+    }
+    for k in r.annotations.keys() {
+        if !is_label_name(k) || k == "summary" || k == "value" {
+            return Err(at(
+                format!("annotation `{k}` is not allowed"),
+                "use a name of letters, digits and _ other than summary and value",
+            ));
+        }
+    }
+    let for_ = r.for_.as_ref().map(|f| cx.duration(f, "for")).transpose()?;
+    let spec = match r.kind {
+        RawRuleKind::Absent => {
+            for (given, field) in [
+                (r.op.is_some(), "op"),
+                (r.warning.is_some(), "warning"),
+                (r.critical.is_some(), "critical"),
+                (r.m_of_n.is_some(), "m_of_n"),
+                (r.keep_firing_for.is_some(), "keep_firing_for"),
+                (r.min_events.is_some(), "min_events"),
+            ] {
+                if given {
+                    return Err(at(
+                        format!("`{field}` does not apply to absent rules"),
+                        &format!("remove `{field}`"),
+                    ));
+                }
+            }
+            let severity = match r.severity.as_deref() {
+                None | Some("critical") => Severity::Critical,
+                Some("warning") => Severity::Warning,
+                Some(other) => {
+                    return Err(at(
+                        format!("severity `{other}` is not warning or critical"),
+                        "write severity = \"warning\" or \"critical\"",
+                    ))
+                }
+            };
+            match for_ {
+                Some(f) if f >= sdef.pane => RuleSpec::Absent { for_: f, severity },
+                Some(_) => {
+                    return Err(at(
+                        format!(
+                            "`for` is shorter than the signal's pane ({})",
+                            format_duration(sdef.pane)
+                        ),
+                        "silence is measured in whole panes; use a longer `for`",
+                    ))
+                }
+                None => {
+                    return Err(at(
+                        "absent rules need `for`, the silence that fires".into(),
+                        "add for = \"5m\"",
+                    ))
+                }
+            }
+        }
+        RawRuleKind::Threshold => {
+            if r.severity.is_some() {
+                return Err(at("`severity` applies to absent rules; threshold rules use `warning` and `critical` levels".into(), "remove `severity`"));
+            }
+            let op = r.op.unwrap_or_default();
+            let mut levels = Vec::new();
+            for (sev, lvl) in [
+                (Severity::Warning, r.warning),
+                (Severity::Critical, r.critical),
+            ] {
+                let Some(RawLevel { value, clear }) = lvl else {
+                    continue;
+                };
+                let clear = clear.unwrap_or(value);
+                if !value.is_finite() || !clear.is_finite() {
+                    return Err(at(
+                        format!("{} level must be a finite number", sev.as_str()),
+                        "use a number",
+                    ));
+                }
+                let wrong_side = match op {
+                    Op::Above => clear > value,
+                    Op::Below => clear < value,
+                };
+                if wrong_side {
+                    let side = if op == Op::Above {
+                        "at or below"
+                    } else {
+                        "at or above"
+                    };
+                    return Err(at(format!("{} clear level {clear} must be {side} its value {value} (op = {op:?})", sev.as_str()).to_lowercase(), "the clear level is where the alert recovers; put it on the healthy side of the breach level"));
+                }
+                levels.push(Level {
+                    severity: sev,
+                    value,
+                    clear,
+                });
+            }
+            if levels.is_empty() {
+                return Err(at(
+                    "threshold rules need `warning`, `critical` or both".into(),
+                    "add e.g. critical = 0.05",
+                ));
+            }
+            if let [w, c] = levels.as_slice() {
+                let inverted = match op {
+                    Op::Above => c.value < w.value,
+                    Op::Below => c.value > w.value,
+                };
+                if inverted {
+                    return Err(at(format!("critical level {} is less severe than warning level {} for op = {op:?}", c.value, w.value).to_lowercase(), "swap them, or change `op`"));
+                }
+            }
+            let trigger = match (for_, &r.m_of_n) {
+                (Some(_), Some(m)) => {
+                    return Err(cx.err(
+                        m.span(),
+                        format!("rule `{name}`: `for` and `m_of_n` are alternatives"),
+                        "keep one: `for` needs a continuous breach, `m_of_n` tolerates flapping",
+                    ))
+                }
+                (Some(f), None) => {
+                    if f > 0 && f < sdef.slide {
+                        let sp = r.for_.as_ref().map_or(span.clone(), |f| f.span());
+                        return Err(cx.err(sp, format!("rule `{name}`: `for` ({}) is shorter than signal `{}`'s slide ({})", format_duration(f), sdef.name, format_duration(sdef.slide)), "rules are evaluated once per slide; use 0s or a multiple of the slide"));
+                    }
+                    Trigger::For(f)
+                }
+                (None, Some(m)) => {
+                    let [mm, n] = *m.get_ref();
+                    if mm == 0 || mm > n || n > MAX_M_OF_N {
+                        return Err(cx.err(m.span(), format!("rule `{name}`: m_of_n = [{mm}, {n}] needs 1 <= m <= n <= {MAX_M_OF_N}"), "e.g. m_of_n = [3, 5]: fire when 3 of the last 5 evaluations breach"));
+                    }
+                    Trigger::MOfN { m: mm, n }
+                }
+                (None, None) => Trigger::For(0),
+            };
+            let keep_firing_for = r
+                .keep_firing_for
+                .as_ref()
+                .map(|k| cx.duration(k, "keep_firing_for"))
+                .transpose()?
+                .unwrap_or(0);
+            let min_events = match &r.min_events {
+                None => 1,
+                Some(m) if *m.get_ref() >= 0 => *m.get_ref() as u64,
+                Some(m) => {
+                    return Err(cx.err(
+                        m.span(),
+                        format!("rule `{name}`: min_events must not be negative"),
+                        "e.g. min_events = 20",
+                    ))
+                }
+            };
+            RuleSpec::Threshold(ThresholdSpec {
+                op,
+                levels,
+                trigger,
+                keep_firing_for,
+                min_events,
+            })
+        }
+    };
+    Ok(RuleDef {
+        name: name.clone(),
+        signal: sig,
+        spec,
+        category: r.category,
+        labels: r.labels.clone(),
+        summary,
+        annotations: r.annotations.clone(),
+    })
+}
+
+impl fmt::Display for Aggregate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Aggregate::Quantile(q) => write!(f, "quantile({q})"),
+            other => write!(f, "{}", format!("{other:?}").to_lowercase()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

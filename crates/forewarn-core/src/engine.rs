@@ -1,0 +1,658 @@
+//! One engine shard: the state for one input partition.
+//!
+//! [`Engine::ingest`] takes a decoded event and the wall-clock time (injected, never
+//! read here) and appends any alert transitions to a caller-owned buffer. The
+//! watermark is the newest event time minus the allowed lateness; every time it
+//! passes a window end, the rules of that signal are evaluated at once, so detection
+//! waits for nothing but the watermark.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::alert::{self, Alert, Transition};
+use crate::config::{Aggregate, Config, RuleSpec};
+use crate::event::Event;
+use crate::groups::{GroupKey, Grouping, Lookup};
+use crate::lifecycle::{read, step, step_absent, Instance, Reading, State, TransitionKind};
+use crate::sketch::Merger;
+use crate::time::{format_duration, format_rfc3339, Millis};
+use crate::window::{empty_value, record, PaneStore};
+
+/// What happened to an ingested event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Counted in the panes it belongs to.
+    Applied,
+    /// Older than the watermark: its windows are closed. Counted, not applied.
+    Late,
+    /// Further ahead of the wall clock than `max_future_skew`: rejected.
+    TooFarInFuture,
+}
+
+/// Counters that account for every event handed to [`Engine::ingest`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Events applied.
+    pub applied: u64,
+    /// Events refused as late.
+    pub late: u64,
+    /// Events refused as too far in the future.
+    pub future: u64,
+    /// Applied events that a signal could not track because a new group would
+    /// exceed `max_groups`.
+    pub refused_groups: u64,
+    /// Alert transitions emitted.
+    pub transitions: u64,
+}
+
+/// Event-time progress of the shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Clock {
+    /// Newest event time applied.
+    pub max_ts: Millis,
+    /// Events older than this are late.
+    pub watermark: Millis,
+    /// Wall-clock time of the last applied event (for idle advancement).
+    pub last_event_wall: Millis,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock {
+            max_ts: Millis::MIN,
+            watermark: Millis::MIN,
+            last_event_wall: Millis::MIN,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct SignalState {
+    store: PaneStore,
+    /// Per group: newest time of an event matching the filter (absent rules).
+    last_seen: Vec<Millis>,
+    /// Per group: newest time of any event recorded (skips empty windows).
+    last_touch: Vec<Millis>,
+    /// Next window end to evaluate; MIN until the signal sees its first event.
+    next_eval: Millis,
+    /// Newest event time recorded by this signal.
+    newest: Millis,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+struct RuleState {
+    /// Per (group, level): lifecycle memory.
+    instances: Vec<Instance>,
+    /// Instances not inactive; zero lets empty stretches be skipped.
+    active: u32,
+}
+
+/// Serialisable engine state; restore it with [`Engine::restore`] under the same config.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Snapshot {
+    /// Format version.
+    pub version: u32,
+    signal_names: Vec<String>,
+    rule_names: Vec<String>,
+    clock: Clock,
+    stats: Stats,
+    groupings: Vec<Vec<GroupKey>>,
+    signals: Vec<SignalState>,
+    rules: Vec<RuleState>,
+}
+
+const SNAPSHOT_VERSION: u32 = 1;
+
+/// Why a snapshot cannot be restored.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RestoreError {
+    /// Written by another format version.
+    #[error("snapshot version {0} is not supported (expected {SNAPSHOT_VERSION})")]
+    Version(u32),
+    /// Taken under a config with other signals, rules or windows.
+    #[error("snapshot does not match the config: {0}")]
+    ConfigMismatch(String),
+}
+
+const UNRESOLVED: u32 = u32::MAX;
+const REFUSED: u32 = u32::MAX - 1;
+
+/// One engine shard.
+#[derive(Debug)]
+pub struct Engine {
+    cfg: Config,
+    groupings: Vec<Grouping>,
+    /// Signal index → grouping index.
+    signal_grouping: Vec<usize>,
+    rules_by_signal: Vec<Vec<usize>>,
+    /// Rules whose empty window breaches (e.g. count below N): never skipped.
+    breaches_when_empty: Vec<bool>,
+    signals: Vec<SignalState>,
+    rules: Vec<RuleState>,
+    clock: Clock,
+    stats: Stats,
+    merger: Merger,
+    /// Per event: group id per grouping (reused buffer).
+    resolved: Vec<u32>,
+}
+
+impl Engine {
+    /// A fresh engine for `cfg`.
+    pub fn new(cfg: Config) -> Engine {
+        let mut grouping_labels: Vec<Vec<String>> = Vec::new();
+        let signal_grouping = cfg
+            .signals
+            .iter()
+            .map(
+                |s| match grouping_labels.iter().position(|g| *g == s.group_by) {
+                    Some(i) => i,
+                    None => {
+                        grouping_labels.push(s.group_by.clone());
+                        grouping_labels.len() - 1
+                    }
+                },
+            )
+            .collect();
+        let mut rules_by_signal = vec![Vec::new(); cfg.signals.len()];
+        for (i, r) in cfg.rules.iter().enumerate() {
+            rules_by_signal[r.signal].push(i);
+        }
+        let breaches_when_empty = cfg
+            .rules
+            .iter()
+            .map(|r| match &r.spec {
+                RuleSpec::Threshold(t) => {
+                    let empty = empty_value(cfg.signals[r.signal].aggregate);
+                    t.levels
+                        .iter()
+                        .any(|l| read(t, l, empty) == Reading::Breach)
+                }
+                RuleSpec::Absent { .. } => false,
+            })
+            .collect();
+        let lateness = cfg.time.allowed_lateness;
+        let signals = cfg
+            .signals
+            .iter()
+            .map(|s| SignalState {
+                store: PaneStore::new(s, lateness),
+                last_seen: Vec::new(),
+                last_touch: Vec::new(),
+                next_eval: Millis::MIN,
+                newest: Millis::MIN,
+            })
+            .collect();
+        Engine {
+            groupings: grouping_labels.into_iter().map(Grouping::new).collect(),
+            resolved: vec![UNRESOLVED; cfg.signals.len()],
+            rules: vec![RuleState::default(); cfg.rules.len()],
+            signal_grouping,
+            rules_by_signal,
+            breaches_when_empty,
+            signals,
+            clock: Clock::default(),
+            stats: Stats::default(),
+            merger: Merger::default(),
+            cfg,
+        }
+    }
+
+    /// The config this engine runs.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Event-time progress.
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// Number of groups tracked by the grouping of `signal`.
+    pub fn groups(&self, signal: usize) -> usize {
+        self.groupings[self.signal_grouping[signal]].len()
+    }
+
+    /// Takes one event observed at wall-clock time `now`; appends transitions to `out`.
+    pub fn ingest(&mut self, e: &Event, now: Millis, out: &mut Vec<Transition>) -> Outcome {
+        if e.ts > now.saturating_add(self.cfg.time.max_future_skew) {
+            self.stats.future += 1;
+            return Outcome::TooFarInFuture;
+        }
+        if e.ts < self.clock.watermark {
+            self.stats.late += 1;
+            return Outcome::Late;
+        }
+        self.clock.last_event_wall = now;
+        if e.ts > self.clock.max_ts {
+            self.clock.max_ts = e.ts;
+            // Close windows before writing: the event's ring slot may still hold a
+            // pane that a window ending at or before the new watermark needs.
+            self.advance_to(e.ts - self.cfg.time.allowed_lateness, out);
+        }
+        self.apply(e);
+        self.stats.applied += 1;
+        Outcome::Applied
+    }
+
+    /// Idle advancement: once no event has arrived for `idle_timeout` of wall-clock
+    /// time, the watermark follows the wall clock so windows close and absent rules fire.
+    pub fn tick(&mut self, now: Millis, out: &mut Vec<Transition>) {
+        if self.clock.last_event_wall == Millis::MIN {
+            return;
+        }
+        if now - self.clock.last_event_wall >= self.cfg.time.idle_timeout {
+            self.advance_to(now - self.cfg.time.allowed_lateness, out);
+        }
+    }
+
+    /// End of input: no later events will come, so close every pane up to the newest
+    /// event time.
+    pub fn finish(&mut self, out: &mut Vec<Transition>) {
+        if self.clock.max_ts != Millis::MIN {
+            self.advance_to(self.clock.max_ts, out);
+        }
+    }
+
+    fn apply(&mut self, e: &Event) {
+        let Engine {
+            cfg,
+            groupings,
+            signal_grouping,
+            signals,
+            resolved,
+            stats,
+            ..
+        } = self;
+        resolved.fill(UNRESOLVED);
+        let mut refused = false;
+        for (si, def) in cfg.signals.iter().enumerate() {
+            let matched = def.filter.matches(e);
+            let (num, den) = match def.aggregate {
+                // The numerator is kept within the denominator so a rate stays in 0..=1.
+                Aggregate::Rate => {
+                    let den = def.of.as_ref().is_none_or(|f| f.matches(e));
+                    (matched && den, den)
+                }
+                _ => (matched, false),
+            };
+            if !num && !den {
+                continue;
+            }
+            let gi = signal_grouping[si];
+            if resolved[gi] == UNRESOLVED {
+                resolved[gi] = match groupings[gi].lookup(e, cfg.max_groups) {
+                    Lookup::Group(id) => id,
+                    Lookup::Refused => REFUSED,
+                };
+            }
+            if resolved[gi] == REFUSED {
+                refused = true;
+                continue;
+            }
+            let g = resolved[gi] as usize;
+            let s = &mut signals[si];
+            if s.last_touch.len() <= g {
+                s.store.ensure(g);
+                s.last_touch.resize(g + 1, Millis::MIN);
+                s.last_seen.resize(g + 1, Millis::MIN);
+            }
+            let (pane, sketch) = s.store.slot(g, e.ts.div_euclid(def.pane));
+            record(
+                pane,
+                sketch,
+                def.aggregate,
+                num,
+                den,
+                def.field.and_then(|f| f.of(e)),
+            );
+            s.last_touch[g] = s.last_touch[g].max(e.ts);
+            if matched {
+                s.last_seen[g] = s.last_seen[g].max(e.ts);
+            }
+            s.newest = s.newest.max(e.ts);
+            if s.next_eval == Millis::MIN {
+                s.next_eval = (e.ts.div_euclid(def.slide) + 1) * def.slide;
+            }
+        }
+        if refused {
+            stats.refused_groups += 1;
+        }
+    }
+
+    /// Moves the watermark to `w` (never backwards), evaluating every window that
+    /// ends at or before it, oldest first.
+    pub fn advance_to(&mut self, w: Millis, out: &mut Vec<Transition>) {
+        if w <= self.clock.watermark {
+            return;
+        }
+        self.clock.watermark = w;
+        loop {
+            let next = self
+                .signals
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.next_eval != Millis::MIN && s.next_eval <= w)
+                .min_by_key(|(i, s)| (s.next_eval, *i))
+                .map(|(i, s)| (i, s.next_eval));
+            let Some((si, at)) = next else { break };
+            let wake = self.evaluate(si, at, out);
+            let slide = self.cfg.signals[si].slide;
+            let mut next_eval = at + slide;
+            if let Some(wake) = wake {
+                // Nothing can change before `wake` (no data, nothing active): jump
+                // over the empty stretch instead of evaluating every slide of it.
+                let wake_boundary = (wake - 1).div_euclid(slide).saturating_add(1) * slide;
+                next_eval = next_eval.max(wake_boundary);
+            }
+            self.signals[si].next_eval = next_eval;
+        }
+    }
+
+    /// Evaluates every rule of signal `si` on the window ending at `at`. Returns,
+    /// when nothing can change until then, the time of the next possible change.
+    fn evaluate(&mut self, si: usize, at: Millis, out: &mut Vec<Transition>) -> Option<Millis> {
+        let Engine {
+            cfg,
+            groupings,
+            signal_grouping,
+            rules_by_signal,
+            breaches_when_empty,
+            signals,
+            rules,
+            merger,
+            stats,
+            clock,
+            ..
+        } = self;
+        let def = &cfg.signals[si];
+        let s = &signals[si];
+        let groups = groupings[signal_grouping[si]].len();
+        let window_start = at - def.window;
+        let (first, last) = (window_start.div_euclid(def.pane), at.div_euclid(def.pane));
+        // Earliest time at which an absent rule could fire for a group not yet firing.
+        let mut absent_wake = Millis::MAX;
+        let mut always = false;
+        for &ri in &rules_by_signal[si] {
+            let rule = &cfg.rules[ri];
+            let rs = &mut rules[ri];
+            match &rule.spec {
+                RuleSpec::Threshold(spec) => {
+                    let levels = spec.levels.len();
+                    if rs.instances.len() < groups * levels {
+                        rs.instances.resize(groups * levels, Instance::default());
+                    }
+                    always |= breaches_when_empty[ri];
+                    for g in 0..groups {
+                        let has_data = s.last_touch.get(g).is_some_and(|&t| t >= window_start);
+                        let insts = &mut rs.instances[g * levels..(g + 1) * levels];
+                        if !has_data
+                            && !breaches_when_empty[ri]
+                            && insts.iter().all(|i| i.state == State::Inactive)
+                        {
+                            continue;
+                        }
+                        let value = if has_data {
+                            s.store.window(g, first, last, def.aggregate, merger)
+                        } else {
+                            empty_value(def.aggregate)
+                        };
+                        for (level, inst) in spec.levels.iter().zip(insts.iter_mut()) {
+                            let before = *inst;
+                            let reading = read(spec, level, value);
+                            if let Some(kind) = step(inst, spec, def.slide, at, reading) {
+                                track_active(&mut rs.active, before.state, inst.state);
+                                stats.transitions += 1;
+                                out.push(Transition {
+                                    rule: ri as u32,
+                                    group: g as u32,
+                                    severity: level.severity,
+                                    threshold: level.value,
+                                    kind,
+                                    at,
+                                    active_since: if inst.state == State::Inactive {
+                                        before.active_since
+                                    } else {
+                                        inst.active_since
+                                    },
+                                    value: value.value,
+                                });
+                            }
+                        }
+                    }
+                }
+                RuleSpec::Absent { for_, severity } => {
+                    if rs.instances.len() < groups {
+                        rs.instances.resize(groups, Instance::default());
+                    }
+                    for g in 0..groups {
+                        let seen = s.last_seen.get(g).copied().unwrap_or(Millis::MIN);
+                        if seen == Millis::MIN {
+                            continue;
+                        }
+                        let silent = at - seen >= *for_;
+                        let inst = &mut rs.instances[g];
+                        let before = *inst;
+                        if let Some(kind) = step_absent(inst, at, silent) {
+                            track_active(&mut rs.active, before.state, inst.state);
+                            stats.transitions += 1;
+                            out.push(Transition {
+                                rule: ri as u32,
+                                group: g as u32,
+                                severity: *severity,
+                                threshold: f64::NAN,
+                                kind,
+                                at,
+                                active_since: if kind == TransitionKind::Resolved {
+                                    before.active_since
+                                } else {
+                                    inst.active_since
+                                },
+                                value: Some(((at - seen) / 1000) as f64),
+                            });
+                        }
+                        if inst.state == State::Inactive {
+                            absent_wake = absent_wake.min(seen + for_);
+                        }
+                    }
+                }
+            }
+        }
+        let threshold_active = rules_by_signal[si].iter().any(|&ri| {
+            matches!(cfg.rules[ri].spec, RuleSpec::Threshold(_)) && rules[ri].active > 0
+        });
+        let next_window_start = at + def.slide - def.window;
+        if always || threshold_active || s.newest >= next_window_start {
+            return None;
+        }
+        // Windows ending after the watermark may receive new data; so may absent rules.
+        Some((clock.watermark + 1).min(absent_wake))
+    }
+
+    /// Renders a transition as an Alertmanager-shaped alert.
+    pub fn render(&self, t: &Transition) -> Alert {
+        let rule = &self.cfg.rules[t.rule as usize];
+        let sig = &self.cfg.signals[rule.signal];
+        let grouping = &self.groupings[self.signal_grouping[rule.signal]];
+        let key = grouping.key(t.group);
+        let mut labels: BTreeMap<String, String> = self.cfg.external_labels.clone();
+        labels.extend(rule.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        for (name, value) in grouping.labels.iter().zip(&key.labels) {
+            if !value.is_empty() {
+                labels.insert(name.clone(), value.clone());
+            }
+        }
+        labels.insert("alertname".into(), rule.name.clone());
+        labels.insert("service".into(), key.service.clone());
+        labels.insert("severity".into(), t.severity.as_str().into());
+        if let Some(c) = rule.category {
+            labels.insert("category".into(), c.as_str().into());
+        }
+        let value = t.value.map(alert::format_value).unwrap_or_default();
+        let (threshold, window) = match &rule.spec {
+            RuleSpec::Threshold(_) => (
+                alert::format_value(t.threshold),
+                format_duration(sig.window),
+            ),
+            RuleSpec::Absent { for_, .. } => (String::new(), format_duration(*for_)),
+        };
+        let vars = [
+            ("service", key.service.as_str()),
+            ("value", value.as_str()),
+            ("threshold", threshold.as_str()),
+            ("severity", t.severity.as_str()),
+            ("rule", rule.name.as_str()),
+            ("signal", sig.name.as_str()),
+            ("window", window.as_str()),
+            ("category", rule.category.map_or("", |c| c.as_str())),
+        ];
+        let mut annotations: BTreeMap<String, String> = rule
+            .annotations
+            .iter()
+            .map(|(k, v)| (k.clone(), alert::render_template(v, &vars)))
+            .collect();
+        annotations.insert(
+            "summary".into(),
+            alert::render_template(&rule.summary, &vars),
+        );
+        if t.value.is_some() {
+            annotations.insert("value".into(), value.clone());
+        }
+        if !threshold.is_empty() {
+            annotations.insert("threshold".into(), threshold.clone());
+        }
+        annotations.insert("window".into(), window.clone());
+        let fp = alert::fingerprint(&labels);
+        Alert {
+            status: t.kind.status(),
+            transition: t.kind,
+            labels,
+            annotations,
+            starts_at: format_rfc3339(t.active_since),
+            ends_at: alert::ends_at(t.kind, t.at),
+            generator_url: format!(
+                "{}/rules/{}",
+                self.cfg.generator_url.trim_end_matches('/'),
+                rule.name
+            ),
+            fingerprint: format!("{fp:016x}"),
+            episode: format!("{:016x}", alert::episode(fp, t.active_since)),
+            evaluated_at: format_rfc3339(t.at),
+        }
+    }
+
+    /// Current pending and firing instances, as transitions describing their state.
+    pub fn active(&self) -> Vec<Transition> {
+        let mut out = Vec::new();
+        for (ri, (rule, rs)) in self.cfg.rules.iter().zip(&self.rules).enumerate() {
+            let levels: Vec<(crate::config::Severity, f64)> = match &rule.spec {
+                RuleSpec::Threshold(t) => t.levels.iter().map(|l| (l.severity, l.value)).collect(),
+                RuleSpec::Absent { severity, .. } => vec![(*severity, f64::NAN)],
+            };
+            for (i, inst) in rs.instances.iter().enumerate() {
+                let kind = match inst.state {
+                    State::Inactive => continue,
+                    State::Pending => TransitionKind::Pending,
+                    State::Firing => TransitionKind::Firing,
+                };
+                let (severity, threshold) = levels[i % levels.len()];
+                out.push(Transition {
+                    rule: ri as u32,
+                    group: (i / levels.len()) as u32,
+                    severity,
+                    threshold,
+                    kind,
+                    at: inst.fired_at.max(inst.active_since),
+                    active_since: inst.active_since,
+                    value: None,
+                });
+            }
+        }
+        out
+    }
+
+    /// Captures the whole state.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            version: SNAPSHOT_VERSION,
+            signal_names: self.cfg.signals.iter().map(|s| s.name.clone()).collect(),
+            rule_names: self.cfg.rules.iter().map(|r| r.name.clone()).collect(),
+            clock: self.clock,
+            stats: self.stats,
+            groupings: self.groupings.iter().map(|g| g.keys().to_vec()).collect(),
+            signals: self.signals.clone(),
+            rules: self.rules.clone(),
+        }
+    }
+
+    /// Rebuilds an engine from a snapshot taken under the same config.
+    pub fn restore(cfg: Config, snap: Snapshot) -> Result<Engine, RestoreError> {
+        if snap.version != SNAPSHOT_VERSION {
+            return Err(RestoreError::Version(snap.version));
+        }
+        let mut e = Engine::new(cfg);
+        let names: Vec<&str> = e.cfg.signals.iter().map(|s| s.name.as_str()).collect();
+        let rules: Vec<&str> = e.cfg.rules.iter().map(|r| r.name.as_str()).collect();
+        if names != snap.signal_names || rules != snap.rule_names {
+            return Err(RestoreError::ConfigMismatch(
+                "signals or rules differ".into(),
+            ));
+        }
+        if snap.groupings.len() != e.groupings.len()
+            || snap.signals.len() != e.signals.len()
+            || snap.rules.len() != e.rules.len()
+        {
+            return Err(RestoreError::ConfigMismatch("groupings differ".into()));
+        }
+        for (fresh, saved) in e.signals.iter().zip(&snap.signals) {
+            if fresh.store.ring() != saved.store.ring() {
+                return Err(RestoreError::ConfigMismatch(
+                    "a window, slide or allowed_lateness changed".into(),
+                ));
+            }
+        }
+        e.groupings = e
+            .groupings
+            .iter()
+            .zip(snap.groupings)
+            .map(|(g, keys)| Grouping::from_keys(g.labels.clone(), keys))
+            .collect();
+        e.signals = snap.signals;
+        e.rules = snap.rules;
+        e.clock = snap.clock;
+        e.stats = snap.stats;
+        Ok(e)
+    }
+
+    /// Approximate bytes of state held (panes, sketches, group keys, alert instances).
+    pub fn state_bytes(&self) -> usize {
+        let signals: usize = self
+            .signals
+            .iter()
+            .map(|s| s.store.heap_bytes() + (s.last_seen.capacity() + s.last_touch.capacity()) * 8)
+            .sum();
+        let rules: usize = self
+            .rules
+            .iter()
+            .map(|r| r.instances.capacity() * std::mem::size_of::<Instance>())
+            .sum();
+        let groups: usize = self.groupings.iter().map(Grouping::heap_bytes).sum();
+        signals + rules + groups
+    }
+}
+
+fn track_active(active: &mut u32, before: State, after: State) {
+    match (before == State::Inactive, after == State::Inactive) {
+        (true, false) => *active += 1,
+        (false, true) => *active -= 1,
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,23 @@
+//! forewarn-core is the pure heart of forewarn: it decodes service events, keeps
+//! event-time windowed signals per service, evaluates alert rules as soon as the
+//! watermark closes a pane, and tracks each alert's pending → firing → resolved
+//! lifecycle. It does no I/O and never reads the clock ("now" is an argument), so
+//! the Kafka pipeline, file replay, the simulator, tests and benchmarks all drive
+//! the same deterministic code.
+#![deny(missing_docs)]
+
+pub mod alert;
+pub mod config;
+pub mod engine;
+pub mod event;
+pub mod filter;
+pub mod groups;
+pub mod lifecycle;
+pub mod sketch;
+pub mod time;
+pub mod window;
+
+pub use alert::{Alert, Transition};
+pub use config::{Config, ConfigError};
+pub use engine::{Engine, Outcome, Snapshot, Stats};
+pub use event::{decode, DecodeError, Event};

@@ -1,0 +1,165 @@
+//! A mergeable quantile sketch with a stated relative error.
+//!
+//! Values are counted in logarithmic buckets (the DDSketch idea): bucket `k` holds
+//! values in `(γ^(k-1), γ^k]` with `γ = (1+α)/(1−α)`, and reports `2γ^k/(γ+1)`, which
+//! is within relative error `α` of every value in the bucket. Negative values use
+//! mirrored buckets; values with magnitude below [`MIN_MAGNITUDE`] count as zero.
+//!
+//! Storage is a sorted sparse list of `(bucket, count)`. A pane keeps its list when it
+//! is recycled, so after warm-up recording a value allocates nothing.
+
+use serde::{Deserialize, Serialize};
+
+/// Relative error of every quantile estimate, as a fraction (1%).
+pub const RELATIVE_ERROR: f64 = 0.01;
+/// Values with smaller magnitude are counted as zero (absolute error at most this).
+pub const MIN_MAGNITUDE: f64 = 1e-9;
+
+const GAMMA: f64 = (1.0 + RELATIVE_ERROR) / (1.0 - RELATIVE_ERROR);
+/// Offset that keeps every positive bucket key positive and every negative one negative.
+const SIGN_OFFSET: i32 = 1 << 20;
+
+fn ln_gamma() -> f64 {
+    GAMMA.ln()
+}
+
+/// Sort key of the bucket holding `v`: negatives < zero < positives.
+pub fn bucket_of(v: f64) -> i32 {
+    let m = v.abs();
+    if m < MIN_MAGNITUDE {
+        return 0;
+    }
+    let k = (m.ln() / ln_gamma()).ceil() as i32;
+    if v > 0.0 {
+        SIGN_OFFSET + k
+    } else {
+        -(SIGN_OFFSET + k)
+    }
+}
+
+/// The representative value of a bucket.
+pub fn bucket_value(key: i32) -> f64 {
+    if key == 0 {
+        return 0.0;
+    }
+    let k = key.abs() - SIGN_OFFSET;
+    let v = 2.0 * (f64::from(k) * ln_gamma()).exp() / (GAMMA + 1.0);
+    if key > 0 {
+        v
+    } else {
+        -v
+    }
+}
+
+/// Sparse bucket counts for one pane.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sketch {
+    buckets: Vec<(i32, u32)>,
+}
+
+impl Sketch {
+    /// Counts one value.
+    pub fn record(&mut self, v: f64) {
+        let key = bucket_of(v);
+        match self.buckets.binary_search_by_key(&key, |b| b.0) {
+            Ok(i) => self.buckets[i].1 += 1,
+            Err(i) => self.buckets.insert(i, (key, 1)),
+        }
+    }
+    /// Empties the sketch, keeping its capacity.
+    pub fn clear(&mut self) {
+        self.buckets.clear();
+    }
+    /// The `(bucket, count)` pairs, sorted by bucket.
+    pub fn buckets(&self) -> &[(i32, u32)] {
+        &self.buckets
+    }
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.buckets.capacity() * std::mem::size_of::<(i32, u32)>()
+    }
+}
+
+/// Reusable scratch space for merging pane sketches into one window quantile.
+#[derive(Debug, Default)]
+pub struct Merger {
+    merged: Vec<(i32, u32)>,
+}
+
+impl Merger {
+    /// The `q`-quantile (0..=1) of the union of `parts`, or `None` when they are empty.
+    ///
+    /// Returns the representative value of the bucket holding the item of rank
+    /// `floor(q·(n−1))` in sorted order, so it is within [`RELATIVE_ERROR`] of that item.
+    pub fn quantile<'a>(&mut self, parts: impl Iterator<Item = &'a Sketch>, q: f64) -> Option<f64> {
+        self.merged.clear();
+        for p in parts {
+            self.merged.extend_from_slice(&p.buckets);
+        }
+        if self.merged.is_empty() {
+            return None;
+        }
+        self.merged.sort_unstable_by_key(|b| b.0);
+        let n: u64 = self.merged.iter().map(|b| u64::from(b.1)).sum();
+        let rank = (q * (n - 1) as f64).floor() as u64;
+        let mut seen = 0u64;
+        for &(key, count) in &self.merged {
+            seen += u64::from(count);
+            if seen > rank {
+                return Some(bucket_value(key));
+            }
+        }
+        self.merged.last().map(|b| bucket_value(b.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn exact(values: &[f64], q: f64) -> f64 {
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[(q * (v.len() - 1) as f64).floor() as usize]
+    }
+
+    fn within(est: f64, truth: f64) -> bool {
+        if truth.abs() < MIN_MAGNITUDE {
+            return est.abs() <= MIN_MAGNITUDE;
+        }
+        ((est - truth) / truth).abs() <= RELATIVE_ERROR + 1e-12
+    }
+
+    #[test]
+    fn empty_has_no_quantile() {
+        assert_eq!(Merger::default().quantile(std::iter::empty(), 0.5), None);
+    }
+
+    #[test]
+    fn buckets_cover_their_values() {
+        for v in [1e-6, 0.5, 1.0, 3.0, 1840.0, 1e9, -2.0, -0.25] {
+            assert!(within(bucket_value(bucket_of(v)), v), "{v}");
+        }
+        assert_eq!(bucket_value(bucket_of(0.0)), 0.0);
+    }
+
+    proptest! {
+        #[test]
+        fn quantiles_are_within_stated_error(
+            values in prop::collection::vec(
+                prop_oneof![1e-3f64..1e6, -1e3f64..-1e-3, Just(0.0)], 1..400),
+            split in prop::collection::vec(0usize..4, 400),
+            q in 0.0f64..=1.0,
+        ) {
+            // Spread the values over four sketches to exercise merging.
+            let mut parts = vec![Sketch::default(); 4];
+            for (v, p) in values.iter().zip(split.iter().cycle()) {
+                parts[*p].record(*v);
+            }
+            let est = Merger::default().quantile(parts.iter(), q).unwrap();
+            let truth = exact(&values, q);
+            prop_assert!(within(est, truth), "q={q} est={est} truth={truth}");
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! The `forewarn` binary: command-line entry points around the core engine.
+
+mod replay;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use forewarn_core::Config;
+
+/// Real-time service-failure early warning.
+#[derive(Parser)]
+#[command(name = "forewarn", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a config file and print the signals and rules it defines.
+    Check {
+        /// The TOML config file.
+        config: PathBuf,
+    },
+    /// Run the engine over an NDJSON file of events, in the order given, printing
+    /// every alert transition as a JSON line on stdout and a summary on stderr.
+    Replay {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// NDJSON events, one per line ("-" for stdin).
+        events: PathBuf,
+        /// Wall-clock time for the future-skew check (RFC 3339 or epoch ms;
+        /// default: now).
+        #[arg(long)]
+        now: Option<String>,
+        /// Do not close the windows still open at the end of the input.
+        #[arg(long)]
+        no_flush: bool,
+    },
+}
+
+/// Reads and validates a config file; the error already names file, line and fix.
+pub fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
+    let name = path.display().to_string();
+    let src = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("{name}: cannot read config: {e}"))?;
+    Ok(Config::parse(&src, &name)?)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check { config } => load_config(&config).map(|cfg| {
+            print!("{}", cfg.summary());
+            println!("{}: OK", config.display());
+        }),
+        Command::Replay {
+            config,
+            events,
+            now,
+            no_flush,
+        } => load_config(&config)
+            .and_then(|cfg| replay::run(cfg, &events, now.as_deref(), !no_flush)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
