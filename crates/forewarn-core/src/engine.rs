@@ -74,7 +74,7 @@ struct SignalState {
     last_seen: Vec<Millis>,
     /// Per group: newest time of any event recorded (skips empty windows).
     last_touch: Vec<Millis>,
-    /// Next window end to evaluate; MIN until the signal sees its first event.
+    /// Next window end to evaluate; MAX while nothing is scheduled.
     next_eval: Millis,
     /// Newest event time recorded by this signal.
     newest: Millis,
@@ -135,6 +135,21 @@ pub struct Engine {
     merger: Merger,
     /// Per event: group id per grouping (reused buffer).
     resolved: Vec<u32>,
+    /// When enabled, every window a threshold rule evaluated (tests, debugging).
+    trace: Option<Vec<Evaluation>>,
+}
+
+/// One window value computed for a threshold rule, recorded when tracing is on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluation {
+    /// Rule index.
+    pub rule: u32,
+    /// Group id.
+    pub group: u32,
+    /// Window end.
+    pub at: Millis,
+    /// The value seen.
+    pub value: crate::window::WindowValue,
 }
 
 impl Engine {
@@ -179,7 +194,7 @@ impl Engine {
                 store: PaneStore::new(s, lateness),
                 last_seen: Vec::new(),
                 last_touch: Vec::new(),
-                next_eval: Millis::MIN,
+                next_eval: Millis::MAX,
                 newest: Millis::MIN,
             })
             .collect();
@@ -194,6 +209,7 @@ impl Engine {
             clock: Clock::default(),
             stats: Stats::default(),
             merger: Merger::default(),
+            trace: None,
             cfg,
         }
     }
@@ -211,6 +227,21 @@ impl Engine {
     /// Event-time progress.
     pub fn clock(&self) -> Clock {
         self.clock
+    }
+
+    /// Starts (or stops) recording every evaluated window; see [`Engine::take_trace`].
+    pub fn set_trace(&mut self, on: bool) {
+        self.trace = on.then(Vec::new);
+    }
+
+    /// The evaluations recorded since the last call.
+    pub fn take_trace(&mut self) -> Vec<Evaluation> {
+        self.trace.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// The key of group `group` in the grouping of `signal`.
+    pub fn group_key(&self, signal: usize, group: u32) -> &GroupKey {
+        self.groupings[self.signal_grouping[signal]].key(group)
     }
 
     /// Number of groups tracked by the grouping of `signal`.
@@ -316,9 +347,11 @@ impl Engine {
                 s.last_seen[g] = s.last_seen[g].max(e.ts);
             }
             s.newest = s.newest.max(e.ts);
-            if s.next_eval == Millis::MIN {
-                s.next_eval = (e.ts.div_euclid(def.slide) + 1) * def.slide;
-            }
+            // The first window holding this event must be evaluated, even if an
+            // earlier skip-ahead or a newer first event scheduled a later one.
+            s.next_eval = s
+                .next_eval
+                .min((e.ts.div_euclid(def.slide) + 1) * def.slide);
         }
         if refused {
             stats.refused_groups += 1;
@@ -337,7 +370,7 @@ impl Engine {
                 .signals
                 .iter()
                 .enumerate()
-                .filter(|(_, s)| s.next_eval != Millis::MIN && s.next_eval <= w)
+                .filter(|(_, s)| s.next_eval <= w)
                 .min_by_key(|(i, s)| (s.next_eval, *i))
                 .map(|(i, s)| (i, s.next_eval));
             let Some((si, at)) = next else { break };
@@ -347,7 +380,12 @@ impl Engine {
             if let Some(wake) = wake {
                 // Nothing can change before `wake` (no data, nothing active): jump
                 // over the empty stretch instead of evaluating every slide of it.
-                let wake_boundary = (wake - 1).div_euclid(slide).saturating_add(1) * slide;
+                // New data re-schedules its own first window (see `apply`).
+                let wake_boundary = (wake - 1)
+                    .div_euclid(slide)
+                    .checked_add(1)
+                    .and_then(|b| b.checked_mul(slide))
+                    .unwrap_or(Millis::MAX);
                 next_eval = next_eval.max(wake_boundary);
             }
             self.signals[si].next_eval = next_eval;
@@ -367,7 +405,7 @@ impl Engine {
             rules,
             merger,
             stats,
-            clock,
+            trace,
             ..
         } = self;
         let def = &cfg.signals[si];
@@ -402,6 +440,14 @@ impl Engine {
                         } else {
                             empty_value(def.aggregate)
                         };
+                        if let Some(t) = trace.as_mut() {
+                            t.push(Evaluation {
+                                rule: ri as u32,
+                                group: g as u32,
+                                at,
+                                value,
+                            });
+                        }
                         for (level, inst) in spec.levels.iter().zip(insts.iter_mut()) {
                             let before = *inst;
                             let reading = read(spec, level, value);
@@ -470,8 +516,8 @@ impl Engine {
         if always || threshold_active || s.newest >= next_window_start {
             return None;
         }
-        // Windows ending after the watermark may receive new data; so may absent rules.
-        Some((clock.watermark + 1).min(absent_wake))
+        // Only an absent rule can change without new data.
+        Some(absent_wake)
     }
 
     /// Renders a transition as an Alertmanager-shaped alert.

@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::time::{parse_rfc3339, Millis, MAX_MILLIS};
 
@@ -395,34 +395,54 @@ impl<'de> de::Deserialize<'de> for CowStr<'de> {
     }
 }
 
-/// `ts` as given: a string or a number.
-enum RawTs<'de> {
-    Text(Cow<'de, str>),
-    Number(f64),
+/// Any JSON value, read without judging its type: syntax errors propagate from the
+/// parser untouched, and type errors are ours to report against the field.
+enum Loose<'de> {
+    Str(Cow<'de, str>),
+    Num(f64),
+    Bool(bool),
+    Other,
 }
 
-impl<'de> de::Deserialize<'de> for RawTs<'de> {
+impl<'de> de::Deserialize<'de> for Loose<'de> {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = RawTs<'de>;
+            type Value = Loose<'de>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a timestamp")
+                f.write_str("any value")
             }
             fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(RawTs::Text(Cow::Borrowed(v)))
+                Ok(Loose::Str(Cow::Borrowed(v)))
             }
             fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(RawTs::Text(Cow::Owned(v.to_owned())))
+                Ok(Loose::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Loose::Str(Cow::Owned(v)))
             }
             fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(RawTs::Number(v as f64))
+                Ok(Loose::Num(v as f64))
             }
             fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(RawTs::Number(v as f64))
+                Ok(Loose::Num(v as f64))
             }
             fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(RawTs::Number(v))
+                Ok(Loose::Num(v))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(Loose::Bool(v))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Loose::Other)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Loose::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Loose::Other)
             }
         }
         d.deserialize_any(V)
@@ -438,7 +458,87 @@ struct LabelsSeed<'a, 'de> {
 impl<'de> DeserializeSeed<'de> for LabelsSeed<'_, 'de> {
     type Value = ();
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
+        let loose = LooseLabels(self);
+        d.deserialize_any(loose)
+    }
+}
+
+/// Accepts an object of labels; any other JSON type is a typed failure, while
+/// syntax errors come from the parser unchanged.
+struct LooseLabels<'a, 'de>(LabelsSeed<'a, 'de>);
+
+const LABELS_EXPECTED: &str = "an object whose values are strings";
+
+impl<'de> Visitor<'de> for LooseLabels<'_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(LABELS_EXPECTED)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        self.0.visit_map(map)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(fail_with(
+            self.0.failure,
+            DecodeError::WrongType {
+                field: Field::Labels,
+                expected: LABELS_EXPECTED,
+            },
+        ))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Err(fail_with(
+            self.0.failure,
+            DecodeError::WrongType {
+                field: Field::Labels,
+                expected: LABELS_EXPECTED,
+            },
+        ))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Err(fail_with(
+            self.0.failure,
+            DecodeError::WrongType {
+                field: Field::Labels,
+                expected: LABELS_EXPECTED,
+            },
+        ))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Err(fail_with(
+            self.0.failure,
+            DecodeError::WrongType {
+                field: Field::Labels,
+                expected: LABELS_EXPECTED,
+            },
+        ))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Err(fail_with(
+            self.0.failure,
+            DecodeError::WrongType {
+                field: Field::Labels,
+                expected: LABELS_EXPECTED,
+            },
+        ))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Err(fail_with(
+            self.0.failure,
+            DecodeError::WrongType {
+                field: Field::Labels,
+                expected: LABELS_EXPECTED,
+            },
+        ))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Err(fail_with(
+            self.0.failure,
+            DecodeError::WrongType {
+                field: Field::Labels,
+                expected: LABELS_EXPECTED,
+            },
+        ))
     }
 }
 
@@ -449,17 +549,14 @@ impl<'de> Visitor<'de> for LabelsSeed<'_, 'de> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(CowStr(k)) = map.next_key::<CowStr<'de>>()? {
-            let v = match map.next_value::<CowStr<'de>>() {
-                Ok(CowStr(v)) => v,
-                Err(_) => {
-                    return Err(fail_with(
-                        self.failure,
-                        DecodeError::WrongType {
-                            field: Field::Labels,
-                            expected: "an object whose values are strings",
-                        },
-                    ))
-                }
+            let Loose::Str(v) = map.next_value::<Loose<'de>>()? else {
+                return Err(fail_with(
+                    self.failure,
+                    DecodeError::WrongType {
+                        field: Field::Labels,
+                        expected: LABELS_EXPECTED,
+                    },
+                ));
             };
             if k.is_empty() || k.len() > MAX_LABEL_NAME_LEN {
                 return Err(fail_with(
@@ -545,11 +642,13 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
                 }
             };
         }
+        // Reads the value loosely (a syntax error propagates as is), then insists on
+        // one JSON type, reporting any other against the field.
         macro_rules! typed {
-            ($ty:ty, $field:expr, $expected:literal) => {
-                match map.next_value::<$ty>() {
-                    Ok(v) => v,
-                    Err(_) => {
+            ($variant:ident, $field:expr, $expected:literal) => {
+                match map.next_value::<Loose<'de>>()? {
+                    Loose::$variant(v) => v,
+                    _ => {
                         return Err(self.fail(DecodeError::WrongType {
                             field: $field,
                             expected: $expected,
@@ -561,7 +660,7 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
         macro_rules! enum_field {
             ($slot:expr, $ty:ty, $field:expr) => {{
                 once!($slot, $field);
-                let CowStr(s) = typed!(CowStr<'de>, $field, "a string");
+                let s = typed!(Str, $field, "a string");
                 match <$ty>::parse(&s) {
                     Some(v) => $slot = Some(v),
                     None => {
@@ -577,7 +676,7 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
         macro_rules! number {
             ($slot:expr, $field:expr, $lo:expr, $hi:expr, $range:literal) => {{
                 once!($slot, $field);
-                let v = typed!(f64, $field, "a number");
+                let v = typed!(Num, $field, "a number");
                 match check_number($field, v, $lo, $hi, $range) {
                     Ok(v) => $slot = Some(v),
                     Err(e) => return Err(self.fail(e)),
@@ -593,24 +692,27 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
             match field {
                 Field::Ts => {
                     once!(ts, field);
-                    let raw = typed!(
-                        RawTs<'de>,
-                        field,
-                        "an RFC 3339 string or epoch milliseconds"
-                    );
+                    let raw = map.next_value::<Loose<'de>>()?;
                     let parsed = match &raw {
-                        RawTs::Text(s) => parse_rfc3339(s),
-                        RawTs::Number(n) => (n.is_finite()
+                        Loose::Str(s) => parse_rfc3339(s),
+                        Loose::Num(n) => (n.is_finite()
                             && n.fract() == 0.0
                             && (0.0..=MAX_MILLIS as f64).contains(n))
                         .then_some(*n as i64),
+                        _ => {
+                            return Err(self.fail(DecodeError::WrongType {
+                                field,
+                                expected: "an RFC 3339 string or epoch milliseconds",
+                            }))
+                        }
                     };
                     match parsed {
                         Some(v) => ts = Some(v),
                         None => {
                             let shown = match raw {
-                                RawTs::Text(s) => format!("\"{}\"", truncated(&s)),
-                                RawTs::Number(n) => n.to_string(),
+                                Loose::Str(s) => format!("\"{}\"", truncated(&s)),
+                                Loose::Num(n) => n.to_string(),
+                                _ => String::new(),
                             };
                             return Err(self.fail(DecodeError::BadTimestamp(shown)));
                         }
@@ -618,7 +720,7 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
                 }
                 Field::Service => {
                     once!(service, field);
-                    let CowStr(s) = typed!(CowStr<'de>, field, "a string");
+                    let s = typed!(Str, field, "a string");
                     if s.is_empty() || s.len() > MAX_SERVICE_LEN {
                         return Err(self.fail(DecodeError::BadLength {
                             field,
@@ -637,7 +739,7 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
                 Field::Sentiment => number!(sentiment, field, -1.0, 1.0, "-1..=1"),
                 Field::Complaint => {
                     once!(complaint, field);
-                    complaint = Some(typed!(bool, field, "true or false"));
+                    complaint = Some(typed!(Bool, field, "true or false"));
                 }
                 Field::Labels => {
                     if seen_labels {
@@ -648,15 +750,7 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
                         out: &mut labels,
                         failure: &mut *self.failure,
                     };
-                    if let Err(e) = map.next_value_seed(seed) {
-                        if self.failure.is_none() {
-                            return Err(self.fail(DecodeError::WrongType {
-                                field,
-                                expected: "an object whose values are strings",
-                            }));
-                        }
-                        return Err(e);
-                    }
+                    map.next_value_seed(seed)?;
                 }
             }
         }
@@ -693,7 +787,7 @@ mod tests {
     #[test]
     fn decodes_the_design_examples() {
         let e = decode(br#"{"ts":"2026-11-22T10:15:02.113Z","service":"checkout","kind":"request","outcome":"error","category":"system","latency_ms":1840,"sla_ms":800,"labels":{"region":"eu-west","channel":"app"}}"#).unwrap();
-        assert_eq!(e.ts, 1_763_806_502_113);
+        assert_eq!(e.ts, 1_795_342_502_113);
         assert_eq!(e.service, "checkout");
         assert!(matches!(e.service, Cow::Borrowed(_)), "service must borrow");
         assert_eq!(e.kind, Kind::Request);

@@ -1,1 +1,611 @@
+use std::collections::HashSet;
 
+use proptest::prelude::*;
+
+use super::*;
+use crate::config::{Aggregate, Config};
+use crate::event::{decode, Event};
+use crate::sketch::RELATIVE_ERROR;
+use crate::time::parse_rfc3339;
+
+const T0: Millis = 1_795_168_800_000; // 2026-11-20T10:00:00Z
+const FAR_FUTURE: Millis = T0 + 86_400_000 * 365;
+
+fn cfg(src: &str) -> Config {
+    Config::parse(src, "test.toml").unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn ev(json: &str) -> Event<'_> {
+    decode(json.as_bytes()).unwrap()
+}
+
+/// Feeds JSON lines; returns (rendered transitions as compact strings, outcomes).
+fn run(engine: &mut Engine, lines: &[String], now: Millis) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rendered = Vec::new();
+    for l in lines {
+        engine.ingest(&ev(l), now, &mut out);
+        rendered.extend(out.drain(..).map(|t| describe(engine, &t)));
+    }
+    rendered
+}
+
+fn describe(engine: &Engine, t: &Transition) -> String {
+    let a = engine.render(t);
+    format!(
+        "{} {} {} {} {} {}",
+        a.status,
+        a.labels["alertname"],
+        a.labels["service"],
+        a.labels["severity"],
+        a.evaluated_at,
+        a.annotations.get("value").map_or("-", |v| v)
+    )
+}
+
+fn req(service: &str, secs: i64, outcome: &str) -> String {
+    format!(
+        r#"{{"ts":{},"service":"{service}","kind":"request","outcome":"{outcome}","latency_ms":100}}"#,
+        T0 + secs * 1000
+    )
+}
+
+// ------------------------------------------------------------------ pane ≡ naive
+
+const PROP_CONFIG: &str = r#"
+[time]
+allowed_lateness = "7s"
+[[signals]]
+name = "errors"
+aggregate = "rate"
+filter = { outcome = "error" }
+of = { kind = "request" }
+window = "30s"
+slide = "10s"
+[[signals]]
+name = "complaints"
+aggregate = "count"
+filter = { complaint = true }
+window = "25s"
+slide = "10s"
+[[signals]]
+name = "lat_sum"
+aggregate = "sum"
+field = "latency_ms"
+window = "20s"
+slide = "20s"
+[[signals]]
+name = "lat_mean"
+aggregate = "mean"
+field = "latency_ms"
+window = "30s"
+slide = "15s"
+[[signals]]
+name = "lat_max"
+aggregate = "max"
+field = "latency_ms"
+window = "40s"
+slide = "10s"
+[[signals]]
+name = "lat_p90"
+aggregate = "quantile"
+quantile = 0.9
+field = "latency_ms"
+window = "30s"
+slide = "5s"
+[[rules]]
+name = "r0"
+kind = "threshold"
+signal = "errors"
+critical = 2.0
+[[rules]]
+name = "r1"
+kind = "threshold"
+signal = "complaints"
+critical = 1e9
+[[rules]]
+name = "r2"
+kind = "threshold"
+signal = "lat_sum"
+critical = 1e15
+[[rules]]
+name = "r3"
+kind = "threshold"
+signal = "lat_mean"
+critical = 1e15
+[[rules]]
+name = "r4"
+kind = "threshold"
+signal = "lat_max"
+critical = 1e15
+[[rules]]
+name = "r5"
+kind = "threshold"
+signal = "lat_p90"
+critical = 1e15
+"#;
+
+#[derive(Debug, Clone)]
+struct Gen {
+    ts: i64,
+    service: u8,
+    kind_request: bool,
+    error: bool,
+    complaint: bool,
+    latency: Option<u32>,
+}
+
+impl Gen {
+    fn json(&self) -> String {
+        let mut s = format!(
+            r#"{{"ts":{},"service":"s{}","kind":"{}","outcome":"{}","complaint":{}"#,
+            T0 + self.ts,
+            self.service,
+            if self.kind_request {
+                "request"
+            } else {
+                "feedback"
+            },
+            if self.error { "error" } else { "ok" },
+            self.complaint
+        );
+        if let Some(l) = self.latency {
+            s.push_str(&format!(r#","latency_ms":{l}"#));
+        }
+        s.push('}');
+        s
+    }
+}
+
+fn gen_event() -> impl Strategy<Value = Gen> {
+    (
+        0i64..240_000,
+        0u8..3,
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        prop::option::of(1u32..5000),
+    )
+        .prop_map(
+            |(ts, service, kind_request, error, complaint, latency)| Gen {
+                ts,
+                service,
+                kind_request,
+                error,
+                complaint,
+                latency,
+            },
+        )
+}
+
+/// Exact value of a signal over [start, end) from the applied events.
+fn naive(
+    def: &crate::config::SignalDef,
+    events: &[Gen],
+    service: &str,
+    start: Millis,
+    end: Millis,
+) -> (Option<f64>, u64, Vec<f64>) {
+    let mut n = 0u64;
+    let mut d = 0u64;
+    let mut vals = Vec::new();
+    for g in events {
+        let ts = T0 + g.ts;
+        if format!("s{}", g.service) != service || ts < start || ts >= end {
+            continue;
+        }
+        let json = g.json();
+        let e = ev(&json);
+        let matched = def.filter.matches(&e);
+        match def.aggregate {
+            Aggregate::Rate => {
+                let den = def.of.as_ref().is_none_or(|f| f.matches(&e));
+                d += u64::from(den);
+                n += u64::from(matched && den);
+            }
+            Aggregate::Count => n += u64::from(matched),
+            _ => {
+                if let (true, Some(v)) = (matched, def.field.and_then(|f| f.of(&e))) {
+                    n += 1;
+                    vals.push(v);
+                }
+            }
+        }
+    }
+    let value = match def.aggregate {
+        Aggregate::Count => Some(n as f64),
+        Aggregate::Rate => (d > 0).then(|| n as f64 / d as f64),
+        Aggregate::Sum => Some(vals.iter().sum()),
+        Aggregate::Mean => (n > 0).then(|| vals.iter().sum::<f64>() / n as f64),
+        Aggregate::Max => vals.iter().copied().reduce(f64::max),
+        Aggregate::Quantile(q) => {
+            vals.sort_by(f64::total_cmp);
+            (!vals.is_empty()).then(|| vals[(q * (vals.len() - 1) as f64).floor() as usize])
+        }
+    };
+    let events = if def.aggregate == Aggregate::Rate {
+        d
+    } else {
+        n
+    };
+    (value, events, vals)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// For random out-of-order streams, every window the engine evaluates equals a
+    /// naive recompute over the raw applied events of that window, no window holding
+    /// data is skipped, and late classification follows the watermark exactly.
+    #[test]
+    fn pane_windows_equal_naive_recompute(mut events in prop::collection::vec(gen_event(), 1..300), disorder in 0i64..20_000) {
+        // Mostly ordered with bounded jitter, so some events are late and most are not.
+        events.sort_by_key(|g| g.ts + (g.ts * 7919 % (disorder + 1)));
+        let config = cfg(PROP_CONFIG);
+        let lateness = config.time.allowed_lateness;
+        let mut engine = Engine::new(config.clone());
+        engine.set_trace(true);
+        let mut out = Vec::new();
+        let mut applied = Vec::new();
+        let mut max_ts = Millis::MIN;
+        for g in &events {
+            let json = g.json();
+            let e = ev(&json);
+            let expect_late = max_ts != Millis::MIN && e.ts < max_ts - lateness;
+            let outcome = engine.ingest(&e, FAR_FUTURE, &mut out);
+            prop_assert_eq!(outcome == Outcome::Late, expect_late);
+            if outcome == Outcome::Applied {
+                applied.push(g.clone());
+                max_ts = max_ts.max(e.ts);
+            }
+        }
+        engine.finish(&mut out);
+        let trace = engine.take_trace();
+        let mut seen = HashSet::new();
+        for t in &trace {
+            prop_assert!(seen.insert((t.rule, t.group, t.at)), "window evaluated twice: {:?}", t);
+            let rule = &config.rules[t.rule as usize];
+            let def = &config.signals[rule.signal];
+            let service = engine.group_key(rule.signal, t.group).service.clone();
+            let (value, count, vals) = naive(def, &applied, &service, t.at - def.window, t.at);
+            prop_assert_eq!(t.value.events, count, "{} {} at {}", def.name, service, t.at);
+            match (t.value.value, value, def.aggregate) {
+                (None, None, _) => {}
+                (Some(got), Some(want), Aggregate::Quantile(_)) => {
+                    prop_assert!(((got - want) / want).abs() <= RELATIVE_ERROR + 1e-12, "{} {} vs {} ({:?})", def.name, got, want, vals);
+                }
+                (Some(got), Some(want), _) => {
+                    prop_assert!((got - want).abs() <= 1e-9 * want.abs().max(1.0), "{} {} vs {}", def.name, got, want);
+                }
+                (got, want, _) => prop_assert!(false, "{}: engine {:?}, naive {:?}", def.name, got, want),
+            }
+        }
+        // Completeness: every closed window holding data was evaluated.
+        let final_w = engine.clock().watermark;
+        for (ri, rule) in config.rules.iter().enumerate() {
+            let def = &config.signals[rule.signal];
+            for g in 0..engine.groups(rule.signal) as u32 {
+                let service = engine.group_key(rule.signal, g).service.clone();
+                let first = applied.iter().map(|e| T0 + e.ts).min().unwrap();
+                let mut at = (first.div_euclid(def.slide) + 1) * def.slide;
+                while at <= final_w {
+                    let (_, count, _) = naive(def, &applied, &service, at - def.window, at);
+                    if count > 0 {
+                        prop_assert!(seen.contains(&(ri as u32, g, at)), "{} {} window ending {} with {} events not evaluated", def.name, service, at, count);
+                    }
+                    at += def.slide;
+                }
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------- snapshot/restore
+
+#[test]
+fn restored_engine_continues_exactly() {
+    let src = include_str!("../../../../tests/scenarios/checkout_incident.toml");
+    let lines: Vec<String> = include_str!("../../../../tests/scenarios/checkout_incident.ndjson")
+        .lines()
+        .filter(|l| decode(l.as_bytes()).is_ok())
+        .map(String::from)
+        .collect();
+    let now = parse_rfc3339("2026-11-20T11:00:00Z").unwrap();
+    let mut whole = Engine::new(cfg(src));
+    let expected = run(&mut whole, &lines, now);
+    assert!(
+        expected.len() >= 7,
+        "scenario must produce its incident: {expected:?}"
+    );
+    // Cut at several points, including mid-incident (pending and firing states).
+    for cut in [1, 700, 1000, 1100, 1500, 2050] {
+        let mut first = Engine::new(cfg(src));
+        let mut got = run(&mut first, &lines[..cut], now);
+        let bytes = serde_json::to_vec(&first.snapshot()).unwrap();
+        let snap: Snapshot = serde_json::from_slice(&bytes).unwrap();
+        let mut second = Engine::restore(cfg(src), snap).unwrap();
+        got.extend(run(&mut second, &lines[cut..], now));
+        assert_eq!(got, expected, "cut at {cut}");
+        assert_eq!(
+            second.snapshot(),
+            whole.snapshot(),
+            "state after cut at {cut}"
+        );
+    }
+}
+
+#[test]
+fn restore_refuses_other_config() {
+    let a = cfg(PROP_CONFIG);
+    let snap = Engine::new(a).snapshot();
+    let other = cfg(&PROP_CONFIG.replace("window = \"40s\"", "window = \"50s\""));
+    assert!(matches!(
+        Engine::restore(other, snap.clone()),
+        Err(RestoreError::ConfigMismatch(_))
+    ));
+    let renamed = cfg(&PROP_CONFIG.replace("name = \"r5\"", "name = \"r6\""));
+    assert!(Engine::restore(renamed, snap).is_err());
+}
+
+// --------------------------------------------------------------- time semantics
+
+const SIMPLE: &str = r#"
+[time]
+allowed_lateness = "5s"
+idle_timeout = "30s"
+max_future_skew = "1m"
+[[signals]]
+name = "err"
+aggregate = "rate"
+filter = { outcome = "error" }
+window = "1m"
+slide = "10s"
+[[signals]]
+name = "requests"
+aggregate = "count"
+window = "10s"
+[[rules]]
+name = "Err"
+kind = "threshold"
+signal = "err"
+critical = 0.5
+min_events = 4
+[[rules]]
+name = "Silent"
+kind = "absent"
+signal = "requests"
+for = "1m"
+"#;
+
+#[test]
+fn late_events_are_counted_and_never_reopen_a_window() {
+    let mut e = Engine::new(cfg(SIMPLE));
+    let mut out = Vec::new();
+    assert_eq!(
+        e.ingest(&ev(&req("a", 100, "ok")), FAR_FUTURE, &mut out),
+        Outcome::Applied
+    );
+    // Within lateness: applied.
+    assert_eq!(
+        e.ingest(&ev(&req("a", 96, "ok")), FAR_FUTURE, &mut out),
+        Outcome::Applied
+    );
+    // Older than the watermark (100 - 5): late.
+    assert_eq!(
+        e.ingest(&ev(&req("a", 94, "error")), FAR_FUTURE, &mut out),
+        Outcome::Late
+    );
+    assert_eq!(e.stats().late, 1);
+    assert_eq!(e.stats().applied, 2);
+}
+
+#[test]
+fn far_future_events_are_rejected() {
+    let mut e = Engine::new(cfg(SIMPLE));
+    let mut out = Vec::new();
+    let now = T0 + 10_000;
+    assert_eq!(
+        e.ingest(&ev(&req("a", 10 + 61, "ok")), now, &mut out),
+        Outcome::TooFarInFuture
+    );
+    assert_eq!(
+        e.clock().max_ts,
+        Millis::MIN,
+        "a rejected event must not move the watermark"
+    );
+    assert_eq!(
+        e.ingest(&ev(&req("a", 10 + 59, "ok")), now, &mut out),
+        Outcome::Applied
+    );
+    assert_eq!(e.stats().future, 1);
+}
+
+#[test]
+fn idle_partition_advances_watermark_and_fires_absent() {
+    let mut e = Engine::new(cfg(SIMPLE));
+    let mut out = Vec::new();
+    let wall = T0 + 1_000;
+    for s in 0..20 {
+        e.ingest(&ev(&req("a", s, "ok")), wall, &mut out);
+    }
+    assert!(out.is_empty());
+    // Not idle long enough yet: nothing moves.
+    e.tick(wall + 29_000, &mut out);
+    assert!(out.is_empty());
+    let w = e.clock().watermark;
+    // Idle: the watermark follows the wall clock; after 1 minute of silence the
+    // absent rule fires.
+    e.tick(wall + 30_000, &mut out);
+    assert!(e.clock().watermark > w);
+    assert!(out.is_empty(), "{out:?}");
+    e.tick(T0 + 19_000 + 60_000 + 5_000 + 10_000, &mut out);
+    let fired: Vec<String> = out.iter().map(|t| describe(&e, t)).collect();
+    assert_eq!(
+        fired,
+        vec!["firing Silent a critical 2026-11-20T10:01:20.000Z 61"]
+    );
+    // Data returns: the absent alert resolves at the next evaluation.
+    out.clear();
+    let back = T0 + 200_000;
+    e.ingest(
+        &ev(&format!(r#"{{"ts":{back},"service":"a"}}"#)),
+        back,
+        &mut out,
+    );
+    e.ingest(
+        &ev(&format!(r#"{{"ts":{},"service":"a"}}"#, back + 20_000)),
+        back,
+        &mut out,
+    );
+    assert!(
+        out.iter().any(|t| t.kind == TransitionKind::Resolved),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn min_events_stops_one_error_in_two_requests_from_paging() {
+    let mut e = Engine::new(cfg(SIMPLE));
+    let lines: Vec<String> = vec![
+        req("a", 0, "error"),
+        req("a", 1, "ok"),
+        req("b", 0, "error"),
+        req("b", 1, "error"),
+        req("b", 2, "ok"),
+        req("b", 3, "error"),
+        req("z", 100, "ok"),
+    ];
+    let got: Vec<String> = run(&mut e, &lines, FAR_FUTURE)
+        .into_iter()
+        .filter(|t| t.contains(" Err "))
+        .collect();
+    // b: 3 errors of 4 requests pages; a: 1 error of 2 requests is below min_events.
+    // The late event at 100 s empties the window, which resolves b's alert.
+    assert_eq!(
+        got,
+        vec![
+            "firing Err b critical 2026-11-20T10:00:10.000Z 0.75",
+            "resolved Err b critical 2026-11-20T10:01:10.000Z -"
+        ]
+    );
+}
+
+#[test]
+fn cardinality_cap_refuses_new_groups_and_counts_them() {
+    let src = format!("[limits]\nmax_groups = 3\n{SIMPLE}");
+    let mut e = Engine::new(cfg(&src));
+    let mut out = Vec::new();
+    for i in 0..10 {
+        e.ingest(&ev(&req(&format!("svc{i}"), i, "ok")), FAR_FUTURE, &mut out);
+    }
+    assert_eq!(e.groups(0), 3);
+    assert_eq!(e.stats().refused_groups, 7);
+    assert_eq!(
+        e.stats().applied,
+        10,
+        "refused groups are still accounted as applied events"
+    );
+}
+
+// ---------------------------------------------------------------- debouncing
+
+fn flapping(trigger: &str) -> Vec<String> {
+    let src = format!(
+        r#"
+[time]
+allowed_lateness = "0s"
+[[signals]]
+name = "err"
+aggregate = "rate"
+filter = {{ outcome = "error" }}
+window = "10s"
+[[rules]]
+name = "Flap"
+kind = "threshold"
+signal = "err"
+critical = 0.5
+{trigger}
+"#
+    );
+    let mut e = Engine::new(cfg(&src));
+    // Tumbling 10 s windows alternating bad (all errors) and good (all ok).
+    let mut lines = Vec::new();
+    for w in 0..8 {
+        let outcome = if w % 2 == 0 { "error" } else { "ok" };
+        for s in 0..10 {
+            lines.push(req("pay", w * 10 + s, outcome));
+        }
+    }
+    lines.push(req("pay", 200, "ok"));
+    run(&mut e, &lines, FAR_FUTURE)
+}
+
+#[test]
+fn for_is_reset_by_one_good_window_but_m_of_n_is_not() {
+    let with_for = flapping("for = \"20s\"");
+    assert!(
+        with_for.iter().all(|t| !t.starts_with("firing")),
+        "{with_for:?}"
+    );
+    let m_of_n = flapping("m_of_n = [2, 3]");
+    assert_eq!(
+        m_of_n[0],
+        "pending Flap pay critical 2026-11-20T10:00:10.000Z 1"
+    );
+    assert_eq!(
+        m_of_n[1],
+        "firing Flap pay critical 2026-11-20T10:00:30.000Z 1"
+    );
+}
+
+#[test]
+fn keep_firing_for_holds_through_a_short_recovery() {
+    let src = SIMPLE
+        .replace(
+            "min_events = 4",
+            "min_events = 1\nkeep_firing_for = \"30s\"",
+        )
+        .replace("window = \"1m\"\nslide = \"10s\"", "window = \"10s\"");
+    let mut e = Engine::new(cfg(&src));
+    let mut lines = Vec::new();
+    for s in 0..10 {
+        lines.push(req("a", s, "error"));
+    }
+    for s in 10..100 {
+        lines.push(req("a", s, "ok"));
+    }
+    let got = run(&mut e, &lines, FAR_FUTURE);
+    // Fires at 10 s; clear from 20 s on; resolved once clear held 30 s (at 50 s).
+    assert_eq!(
+        got,
+        vec![
+            "firing Err a critical 2026-11-20T10:00:10.000Z 1",
+            "resolved Err a critical 2026-11-20T10:00:50.000Z 0"
+        ]
+    );
+}
+
+#[test]
+fn alerts_have_alertmanager_shape() {
+    let mut e = Engine::new(cfg(SIMPLE));
+    let mut out = Vec::new();
+    for s in 0..10 {
+        e.ingest(&ev(&req("a", s, "error")), FAR_FUTURE, &mut out);
+    }
+    e.ingest(&ev(&req("a", 30, "ok")), FAR_FUTURE, &mut out);
+    let a = e.render(&out[0]);
+    let json = serde_json::to_value(&a).unwrap();
+    assert_eq!(json["status"], "firing");
+    assert_eq!(json["labels"]["alertname"], "Err");
+    assert_eq!(json["labels"]["service"], "a");
+    assert_eq!(json["labels"]["severity"], "critical");
+    assert_eq!(json["startsAt"], "2026-11-20T10:00:10.000Z");
+    assert!(json.get("endsAt").is_none());
+    assert_eq!(json["generatorURL"], "http://localhost:9898/rules/Err");
+    assert_eq!(json["annotations"]["value"], "1");
+    assert_eq!(json["fingerprint"].as_str().unwrap().len(), 16);
+    assert_eq!(
+        a.fingerprint,
+        format!("{:016x}", crate::alert::fingerprint(&a.labels))
+    );
+}
