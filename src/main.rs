@@ -1,4 +1,5 @@
 //! The `forewarn` binary: command-line entry points around the core engine.
+#![forbid(unsafe_code)]
 
 mod replay;
 

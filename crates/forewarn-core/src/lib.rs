@@ -5,6 +5,7 @@
 //! the Kafka pipeline, file replay, the simulator, tests and benchmarks all drive
 //! the same deterministic code.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod alert;
 pub mod config;

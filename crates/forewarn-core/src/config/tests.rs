@@ -1,1 +1,117 @@
+use super::*;
 
+const EXAMPLE: &str = include_str!("../../../../deploy/forewarn.example.toml");
+
+fn err(src: &str) -> ConfigError {
+    Config::parse(src, "bad.toml").expect_err("config must be refused")
+}
+
+const SIGNAL: &str = "[[signals]]\nname = \"err\"\naggregate = \"rate\"\nfilter = { outcome = \"error\" }\nwindow = \"1m\"\nslide = \"10s\"\n";
+
+fn with_rule(rule: &str) -> String {
+    format!("{SIGNAL}[[rules]]\nname = \"R\"\nkind = \"threshold\"\nsignal = \"err\"\n{rule}")
+}
+
+#[test]
+fn example_config_is_valid() {
+    let c = Config::parse(EXAMPLE, "deploy/forewarn.example.toml").unwrap();
+    assert_eq!(c.signals.len(), 6);
+    assert_eq!(c.rules.len(), 6);
+    let RuleSpec::Threshold(t) = &c.rules[0].spec else {
+        panic!()
+    };
+    assert_eq!(t.trigger, Trigger::MOfN { m: 3, n: 4 });
+    assert_eq!(
+        t.levels[0],
+        Level {
+            severity: Severity::Warning,
+            value: 0.05,
+            clear: 0.03
+        }
+    );
+    assert_eq!(c.signals[0].pane, 10_000);
+    assert!(c.summary().contains("ServiceErrorRateHigh: threshold"));
+}
+
+#[test]
+fn syntax_errors_name_line_and_column() {
+    let e = err("[time]\nallowed_lateness = \"10s\"\nidle_timeout = \n");
+    assert_eq!((e.file.as_str(), e.line), ("bad.toml", 3), "{e}");
+    assert!(e.to_string().starts_with("bad.toml:3:"), "{e}");
+}
+
+#[test]
+fn unknown_fields_are_refused_where_they_are() {
+    let e = err(&with_rule("critical = 0.1\nfour = \"1m\"\n"));
+    assert!(e.message.contains("unknown field `four`"), "{e}");
+    assert_eq!(e.line, 12, "{e}");
+    let e = err("[time]\nlateness = \"1s\"\n");
+    assert!(
+        e.message.contains("unknown field `lateness`") && e.message.contains("allowed_lateness"),
+        "{e}"
+    );
+    assert_eq!(e.line, 2);
+}
+
+#[test]
+fn bad_values_say_what_to_fix() {
+    let cases: &[(&str, &str, &str)] = &[
+        (&with_rule("critical = 0.1\nfor = \"5x\"\n"), "unknown unit `x`", "durations look like"),
+        (&with_rule("critical = 0.1\nfor = \"5s\"\n"), "shorter than signal `err`'s slide", "multiple of the slide"),
+        (&with_rule("critical = { value = 0.1, clear = 0.2 }\n"), "clear level 0.2 must be at or below", "healthy side"),
+        (&with_rule("warning = 0.5\ncritical = 0.1\n"), "less severe than warning", "swap"),
+        (&with_rule("critical = 0.1\nfor = \"1m\"\nm_of_n = [3, 5]\n"), "alternatives", "keep one"),
+        (&with_rule("critical = 0.1\nm_of_n = [6, 5]\n"), "1 <= m <= n", "m_of_n = [3, 5]"),
+        (&with_rule("op = \"above\"\n"), "need `warning`, `critical` or both", "critical = 0.05"),
+        (&with_rule("critical = 0.1\nsummary = \"{servce} bad\"\n"), "unknown placeholder `{servce}`", "{service}"),
+        (&with_rule("critical = 0.1\nlabels = { severity = \"x\" }\n"), "label `severity` is not allowed", "other than"),
+        (&with_rule("critical = 0.1\nmin_events = -1\n"), "must not be negative", "min_events = 20"),
+        (&format!("{SIGNAL}[[rules]]\nname = \"R\"\nkind = \"threshold\"\nsignal = \"nope\"\ncritical = 1\n"), "unknown signal `nope`", "use one of: err"),
+        (&format!("{SIGNAL}[[rules]]\nname = \"A\"\nkind = \"absent\"\nsignal = \"err\"\n"), "absent rules need `for`", "for = \"5m\""),
+        (&format!("{SIGNAL}[[rules]]\nname = \"A\"\nkind = \"absent\"\nsignal = \"err\"\nfor = \"5m\"\ncritical = 1\n"), "does not apply to absent", "remove `critical`"),
+        (&SIGNAL.replace("slide = \"10s\"", "slide = \"2m\""), "longer than the window", "at most the window"),
+        (&SIGNAL.replace("window = \"1m\"", "window = \"1d\"").replace("10s", "7s"), "panes (limit", "divides the window"),
+        (&SIGNAL.replace("aggregate = \"rate\"", "aggregate = \"quantile\"\nfield = \"latency_ms\""), "needs `quantile`", "quantile = 0.99"),
+        (&SIGNAL.replace("aggregate = \"rate\"", "aggregate = \"mean\""), "needs a `field`", "latency_ms"),
+        (&SIGNAL.replace("aggregate = \"rate\"", "aggregate = \"count\"\nfield = \"latency_ms\""), "only applies to sum", "remove `field`"),
+        (&SIGNAL.replace("name = \"err\"", "name = \"Err Rate\""), "must be lowercase", "rename"),
+        (&SIGNAL.replace("filter = { outcome = \"error\" }", "filter = { outcome = [] }"), "empty list", "at least one value"),
+        (SIGNAL, "no rules defined", "[[rules]]"),
+        ("[limits]\nmax_groups = 0\n", "at least 1", "100000"),
+    ];
+    for (src, message, help) in cases {
+        let e = err(src);
+        assert!(e.message.contains(message), "expected `{message}` in: {e}");
+        assert!(e.help.contains(help), "expected help `{help}` in: {e}");
+        assert!(e.line >= 1 && e.column >= 1);
+    }
+}
+
+#[test]
+fn errors_point_at_the_offending_table_or_value() {
+    let src = with_rule("critical = 0.1\nfor = \"5s\"\n");
+    let e = err(&src);
+    let line = src.lines().nth(e.line - 1).unwrap();
+    assert!(line.contains("5s"), "line {} is `{line}`", e.line);
+    let src = format!("{SIGNAL}{SIGNAL}[[rules]]\nname = \"R\"\nkind = \"threshold\"\nsignal = \"err\"\ncritical = 1\n");
+    let e = err(&src);
+    assert!(e.message.contains("defined twice"), "{e}");
+    assert!(
+        e.line > SIGNAL.lines().count(),
+        "must point at the second definition: {e}"
+    );
+}
+
+#[test]
+fn unknown_enum_values_list_the_choices() {
+    let e = err(&SIGNAL.replace("aggregate = \"rate\"", "aggregate = \"median\""));
+    assert!(
+        e.message.contains("median") && e.message.contains("quantile"),
+        "{e}"
+    );
+    let e = err(&SIGNAL.replace("outcome = \"error\"", "outcome = \"failed\""));
+    assert!(
+        e.message.contains("failed") && e.message.contains("timeout"),
+        "{e}"
+    );
+}

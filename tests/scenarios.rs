@@ -1,0 +1,132 @@
+//! Golden replay scenarios: `tests/scenarios/NAME.ndjson` replayed through
+//! `forewarn replay --config NAME.toml` must print exactly the transitions listed in
+//! `NAME.expected.ndjson` (derived by hand, see each file's comments), in order.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scenarios");
+
+/// The fields compared: enough to pin each transition without freezing wording.
+fn project(alert: &Value) -> Value {
+    serde_json::json!({
+        "transition": alert["transition"],
+        "alertname": alert["labels"]["alertname"],
+        "service": alert["labels"]["service"],
+        "severity": alert["labels"]["severity"],
+        "evaluatedAt": alert["evaluatedAt"],
+        "value": alert["annotations"].get("value").cloned().unwrap_or(Value::Null),
+    })
+}
+
+fn replay(name: &str) -> (Vec<Value>, String) {
+    let dir = Path::new(DIR);
+    let out = Command::new(env!("CARGO_BIN_EXE_forewarn"))
+        .arg("replay")
+        .arg("--config")
+        .arg(dir.join(format!("{name}.toml")))
+        .arg(dir.join(format!("{name}.ndjson")))
+        .args(["--now", "2026-11-20T12:00:00Z"])
+        .output()
+        .expect("run forewarn");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "replay failed: {stderr}");
+    let alerts = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("each stdout line is a JSON alert"))
+        .collect();
+    (alerts, stderr)
+}
+
+fn expected(name: &str) -> Vec<Value> {
+    std::fs::read_to_string(Path::new(DIR).join(format!("{name}.expected.ndjson")))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+macro_rules! scenario {
+    ($($name:ident),+ $(,)?) => {
+        $(#[test]
+        fn $name() {
+            let (alerts, stderr) = replay(stringify!($name));
+            let got: Vec<Value> = alerts.iter().map(project).collect();
+            assert_eq!(got, expected(stringify!($name)), "stderr: {stderr}");
+        })+
+
+        /// Every scenario file in the folder has a test above.
+        #[test]
+        fn every_scenario_file_is_tested() {
+            let listed = [$(stringify!($name)),+];
+            for entry in std::fs::read_dir(DIR).unwrap() {
+                let name = entry.unwrap().file_name().into_string().unwrap();
+                if let Some(stem) = name.strip_suffix(".expected.ndjson") {
+                    assert!(listed.contains(&stem), "scenario {stem} has no test");
+                }
+            }
+        }
+    };
+}
+
+scenario!(checkout_incident);
+
+#[test]
+fn checkout_incident_accounts_for_every_line() {
+    let (alerts, stderr) = replay("checkout_incident");
+    // 2104 lines: 2100 applied, 1 late, 3 rejected (bad timestamp, not JSON, future).
+    assert!(stderr.contains("2104 events: 2100 applied, 3 rejected (bad_timestamp=1, invalid_json=1, too_far_in_future=1), 1 late; 7 transitions"), "{stderr}");
+    let firing = &alerts[1];
+    assert_eq!(firing["status"], "firing");
+    assert_eq!(firing["labels"]["category"], "system");
+    assert_eq!(
+        firing["startsAt"], "2026-11-20T10:08:10.000Z",
+        "startsAt is the start of the episode (pending)"
+    );
+    let resolved = alerts
+        .iter()
+        .find(|a| a["status"] == "resolved" && a["labels"]["severity"] == "warning")
+        .unwrap();
+    assert_eq!(resolved["endsAt"], "2026-11-20T10:13:10.000Z");
+    assert_eq!(
+        resolved["episode"], firing["episode"],
+        "one episode id from pending to resolved"
+    );
+    assert_eq!(resolved["fingerprint"], firing["fingerprint"]);
+}
+
+#[test]
+fn check_refuses_a_bad_config_with_location() {
+    let dir = std::env::temp_dir().join(format!("forewarn-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(
+        &path,
+        "[[signals]]\nname = \"e\"\naggregate = \"rate\"\nwindow = \"1m\"\nslide = \"2m\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_forewarn"))
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.toml:5:9: signal `e`: slide (2m) is longer than the window (1m)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("help:"), "{stderr}");
+    let ok = Command::new(env!("CARGO_BIN_EXE_forewarn"))
+        .args([
+            "check",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/forewarn.example.toml"),
+        ])
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("6 rule(s)"));
+}
