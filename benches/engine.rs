@@ -1,1 +1,100 @@
-fn main() {}
+//! Decode + apply throughput of one engine shard on one core.
+//!
+//! 1M realistic ~200-byte events spread over N services, 5 rules on 5m/10s sliding
+//! windows (benches/bench.toml). Event time advances 2,000 events/s, so the run
+//! covers ~8 minutes of event time and closes ~50 slides of every window for every
+//! service: the window evaluations are part of the measured cost.
+//!
+//! Run: `cargo bench --bench engine` (figures in BENCHMARKS.md).
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use forewarn_core::{decode, Config, Engine};
+
+const T0: i64 = 1_795_168_800_000;
+const EVENTS: usize = 1_000_000;
+/// Event-time rate of the generated stream.
+const EVENTS_PER_SEC: i64 = 2_000;
+
+/// Deterministic pseudo-random stream (xorshift), ~200 bytes an event.
+fn events(services: u64) -> Vec<Vec<u8>> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..EVENTS as i64)
+        .map(|i| {
+            let r = next();
+            // Up to 2 s of disorder, well within the 10 s lateness.
+            let ts = T0 + i * 1000 / EVENTS_PER_SEC - (r % 2000) as i64;
+            let svc = r % services;
+            let line = if r % 10 == 0 {
+                format!(
+                    r#"{{"ts":{ts},"service":"svc-{svc:05}","kind":"feedback","satisfaction":{},"sentiment":-0.4,"complaint":{},"labels":{{"region":"eu-west","channel":"app"}}}}"#,
+                    1 + r % 5,
+                    r % 3 == 0
+                )
+            } else {
+                let outcome = if r % 40 == 0 { "error" } else { "ok" };
+                let latency = 40 + (r >> 20) % 900;
+                format!(
+                    r#"{{"ts":"{}","service":"svc-{svc:05}","kind":"request","outcome":"{outcome}","category":"system","latency_ms":{latency},"sla_ms":800,"labels":{{"region":"eu-west","channel":"{}"}}}}"#,
+                    forewarn_core::time::format_rfc3339(ts),
+                    if r % 2 == 0 { "app" } else { "web" }
+                )
+            };
+            line.into_bytes()
+        })
+        .collect()
+}
+
+fn run(cfg: &Config, lines: &[Vec<u8>]) -> Engine {
+    let mut engine = Engine::new(cfg.clone());
+    let mut out = Vec::with_capacity(4096);
+    let now = T0 + 86_400_000;
+    for l in lines {
+        let e = decode(l).expect("benchmark events are valid");
+        engine.ingest(&e, now, &mut out);
+        out.clear();
+    }
+    engine
+}
+
+fn bench(c: &mut Criterion) {
+    let cfg = Config::parse(include_str!("bench.toml"), "benches/bench.toml").unwrap();
+    let mut group = c.benchmark_group("decode_apply");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(EVENTS as u64));
+    for services in [100u64, 10_000] {
+        let lines = events(services);
+        let bytes: usize = lines.iter().map(Vec::len).sum();
+        let engine = run(&cfg, &lines);
+        let s = engine.stats();
+        let per = engine.state_bytes() as f64 / (services as f64 * cfg.rules.len() as f64);
+        eprintln!(
+            "services={services}: mean event {} bytes; applied {} late {}; transitions {}; state {} bytes total, {per:.0} bytes per (service, rule)",
+            bytes / lines.len(),
+            s.applied,
+            s.late,
+            s.transitions,
+            engine.state_bytes()
+        );
+        assert_eq!(s.applied + s.late, EVENTS as u64);
+        group.bench_with_input(
+            BenchmarkId::new("5m_10s_5rules", services),
+            &lines,
+            |b, lines| b.iter(|| run(&cfg, lines)),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("decode_only", services),
+            &lines,
+            |b, lines| b.iter(|| lines.iter().filter(|l| decode(l).is_ok()).count()),
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

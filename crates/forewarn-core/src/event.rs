@@ -341,11 +341,19 @@ pub fn decode(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
             // Every failure inside the object records a typed error, so a data error
             // without one means the document itself was not an object.
             (serde_json::error::Category::Data, None) => DecodeError::NotAnObject,
-            _ => DecodeError::InvalidJson {
-                line: e.line(),
-                column: e.column(),
-                message: e.to_string(),
-            },
+            _ => {
+                // serde_json appends " at line L column C"; we report those separately.
+                let full = e.to_string();
+                let message = full
+                    .rsplit_once(" at line ")
+                    .map_or(full.as_str(), |(m, _)| m)
+                    .to_string();
+                DecodeError::InvalidJson {
+                    line: e.line(),
+                    column: e.column(),
+                    message,
+                }
+            }
         }),
     }
 }

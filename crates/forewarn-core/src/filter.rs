@@ -27,10 +27,10 @@ impl Filter {
         if self.kinds != 0 && self.kinds & e.kind.bit() == 0 {
             return false;
         }
-        if self.outcomes != 0 && !e.outcome.is_some_and(|o| self.outcomes & o.bit() != 0) {
+        if self.outcomes != 0 && e.outcome.is_none_or(|o| self.outcomes & o.bit() == 0) {
             return false;
         }
-        if self.categories != 0 && !e.category.is_some_and(|c| self.categories & c.bit() != 0) {
+        if self.categories != 0 && e.category.is_none_or(|c| self.categories & c.bit() == 0) {
             return false;
         }
         if let Some(want) = self.complaint {
