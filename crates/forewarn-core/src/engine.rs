@@ -15,9 +15,8 @@ use crate::config::{Aggregate, Config, RuleSpec};
 use crate::event::Event;
 use crate::groups::{GroupKey, Grouping, Lookup};
 use crate::lifecycle::{read, step, step_absent, Instance, Reading, State, TransitionKind};
-use crate::sketch::Merger;
 use crate::time::{format_duration, format_rfc3339, Millis};
-use crate::window::{empty_value, record, PaneStore};
+use crate::window::{empty_value, PaneStore};
 
 /// What happened to an ingested event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,10 +69,6 @@ impl Default for Clock {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 struct SignalState {
     store: PaneStore,
-    /// Per group: newest time of an event matching the filter (absent rules).
-    last_seen: Vec<Millis>,
-    /// Per group: newest time of any event recorded (skips empty windows).
-    last_touch: Vec<Millis>,
     /// Next window end to evaluate; MAX while nothing is scheduled.
     next_eval: Millis,
     /// Newest event time recorded by this signal.
@@ -132,7 +127,6 @@ pub struct Engine {
     rules: Vec<RuleState>,
     clock: Clock,
     stats: Stats,
-    merger: Merger,
     /// Per event: group id per grouping (reused buffer).
     resolved: Vec<u32>,
     /// When enabled, every window a threshold rule evaluated (tests, debugging).
@@ -192,8 +186,6 @@ impl Engine {
             .iter()
             .map(|s| SignalState {
                 store: PaneStore::new(s, lateness),
-                last_seen: Vec::new(),
-                last_touch: Vec::new(),
                 next_eval: Millis::MAX,
                 newest: Millis::MIN,
             })
@@ -208,7 +200,6 @@ impl Engine {
             signals,
             clock: Clock::default(),
             stats: Stats::default(),
-            merger: Merger::default(),
             trace: None,
             cfg,
         }
@@ -328,24 +319,9 @@ impl Engine {
             }
             let g = resolved[gi] as usize;
             let s = &mut signals[si];
-            if s.last_touch.len() <= g {
-                s.store.ensure(g);
-                s.last_touch.resize(g + 1, Millis::MIN);
-                s.last_seen.resize(g + 1, Millis::MIN);
-            }
-            let (pane, sketch) = s.store.slot(g, e.ts.div_euclid(def.pane));
-            record(
-                pane,
-                sketch,
-                def.aggregate,
-                num,
-                den,
-                def.field.and_then(|f| f.of(e)),
-            );
-            s.last_touch[g] = s.last_touch[g].max(e.ts);
-            if matched {
-                s.last_seen[g] = s.last_seen[g].max(e.ts);
-            }
+            s.store.ensure(g);
+            let value = def.field.and_then(|f| f.of(e));
+            s.store.record(g, e.ts, def, num, den, matched, value);
             s.newest = s.newest.max(e.ts);
             // The first window holding this event must be evaluated, even if an
             // earlier skip-ahead or a newer first event scheduled a later one.
@@ -403,16 +379,14 @@ impl Engine {
             breaches_when_empty,
             signals,
             rules,
-            merger,
             stats,
             trace,
             ..
         } = self;
         let def = &cfg.signals[si];
-        let s = &signals[si];
+        let s = &mut signals[si];
         let groups = groupings[signal_grouping[si]].len();
         let window_start = at - def.window;
-        let (first, last) = (window_start.div_euclid(def.pane), at.div_euclid(def.pane));
         // Earliest time at which an absent rule could fire for a group not yet firing.
         let mut absent_wake = Millis::MAX;
         let mut always = false;
@@ -427,7 +401,10 @@ impl Engine {
                     }
                     always |= breaches_when_empty[ri];
                     for g in 0..groups {
-                        let has_data = s.last_touch.get(g).is_some_and(|&t| t >= window_start);
+                        let has_data = s
+                            .store
+                            .head(g)
+                            .is_some_and(|h| h.last_touch >= window_start);
                         let insts = &mut rs.instances[g * levels..(g + 1) * levels];
                         if !has_data
                             && !breaches_when_empty[ri]
@@ -436,7 +413,7 @@ impl Engine {
                             continue;
                         }
                         let value = if has_data {
-                            s.store.window(g, first, last, def.aggregate, merger)
+                            s.store.window(g, at, def)
                         } else {
                             empty_value(def.aggregate)
                         };
@@ -477,7 +454,7 @@ impl Engine {
                         rs.instances.resize(groups, Instance::default());
                     }
                     for g in 0..groups {
-                        let seen = s.last_seen.get(g).copied().unwrap_or(Millis::MIN);
+                        let seen = s.store.head(g).map_or(Millis::MIN, |h| h.last_seen);
                         if seen == Millis::MIN {
                             continue;
                         }
@@ -677,11 +654,7 @@ impl Engine {
 
     /// Approximate bytes of state held (panes, sketches, group keys, alert instances).
     pub fn state_bytes(&self) -> usize {
-        let signals: usize = self
-            .signals
-            .iter()
-            .map(|s| s.store.heap_bytes() + (s.last_seen.capacity() + s.last_touch.capacity()) * 8)
-            .sum();
+        let signals: usize = self.signals.iter().map(|s| s.store.heap_bytes()).sum();
         let rules: usize = self
             .rules
             .iter()

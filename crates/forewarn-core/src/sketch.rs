@@ -74,6 +74,37 @@ impl Sketch {
     pub fn buckets(&self) -> &[(i32, u32)] {
         &self.buckets
     }
+    /// Adds every count of `other` (merge of two sorted lists, in place).
+    pub fn add(&mut self, other: &Sketch) {
+        for &(key, count) in &other.buckets {
+            match self.buckets.binary_search_by_key(&key, |b| b.0) {
+                Ok(i) => self.buckets[i].1 += count,
+                Err(i) => self.buckets.insert(i, (key, count)),
+            }
+        }
+    }
+
+    /// Removes the counts of `other`, which must have been added before; buckets
+    /// that reach zero are dropped so the list stays as small as the data.
+    pub fn subtract(&mut self, other: &Sketch) {
+        for &(key, count) in &other.buckets {
+            if let Ok(i) = self.buckets.binary_search_by_key(&key, |b| b.0) {
+                let left = self.buckets[i].1.saturating_sub(count);
+                if left == 0 {
+                    self.buckets.remove(i);
+                } else {
+                    self.buckets[i].1 = left;
+                }
+            }
+        }
+    }
+
+    /// The `q`-quantile (0..=1) of the counted values, `None` when empty; see
+    /// [`Merger::quantile`] for the rank definition and error bound.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        rank_value(&self.buckets, q)
+    }
+
     /// Heap bytes held.
     pub fn heap_bytes(&self) -> usize {
         self.buckets.capacity() * std::mem::size_of::<(i32, u32)>()
@@ -100,17 +131,26 @@ impl Merger {
             return None;
         }
         self.merged.sort_unstable_by_key(|b| b.0);
-        let n: u64 = self.merged.iter().map(|b| u64::from(b.1)).sum();
-        let rank = (q * (n - 1) as f64).floor() as u64;
-        let mut seen = 0u64;
-        for &(key, count) in &self.merged {
-            seen += u64::from(count);
-            if seen > rank {
-                return Some(bucket_value(key));
-            }
-        }
-        self.merged.last().map(|b| bucket_value(b.0))
+        rank_value(&self.merged, q)
     }
+}
+
+/// The representative value of the bucket holding the item of rank `floor(q·(n−1))`
+/// in `buckets` (sorted by key, duplicates allowed).
+fn rank_value(buckets: &[(i32, u32)], q: f64) -> Option<f64> {
+    let n: u64 = buckets.iter().map(|b| u64::from(b.1)).sum();
+    if n == 0 {
+        return None;
+    }
+    let rank = (q * (n - 1) as f64).floor() as u64;
+    let mut seen = 0u64;
+    for &(key, count) in buckets {
+        seen += u64::from(count);
+        if seen > rank {
+            return Some(bucket_value(key));
+        }
+    }
+    buckets.last().map(|b| bucket_value(b.0))
 }
 
 #[cfg(test)]
@@ -160,6 +200,19 @@ mod tests {
             let est = Merger::default().quantile(parts.iter(), q).unwrap();
             let truth = exact(&values, q);
             prop_assert!(within(est, truth), "q={q} est={est} truth={truth}");
+            // A running window: add all parts, subtract one, equals merging the rest.
+            let mut running = Sketch::default();
+            for p in &parts {
+                running.add(p);
+            }
+            running.subtract(&parts[0]);
+            let rest = Merger::default().quantile(parts[1..].iter(), q);
+            prop_assert_eq!(running.quantile(q), rest);
+            let mut merged_rest = Sketch::default();
+            for p in &parts[1..] {
+                merged_rest.add(p);
+            }
+            prop_assert_eq!(running, merged_rest);
         }
     }
 }

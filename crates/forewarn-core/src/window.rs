@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Aggregate, SignalDef};
-use crate::sketch::{Merger, Sketch};
+use crate::sketch::Sketch;
 use crate::time::Millis;
 
 /// Mergeable aggregate of one pane.
@@ -54,13 +54,53 @@ pub struct WindowValue {
     pub events: u64,
 }
 
-/// One signal's panes for all groups, flat: group `g` owns slots `g*ring..(g+1)*ring`.
+/// Per-group bookkeeping of one signal, kept together so an event touches one
+/// cache line here plus the pane it lands in.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Head {
+    /// Newest time of any event recorded for the group (finds empty windows).
+    pub last_touch: Millis,
+    /// Newest time of an event matching the filter (absent rules).
+    pub last_seen: Millis,
+    /// Window end the accumulator describes; MIN when there is none.
+    acc_at: Millis,
+    /// Slides applied incrementally since the last full recompute.
+    acc_steps: u32,
+    acc_n: u64,
+    acc_d: u64,
+    acc_sum: f64,
+}
+
+impl Head {
+    const NEW: Head = Head {
+        last_touch: Millis::MIN,
+        last_seen: Millis::MIN,
+        acc_at: Millis::MIN,
+        acc_steps: 0,
+        acc_n: 0,
+        acc_d: 0,
+        acc_sum: 0.0,
+    };
+}
+
+/// One signal's state for all groups. Panes are flat: group `g` owns slots
+/// `g*ring..(g+1)*ring`.
+///
+/// Windows are evaluated incrementally: each group keeps an accumulator of the
+/// last window it was evaluated on, and sliding by one `slide` adds the panes that
+/// entered and subtracts those that left, instead of re-merging `window / pane`
+/// panes. After a gap, or every `window / slide` slides (bounding float drift in
+/// sums), the window is recomputed from its panes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PaneStore {
     ring: usize,
-    panes: Vec<Pane>,
-    sketches: Vec<Sketch>,
     quantile: bool,
+    heads: Vec<Head>,
+    panes: Vec<Pane>,
+    /// Per slot, for quantile signals.
+    sketches: Vec<Sketch>,
+    /// Per group, the running window sketch, for quantile signals.
+    window_sketches: Vec<Sketch>,
 }
 
 impl PaneStore {
@@ -68,9 +108,8 @@ impl PaneStore {
     pub fn new(sig: &SignalDef, allowed_lateness: Millis) -> PaneStore {
         PaneStore {
             ring: ring_len(sig, allowed_lateness),
-            panes: Vec::new(),
-            sketches: Vec::new(),
             quantile: matches!(sig.aggregate, Aggregate::Quantile(_)),
+            ..PaneStore::default()
         }
     }
 
@@ -81,23 +120,44 @@ impl PaneStore {
 
     /// Groups with storage.
     pub fn groups(&self) -> usize {
-        self.panes.len() / self.ring.max(1)
+        self.heads.len()
+    }
+
+    /// The bookkeeping of group `g`, if it has storage.
+    #[inline]
+    pub fn head(&self, g: usize) -> Option<&Head> {
+        self.heads.get(g)
     }
 
     /// Makes room for group `g` (allocates only when a new group appears).
     pub fn ensure(&mut self, g: usize) {
-        let need = (g + 1) * self.ring;
-        if self.panes.len() < need {
-            self.panes.resize(need, Pane::EMPTY);
-            if self.quantile {
-                self.sketches.resize_with(need, Sketch::default);
-            }
+        if self.heads.len() > g {
+            return;
+        }
+        self.heads.resize(g + 1, Head::NEW);
+        self.panes.resize((g + 1) * self.ring, Pane::EMPTY);
+        if self.quantile {
+            self.sketches
+                .resize_with((g + 1) * self.ring, Sketch::default);
+            self.window_sketches.resize_with(g + 1, Sketch::default);
         }
     }
 
-    /// The slot for pane `idx` of group `g`, reset if it held an older pane.
+    /// Records one event for group `g` (which must exist): its pane, and the
+    /// group's newest-event times.
     #[inline]
-    pub fn slot(&mut self, g: usize, idx: i64) -> (&mut Pane, Option<&mut Sketch>) {
+    #[allow(clippy::too_many_arguments)]
+    pub fn record(
+        &mut self,
+        g: usize,
+        ts: Millis,
+        def: &SignalDef,
+        num: bool,
+        den: bool,
+        matched: bool,
+        value: Option<f64>,
+    ) {
+        let idx = ts.div_euclid(def.pane);
         let i = g * self.ring + idx.rem_euclid(self.ring as i64) as usize;
         let pane = &mut self.panes[i];
         let fresh = pane.idx != idx;
@@ -113,36 +173,97 @@ impl PaneStore {
         } else {
             None
         };
-        (pane, sketch)
+        record(pane, sketch, def.aggregate, num, den, value);
+        let head = &mut self.heads[g];
+        head.last_touch = head.last_touch.max(ts);
+        if matched {
+            head.last_seen = head.last_seen.max(ts);
+        }
     }
 
-    /// The signal's value for group `g` over panes `first..last` (exclusive).
-    pub fn window(
-        &self,
-        g: usize,
-        first: i64,
-        last: i64,
-        agg: Aggregate,
-        merger: &mut Merger,
-    ) -> WindowValue {
-        let base = g * self.ring;
-        if base + self.ring > self.panes.len() {
-            return empty_value(agg);
+    /// The signal's value for group `g` over the window ending at `at`.
+    pub fn window(&mut self, g: usize, at: Millis, def: &SignalDef) -> WindowValue {
+        if g >= self.heads.len() {
+            return empty_value(def.aggregate);
         }
-        let ring = &self.panes[base..base + self.ring];
-        let (mut n, mut d, mut sum, mut max) = (0u64, 0u64, 0.0f64, f64::NEG_INFINITY);
-        for idx in first..last {
-            let p = &ring[idx.rem_euclid(self.ring as i64) as usize];
-            if p.idx == idx {
-                n += u64::from(p.n);
-                d += u64::from(p.d);
-                sum += p.v;
-                if p.n > 0 {
+        let ring = self.ring as i64;
+        let base = g * self.ring;
+        let panes = &self.panes[base..base + self.ring];
+        if def.aggregate == Aggregate::Max {
+            // Not subtractable: scan the window's panes.
+            let (mut n, mut max) = (0u64, f64::NEG_INFINITY);
+            for idx in (at - def.window).div_euclid(def.pane)..at.div_euclid(def.pane) {
+                let p = &panes[idx.rem_euclid(ring) as usize];
+                if p.idx == idx && p.n > 0 {
+                    n += u64::from(p.n);
                     max = max.max(p.v);
                 }
             }
+            return WindowValue {
+                value: (n > 0).then_some(max),
+                events: n,
+            };
         }
-        match agg {
+        let h = &mut self.heads[g];
+        let steps_per_window = (def.window / def.slide) as u32;
+        let sketches = self.quantile.then(|| {
+            (
+                &self.sketches[base..base + self.ring],
+                &mut self.window_sketches[g],
+            )
+        });
+        let (adds, subs) = if h.acc_at == at {
+            // Another rule on this signal already evaluated this window.
+            (0..0, 0..0)
+        } else if h.acc_at != Millis::MIN
+            && at - h.acc_at == def.slide
+            && h.acc_steps + 1 < steps_per_window
+        {
+            h.acc_steps += 1;
+            (h.acc_at..at, h.acc_at - def.window..at - def.window)
+        } else {
+            h.acc_steps = 0;
+            h.acc_n = 0;
+            h.acc_d = 0;
+            h.acc_sum = 0.0;
+            (at - def.window..at, 0..0)
+        };
+        let (mut wsk, psk) = match sketches {
+            Some((psk, wsk)) => {
+                if h.acc_steps == 0 && h.acc_at != at {
+                    wsk.clear();
+                }
+                (Some(wsk), psk)
+            }
+            None => (None, &[][..]),
+        };
+        for (range, sign) in [(adds, 1i64), (subs, -1)] {
+            for idx in range.start.div_euclid(def.pane)..range.end.div_euclid(def.pane) {
+                let slot = idx.rem_euclid(ring) as usize;
+                let p = &panes[slot];
+                if p.idx != idx {
+                    continue;
+                }
+                if sign > 0 {
+                    h.acc_n += u64::from(p.n);
+                    h.acc_d += u64::from(p.d);
+                    h.acc_sum += p.v;
+                    if let Some(w) = wsk.as_deref_mut() {
+                        w.add(&psk[slot]);
+                    }
+                } else {
+                    h.acc_n -= u64::from(p.n);
+                    h.acc_d -= u64::from(p.d);
+                    h.acc_sum -= p.v;
+                    if let Some(w) = wsk.as_deref_mut() {
+                        w.subtract(&psk[slot]);
+                    }
+                }
+            }
+        }
+        h.acc_at = at;
+        let (n, d, sum) = (h.acc_n, h.acc_d, h.acc_sum);
+        match def.aggregate {
             Aggregate::Count => WindowValue {
                 value: Some(n as f64),
                 events: n,
@@ -159,33 +280,26 @@ impl PaneStore {
                 value: (n > 0).then(|| sum / n as f64),
                 events: n,
             },
-            Aggregate::Max => WindowValue {
-                value: (n > 0).then_some(max),
+            Aggregate::Quantile(q) => WindowValue {
+                value: wsk.and_then(|w| if n > 0 { w.quantile(q) } else { None }),
                 events: n,
             },
-            Aggregate::Quantile(q) => {
-                let sk = &self.sketches[base..base + self.ring];
-                let parts = (first..last).filter_map(|idx| {
-                    let i = idx.rem_euclid(self.ring as i64) as usize;
-                    (ring[i].idx == idx).then_some(&sk[i])
-                });
-                WindowValue {
-                    value: if n > 0 {
-                        merger.quantile(parts, q)
-                    } else {
-                        None
-                    },
-                    events: n,
-                }
-            }
+            Aggregate::Max => unreachable!("handled above"),
         }
     }
 
-    /// Approximate bytes held (panes plus sketch buckets).
+    /// Approximate bytes held (heads, panes, sketch buckets).
     pub fn heap_bytes(&self) -> usize {
-        self.panes.capacity() * std::mem::size_of::<Pane>()
-            + self.sketches.capacity() * std::mem::size_of::<Sketch>()
-            + self.sketches.iter().map(Sketch::heap_bytes).sum::<usize>()
+        self.heads.capacity() * std::mem::size_of::<Head>()
+            + self.panes.capacity() * std::mem::size_of::<Pane>()
+            + (self.sketches.capacity() + self.window_sketches.capacity())
+                * std::mem::size_of::<Sketch>()
+            + self
+                .sketches
+                .iter()
+                .chain(&self.window_sketches)
+                .map(Sketch::heap_bytes)
+                .sum::<usize>()
     }
 }
 
@@ -200,7 +314,7 @@ pub fn empty_value(agg: Aggregate) -> WindowValue {
 
 /// Records one event in a pane.
 #[inline]
-pub fn record(
+fn record(
     pane: &mut Pane,
     sketch: Option<&mut Sketch>,
     agg: Aggregate,
