@@ -90,15 +90,27 @@ fn bench(c: &mut Criterion) {
             engine.state_bytes()
         );
         assert_eq!(s.applied + s.late, 2 * EVENTS as u64);
-        group.bench_with_input(BenchmarkId::new("cold_5m_10s_5rules", services), &lines, |b, lines| {
-            b.iter(|| run(&cfg, lines))
-        });
-        group.bench_with_input(BenchmarkId::new("warm_5m_10s_5rules", services), &lines, |b, lines| {
-            b.iter_batched(|| run(&cfg, warmup), |engine| feed(engine, lines), BatchSize::PerIteration)
-        });
-        group.bench_with_input(BenchmarkId::new("decode_only", services), &lines, |b, lines| {
-            b.iter(|| lines.iter().filter(|l| decode(l).is_ok()).count())
-        });
+        group.bench_with_input(
+            BenchmarkId::new("cold_5m_10s_5rules", services),
+            &lines,
+            |b, lines| b.iter(|| run(&cfg, lines)),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("warm_5m_10s_5rules", services),
+            &lines,
+            |b, lines| {
+                b.iter_batched(
+                    || run(&cfg, warmup),
+                    |engine| feed(engine, lines),
+                    BatchSize::PerIteration,
+                )
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("decode_only", services),
+            &lines,
+            |b, lines| b.iter(|| lines.iter().filter(|l| decode(l).is_ok()).count()),
+        );
     }
     group.finish();
 }

@@ -320,8 +320,24 @@ fn truncated(s: &str) -> String {
     s[..end].to_string()
 }
 
+mod fast;
+
 /// Decodes one v1 event from a message payload.
 pub fn decode(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
+    if bytes.len() > MAX_EVENT_BYTES {
+        return Err(DecodeError::TooLarge { size: bytes.len() });
+    }
+    if let Some(ev) = fast::decode(bytes) {
+        return Ok(ev);
+    }
+    decode_slow(bytes)
+}
+
+/// The serde path alone, without the fast path: handles every valid event and
+/// explains every invalid one. [`decode`] must always agree with it; it is public
+/// for differential fuzzing.
+#[doc(hidden)]
+pub fn decode_slow(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
     if bytes.len() > MAX_EVENT_BYTES {
         return Err(DecodeError::TooLarge { size: bytes.len() });
     }
