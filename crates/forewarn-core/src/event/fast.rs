@@ -14,6 +14,9 @@ use super::{
 use crate::time::{parse_rfc3339, MAX_MILLIS};
 
 struct Scan<'a> {
+    /// The whole message, validated as UTF-8 once so that slicing at the ASCII
+    /// delimiters below yields `&str` without per-string validation.
+    text: &'a str,
     b: &'a [u8],
     i: usize,
 }
@@ -48,7 +51,7 @@ impl<'a> Scan<'a> {
                 _ => self.i += 1,
             }
         }
-        let s = std::str::from_utf8(&self.b[start..self.i]).ok()?;
+        let s = self.text.get(start..self.i)?;
         self.i += 1;
         Some(s)
     }
@@ -94,8 +97,7 @@ impl<'a> Scan<'a> {
                 return None;
             }
         }
-        // Digits are ASCII, so the slice is valid UTF-8.
-        let text = std::str::from_utf8(&self.b[start..self.i]).ok()?;
+        let text = self.text.get(start..self.i)?;
         if float {
             let v: f64 = text.parse().ok()?;
             return v.is_finite().then_some(v);
@@ -167,7 +169,8 @@ impl<'a> Scan<'a> {
 
 /// Decodes `b` if it has the common shape and is valid; `None` otherwise.
 pub(super) fn decode(b: &[u8]) -> Option<Event<'_>> {
-    let mut p = Scan { b, i: 0 };
+    let text = std::str::from_utf8(b).ok()?;
+    let mut p = Scan { text, b, i: 0 };
     p.ws();
     p.eat(b'{')?;
     let mut ts: Option<i64> = None;
