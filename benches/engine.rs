@@ -89,6 +89,7 @@ fn bench(c: &mut Criterion) {
             s.transitions,
             engine.state_bytes()
         );
+        eprintln!("  state parts (heads, panes, sketch headers, sketch buckets, alert instances, group keys): {:?}", engine.state_breakdown());
         assert_eq!(s.applied + s.late, 2 * EVENTS as u64);
         let case = format!("{services}svc_{rate}eps");
         group.bench_with_input(BenchmarkId::new("cold", &case), &lines, |b, lines| {

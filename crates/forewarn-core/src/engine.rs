@@ -11,12 +11,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::alert::{self, Alert, Transition};
-use crate::config::{Aggregate, Config, RuleSpec};
+use crate::config::{Aggregate, Config, RuleSpec, SignalDef};
 use crate::event::Event;
 use crate::groups::{GroupKey, Grouping, Lookup};
 use crate::lifecycle::{read, step, step_absent, Instance, Reading, State, TransitionKind};
 use crate::time::{format_duration, format_rfc3339, Millis};
-use crate::window::{empty_value, PaneStore};
+use crate::window::{empty_value, grow, FamilyStore};
 
 /// What happened to an ingested event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,12 +66,14 @@ impl Default for Clock {
     }
 }
 
+/// The signals that share a grouping and window geometry: stored together
+/// (see [`FamilyStore`]) and evaluated together, one pass over the groups per slide.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-struct SignalState {
-    store: PaneStore,
+struct FamilyState {
+    store: FamilyStore,
     /// Next window end to evaluate; MAX while nothing is scheduled.
     next_eval: Millis,
-    /// Newest event time recorded by this signal.
+    /// Newest event time recorded by any member.
     newest: Millis,
 }
 
@@ -93,7 +95,7 @@ pub struct Snapshot {
     clock: Clock,
     stats: Stats,
     groupings: Vec<Vec<GroupKey>>,
-    signals: Vec<SignalState>,
+    families: Vec<FamilyState>,
     rules: Vec<RuleState>,
 }
 
@@ -120,10 +122,17 @@ pub struct Engine {
     groupings: Vec<Grouping>,
     /// Signal index → grouping index.
     signal_grouping: Vec<usize>,
-    rules_by_signal: Vec<Vec<usize>>,
+    /// Signal index → (family, member).
+    signal_family: Vec<(usize, usize)>,
+    /// Family → the grouping of its signals.
+    family_grouping: Vec<usize>,
+    /// Family → a member signal (they share window, slide and pane).
+    family_signal: Vec<usize>,
+    /// Family → rules on its signals, in config order.
+    family_rules: Vec<Vec<usize>>,
     /// Rules whose empty window breaches (e.g. count below N): never skipped.
     breaches_when_empty: Vec<bool>,
-    signals: Vec<SignalState>,
+    families: Vec<FamilyState>,
     rules: Vec<RuleState>,
     clock: Clock,
     stats: Stats,
@@ -150,7 +159,7 @@ impl Engine {
     /// A fresh engine for `cfg`.
     pub fn new(cfg: Config) -> Engine {
         let mut grouping_labels: Vec<Vec<String>> = Vec::new();
-        let signal_grouping = cfg
+        let signal_grouping: Vec<usize> = cfg
             .signals
             .iter()
             .map(
@@ -163,9 +172,30 @@ impl Engine {
                 },
             )
             .collect();
-        let mut rules_by_signal = vec![Vec::new(); cfg.signals.len()];
+        // Signals with the same grouping and geometry form a family.
+        let mut family_key: Vec<(usize, Millis, Millis, Millis)> = Vec::new();
+        let mut members: Vec<Vec<usize>> = Vec::new();
+        let signal_family: Vec<(usize, usize)> = cfg
+            .signals
+            .iter()
+            .enumerate()
+            .map(|(si, s)| {
+                let key = (signal_grouping[si], s.window, s.slide, s.pane);
+                let f = family_key
+                    .iter()
+                    .position(|k| *k == key)
+                    .unwrap_or_else(|| {
+                        family_key.push(key);
+                        members.push(Vec::new());
+                        family_key.len() - 1
+                    });
+                members[f].push(si);
+                (f, members[f].len() - 1)
+            })
+            .collect();
+        let mut family_rules = vec![Vec::new(); members.len()];
         for (i, r) in cfg.rules.iter().enumerate() {
-            rules_by_signal[r.signal].push(i);
+            family_rules[signal_family[r.signal].0].push(i);
         }
         let breaches_when_empty = cfg
             .rules
@@ -181,23 +211,28 @@ impl Engine {
             })
             .collect();
         let lateness = cfg.time.allowed_lateness;
-        let signals = cfg
-            .signals
+        let families = members
             .iter()
-            .map(|s| SignalState {
-                store: PaneStore::new(s, lateness),
-                next_eval: Millis::MAX,
-                newest: Millis::MIN,
+            .map(|m| {
+                let sigs: Vec<&SignalDef> = m.iter().map(|&si| &cfg.signals[si]).collect();
+                FamilyState {
+                    store: FamilyStore::new(&sigs, lateness),
+                    next_eval: Millis::MAX,
+                    newest: Millis::MIN,
+                }
             })
             .collect();
         Engine {
             groupings: grouping_labels.into_iter().map(Grouping::new).collect(),
             resolved: vec![UNRESOLVED; cfg.signals.len()],
             rules: vec![RuleState::default(); cfg.rules.len()],
+            family_grouping: family_key.iter().map(|k| k.0).collect(),
+            family_signal: members.iter().map(|m| m[0]).collect(),
             signal_grouping,
-            rules_by_signal,
+            signal_family,
+            family_rules,
             breaches_when_empty,
-            signals,
+            families,
             clock: Clock::default(),
             stats: Stats::default(),
             trace: None,
@@ -286,7 +321,8 @@ impl Engine {
             cfg,
             groupings,
             signal_grouping,
-            signals,
+            signal_family,
+            families,
             resolved,
             stats,
             ..
@@ -318,14 +354,15 @@ impl Engine {
                 continue;
             }
             let g = resolved[gi] as usize;
-            let s = &mut signals[si];
-            s.store.ensure(g);
+            let (fi, m) = signal_family[si];
+            let f = &mut families[fi];
+            f.store.ensure(g);
             let value = def.field.and_then(|f| f.of(e));
-            s.store.record(g, e.ts, def, num, den, matched, value);
-            s.newest = s.newest.max(e.ts);
+            f.store.record(g, m, e.ts, def, num, den, matched, value);
+            f.newest = f.newest.max(e.ts);
             // The first window holding this event must be evaluated, even if an
             // earlier skip-ahead or a newer first event scheduled a later one.
-            s.next_eval = s
+            f.next_eval = f
                 .next_eval
                 .min((e.ts.div_euclid(def.slide) + 1) * def.slide);
         }
@@ -343,15 +380,15 @@ impl Engine {
         self.clock.watermark = w;
         loop {
             let next = self
-                .signals
+                .families
                 .iter()
                 .enumerate()
-                .filter(|(_, s)| s.next_eval <= w)
-                .min_by_key(|(i, s)| (s.next_eval, *i))
-                .map(|(i, s)| (i, s.next_eval));
-            let Some((si, at)) = next else { break };
-            let wake = self.evaluate(si, at, out);
-            let slide = self.cfg.signals[si].slide;
+                .filter(|(_, f)| f.next_eval <= w)
+                .min_by_key(|(i, f)| (f.next_eval, *i))
+                .map(|(i, f)| (i, f.next_eval));
+            let Some((fi, at)) = next else { break };
+            let wake = self.evaluate(fi, at, out);
+            let slide = self.cfg.signals[self.family_signal[fi]].slide;
             let mut next_eval = at + slide;
             if let Some(wake) = wake {
                 // Nothing can change before `wake` (no data, nothing active): jump
@@ -364,46 +401,60 @@ impl Engine {
                     .unwrap_or(Millis::MAX);
                 next_eval = next_eval.max(wake_boundary);
             }
-            self.signals[si].next_eval = next_eval;
+            self.families[fi].next_eval = next_eval;
         }
     }
 
-    /// Evaluates every rule of signal `si` on the window ending at `at`. Returns,
-    /// when nothing can change until then, the time of the next possible change.
-    fn evaluate(&mut self, si: usize, at: Millis, out: &mut Vec<Transition>) -> Option<Millis> {
+    /// Evaluates every rule of family `fi` on the window ending at `at`, one pass
+    /// over the groups (each group's state is contiguous). Transitions come out
+    /// ordered by group, then rule, then severity. Returns, when nothing can change
+    /// until then, the time of the next possible change.
+    fn evaluate(&mut self, fi: usize, at: Millis, out: &mut Vec<Transition>) -> Option<Millis> {
         let Engine {
             cfg,
             groupings,
-            signal_grouping,
-            rules_by_signal,
+            signal_family,
+            family_grouping,
+            family_signal,
+            family_rules,
             breaches_when_empty,
-            signals,
+            families,
             rules,
             stats,
             trace,
             ..
         } = self;
-        let def = &cfg.signals[si];
-        let s = &mut signals[si];
-        let groups = groupings[signal_grouping[si]].len();
-        let window_start = at - def.window;
+        let fam = &mut families[fi];
+        let geometry = &cfg.signals[family_signal[fi]];
+        let groups = groupings[family_grouping[fi]].len();
+        let window_start = at - geometry.window;
+        let family_rules = &family_rules[fi];
+        let mut always = false;
+        for &ri in family_rules {
+            let levels = match &cfg.rules[ri].spec {
+                RuleSpec::Threshold(spec) => spec.levels.len(),
+                RuleSpec::Absent { .. } => 1,
+            };
+            let rs = &mut rules[ri];
+            if rs.instances.len() < groups * levels {
+                grow(&mut rs.instances, groups * levels, Instance::default);
+            }
+            always |= breaches_when_empty[ri];
+        }
         // Earliest time at which an absent rule could fire for a group not yet firing.
         let mut absent_wake = Millis::MAX;
-        let mut always = false;
-        for &ri in &rules_by_signal[si] {
-            let rule = &cfg.rules[ri];
-            let rs = &mut rules[ri];
-            match &rule.spec {
-                RuleSpec::Threshold(spec) => {
-                    let levels = spec.levels.len();
-                    if rs.instances.len() < groups * levels {
-                        rs.instances.resize(groups * levels, Instance::default());
-                    }
-                    always |= breaches_when_empty[ri];
-                    for g in 0..groups {
-                        let has_data = s
+        for g in 0..groups {
+            for &ri in family_rules {
+                let rule = &cfg.rules[ri];
+                let def = &cfg.signals[rule.signal];
+                let m = signal_family[rule.signal].1;
+                let rs = &mut rules[ri];
+                match &rule.spec {
+                    RuleSpec::Threshold(spec) => {
+                        let levels = spec.levels.len();
+                        let has_data = fam
                             .store
-                            .head(g)
+                            .head(g, m)
                             .is_some_and(|h| h.last_touch >= window_start);
                         let insts = &mut rs.instances[g * levels..(g + 1) * levels];
                         if !has_data
@@ -413,7 +464,7 @@ impl Engine {
                             continue;
                         }
                         let value = if has_data {
-                            s.store.window(g, at, def)
+                            fam.store.window(g, m, at, def)
                         } else {
                             empty_value(def.aggregate)
                         };
@@ -448,13 +499,8 @@ impl Engine {
                             }
                         }
                     }
-                }
-                RuleSpec::Absent { for_, severity } => {
-                    if rs.instances.len() < groups {
-                        rs.instances.resize(groups, Instance::default());
-                    }
-                    for g in 0..groups {
-                        let seen = s.store.head(g).map_or(Millis::MIN, |h| h.last_seen);
+                    RuleSpec::Absent { for_, severity } => {
+                        let seen = fam.store.head(g, m).map_or(Millis::MIN, |h| h.last_seen);
                         if seen == Millis::MIN {
                             continue;
                         }
@@ -486,11 +532,11 @@ impl Engine {
                 }
             }
         }
-        let threshold_active = rules_by_signal[si].iter().any(|&ri| {
+        let threshold_active = family_rules.iter().any(|&ri| {
             matches!(cfg.rules[ri].spec, RuleSpec::Threshold(_)) && rules[ri].active > 0
         });
-        let next_window_start = at + def.slide - def.window;
-        if always || threshold_active || s.newest >= next_window_start {
+        let next_window_start = at + geometry.slide - geometry.window;
+        if always || threshold_active || fam.newest >= next_window_start {
             return None;
         }
         // Only an absent rule can change without new data.
@@ -608,7 +654,7 @@ impl Engine {
             clock: self.clock,
             stats: self.stats,
             groupings: self.groupings.iter().map(|g| g.keys().to_vec()).collect(),
-            signals: self.signals.clone(),
+            families: self.families.clone(),
             rules: self.rules.clone(),
         }
     }
@@ -627,12 +673,12 @@ impl Engine {
             ));
         }
         if snap.groupings.len() != e.groupings.len()
-            || snap.signals.len() != e.signals.len()
+            || snap.families.len() != e.families.len()
             || snap.rules.len() != e.rules.len()
         {
             return Err(RestoreError::ConfigMismatch("groupings differ".into()));
         }
-        for (fresh, saved) in e.signals.iter().zip(&snap.signals) {
+        for (fresh, saved) in e.families.iter().zip(&snap.families) {
             if fresh.store.ring() != saved.store.ring() {
                 return Err(RestoreError::ConfigMismatch(
                     "a window, slide or allowed_lateness changed".into(),
@@ -645,16 +691,34 @@ impl Engine {
             .zip(snap.groupings)
             .map(|(g, keys)| Grouping::from_keys(g.labels.clone(), keys))
             .collect();
-        e.signals = snap.signals;
+        e.families = snap.families;
         e.rules = snap.rules;
         e.clock = snap.clock;
         e.stats = snap.stats;
         Ok(e)
     }
 
+    /// Bytes per part, for the benchmark report: (heads, panes, sketch headers,
+    /// sketch buckets, alert instances, group keys).
+    pub fn state_breakdown(&self) -> [usize; 6] {
+        let mut parts = [0usize; 6];
+        for f in &self.families {
+            for (p, b) in parts.iter_mut().zip(f.store.breakdown()) {
+                *p += b;
+            }
+        }
+        parts[4] = self
+            .rules
+            .iter()
+            .map(|r| r.instances.capacity() * std::mem::size_of::<Instance>())
+            .sum();
+        parts[5] = self.groupings.iter().map(Grouping::heap_bytes).sum();
+        parts
+    }
+
     /// Approximate bytes of state held (panes, sketches, group keys, alert instances).
     pub fn state_bytes(&self) -> usize {
-        let signals: usize = self.signals.iter().map(|s| s.store.heap_bytes()).sum();
+        let signals: usize = self.families.iter().map(|f| f.store.heap_bytes()).sum();
         let rules: usize = self
             .rules
             .iter()

@@ -54,8 +54,7 @@ pub struct WindowValue {
     pub events: u64,
 }
 
-/// Per-group bookkeeping of one signal, kept together so an event touches one
-/// cache line here plus the pane it lands in.
+/// Per-(group, signal) bookkeeping: newest-event times and the running window.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Head {
     /// Newest time of any event recorded for the group (finds empty windows).
@@ -83,33 +82,51 @@ impl Head {
     };
 }
 
-/// One signal's state for all groups. Panes are flat: group `g` owns slots
-/// `g*ring..(g+1)*ring`.
+/// The state of a *family*: the signals that share a grouping and window geometry
+/// (window, slide, pane), for all groups, laid out group-major so that one event
+/// touches a few neighbouring cache lines however many signals it feeds:
 ///
-/// Windows are evaluated incrementally: each group keeps an accumulator of the
-/// last window it was evaluated on, and sliding by one `slide` adds the panes that
-/// entered and subtracts those that left, instead of re-merging `window / pane`
-/// panes. After a gap, or every `window / slide` slides (bounding float drift in
-/// sums), the window is recomputed from its panes.
+/// - heads: `[group][member]`
+/// - panes: `[group][slot][member]` (slot = pane index mod ring)
+/// - pane sketches: `[group][slot][quantile member]`, window sketches `[group][quantile member]`
+///
+/// Windows are evaluated incrementally: each (group, member) keeps an accumulator
+/// of the last window it was evaluated on, and sliding by one `slide` adds the
+/// panes that entered and subtracts those that left, instead of re-merging
+/// `window / pane` panes. After a gap, or every `window / slide` slides (bounding
+/// float drift in sums), the window is recomputed from its panes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PaneStore {
+pub struct FamilyStore {
     ring: usize,
-    quantile: bool,
+    members: usize,
+    /// Member → its index among the quantile members.
+    quantile_of: Vec<Option<usize>>,
+    quantiles: usize,
     heads: Vec<Head>,
     panes: Vec<Pane>,
-    /// Per slot, for quantile signals.
     sketches: Vec<Sketch>,
-    /// Per group, the running window sketch, for quantile signals.
     window_sketches: Vec<Sketch>,
 }
 
-impl PaneStore {
-    /// Empty store for a signal.
-    pub fn new(sig: &SignalDef, allowed_lateness: Millis) -> PaneStore {
-        PaneStore {
-            ring: ring_len(sig, allowed_lateness),
-            quantile: matches!(sig.aggregate, Aggregate::Quantile(_)),
-            ..PaneStore::default()
+impl FamilyStore {
+    /// Empty store for signals of identical geometry (`sigs[0]` gives it).
+    pub fn new(sigs: &[&SignalDef], allowed_lateness: Millis) -> FamilyStore {
+        let mut quantiles = 0;
+        let quantile_of = sigs
+            .iter()
+            .map(|s| {
+                matches!(s.aggregate, Aggregate::Quantile(_)).then(|| {
+                    quantiles += 1;
+                    quantiles - 1
+                })
+            })
+            .collect();
+        FamilyStore {
+            ring: ring_len(sigs[0], allowed_lateness),
+            members: sigs.len(),
+            quantile_of,
+            quantiles,
+            ..FamilyStore::default()
         }
     }
 
@@ -120,36 +137,47 @@ impl PaneStore {
 
     /// Groups with storage.
     pub fn groups(&self) -> usize {
-        self.heads.len()
+        self.heads.len() / self.members.max(1)
     }
 
-    /// The bookkeeping of group `g`, if it has storage.
+    /// The bookkeeping of member `m` for group `g`, if the group has storage.
     #[inline]
-    pub fn head(&self, g: usize) -> Option<&Head> {
-        self.heads.get(g)
+    pub fn head(&self, g: usize, m: usize) -> Option<&Head> {
+        self.heads.get(g * self.members + m)
     }
 
     /// Makes room for group `g` (allocates only when a new group appears).
     pub fn ensure(&mut self, g: usize) {
-        if self.heads.len() > g {
+        if self.groups() > g {
             return;
         }
-        self.heads.resize(g + 1, Head::NEW);
-        self.panes.resize((g + 1) * self.ring, Pane::EMPTY);
-        if self.quantile {
-            self.sketches
-                .resize_with((g + 1) * self.ring, Sketch::default);
-            self.window_sketches.resize_with(g + 1, Sketch::default);
+        let n = g + 1;
+        grow(&mut self.heads, n * self.members, || Head::NEW);
+        grow(&mut self.panes, n * self.ring * self.members, || {
+            Pane::EMPTY
+        });
+        if self.quantiles > 0 {
+            grow(
+                &mut self.sketches,
+                n * self.ring * self.quantiles,
+                Sketch::default,
+            );
+            grow(
+                &mut self.window_sketches,
+                n * self.quantiles,
+                Sketch::default,
+            );
         }
     }
 
-    /// Records one event for group `g` (which must exist): its pane, and the
-    /// group's newest-event times.
+    /// Records one event for member `m` of group `g` (which must exist): its pane,
+    /// and the newest-event times.
     #[inline]
     #[allow(clippy::too_many_arguments)]
     pub fn record(
         &mut self,
         g: usize,
+        m: usize,
         ts: Millis,
         def: &SignalDef,
         num: bool,
@@ -158,43 +186,48 @@ impl PaneStore {
         value: Option<f64>,
     ) {
         let idx = ts.div_euclid(def.pane);
-        let i = g * self.ring + idx.rem_euclid(self.ring as i64) as usize;
-        let pane = &mut self.panes[i];
+        let slot = g * self.ring + idx.rem_euclid(self.ring as i64) as usize;
+        let pane = &mut self.panes[slot * self.members + m];
         let fresh = pane.idx != idx;
         if fresh {
             *pane = Pane::reset(idx);
         }
-        let sketch = if self.quantile {
-            let s = &mut self.sketches[i];
-            if fresh {
-                s.clear();
+        let sketch = match self.quantile_of[m] {
+            Some(q) => {
+                let s = &mut self.sketches[slot * self.quantiles + q];
+                if fresh {
+                    s.clear();
+                }
+                Some(s)
             }
-            Some(s)
-        } else {
-            None
+            None => None,
         };
         record(pane, sketch, def.aggregate, num, den, value);
-        let head = &mut self.heads[g];
+        let head = &mut self.heads[g * self.members + m];
         head.last_touch = head.last_touch.max(ts);
         if matched {
             head.last_seen = head.last_seen.max(ts);
         }
     }
 
-    /// The signal's value for group `g` over the window ending at `at`.
-    pub fn window(&mut self, g: usize, at: Millis, def: &SignalDef) -> WindowValue {
-        if g >= self.heads.len() {
+    /// Member `m`'s value for group `g` over the window ending at `at`.
+    pub fn window(&mut self, g: usize, m: usize, at: Millis, def: &SignalDef) -> WindowValue {
+        if g >= self.groups() {
             return empty_value(def.aggregate);
         }
-        let ring = self.ring as i64;
+        let (ring, members) = (self.ring as i64, self.members);
         let base = g * self.ring;
-        let panes = &self.panes[base..base + self.ring];
+        // The member's pane for pane index `idx`, if the slot still holds it.
+        let pane_at = |panes: &[Pane], idx: i64| -> Option<(usize, Pane)> {
+            let slot = base + idx.rem_euclid(ring) as usize;
+            let p = panes[slot * members + m];
+            (p.idx == idx).then_some((slot, p))
+        };
         if def.aggregate == Aggregate::Max {
             // Not subtractable: scan the window's panes.
             let (mut n, mut max) = (0u64, f64::NEG_INFINITY);
             for idx in (at - def.window).div_euclid(def.pane)..at.div_euclid(def.pane) {
-                let p = &panes[idx.rem_euclid(ring) as usize];
-                if p.idx == idx && p.n > 0 {
+                if let Some((_, p)) = pane_at(&self.panes, idx).filter(|(_, p)| p.n > 0) {
                     n += u64::from(p.n);
                     max = max.max(p.v);
                 }
@@ -204,14 +237,8 @@ impl PaneStore {
                 events: n,
             };
         }
-        let h = &mut self.heads[g];
+        let h = &mut self.heads[g * members + m];
         let steps_per_window = (def.window / def.slide) as u32;
-        let sketches = self.quantile.then(|| {
-            (
-                &self.sketches[base..base + self.ring],
-                &mut self.window_sketches[g],
-            )
-        });
         let (adds, subs) = if h.acc_at == at {
             // Another rule on this signal already evaluated this window.
             (0..0, 0..0)
@@ -222,41 +249,46 @@ impl PaneStore {
             h.acc_steps += 1;
             (h.acc_at..at, h.acc_at - def.window..at - def.window)
         } else {
-            h.acc_steps = 0;
-            h.acc_n = 0;
-            h.acc_d = 0;
-            h.acc_sum = 0.0;
+            *h = Head {
+                acc_steps: 0,
+                acc_n: 0,
+                acc_d: 0,
+                acc_sum: 0.0,
+                acc_at: Millis::MIN,
+                ..*h
+            };
             (at - def.window..at, 0..0)
         };
-        let (mut wsk, psk) = match sketches {
-            Some((psk, wsk)) => {
-                if h.acc_steps == 0 && h.acc_at != at {
-                    wsk.clear();
+        let mut wsk = match self.quantile_of[m] {
+            Some(q) => {
+                let w = &mut self.window_sketches[g * self.quantiles + q];
+                if h.acc_at == Millis::MIN {
+                    w.clear();
                 }
-                (Some(wsk), psk)
+                Some((q, w))
             }
-            None => (None, &[][..]),
+            None => None,
         };
-        for (range, sign) in [(adds, 1i64), (subs, -1)] {
+        for (range, add) in [(adds, true), (subs, false)] {
             for idx in range.start.div_euclid(def.pane)..range.end.div_euclid(def.pane) {
-                let slot = idx.rem_euclid(ring) as usize;
-                let p = &panes[slot];
-                if p.idx != idx {
+                let Some((slot, p)) = pane_at(&self.panes, idx) else {
                     continue;
-                }
-                if sign > 0 {
+                };
+                if add {
                     h.acc_n += u64::from(p.n);
                     h.acc_d += u64::from(p.d);
                     h.acc_sum += p.v;
-                    if let Some(w) = wsk.as_deref_mut() {
-                        w.add(&psk[slot]);
-                    }
                 } else {
                     h.acc_n -= u64::from(p.n);
                     h.acc_d -= u64::from(p.d);
                     h.acc_sum -= p.v;
-                    if let Some(w) = wsk.as_deref_mut() {
-                        w.subtract(&psk[slot]);
+                }
+                if let Some((q, w)) = wsk.as_mut() {
+                    let ps = &self.sketches[slot * self.quantiles + *q];
+                    if add {
+                        w.add(ps);
+                    } else {
+                        w.subtract(ps);
                     }
                 }
             }
@@ -281,11 +313,26 @@ impl PaneStore {
                 events: n,
             },
             Aggregate::Quantile(q) => WindowValue {
-                value: wsk.and_then(|w| if n > 0 { w.quantile(q) } else { None }),
+                value: wsk.and_then(|(_, w)| if n > 0 { w.quantile(q) } else { None }),
                 events: n,
             },
             Aggregate::Max => unreachable!("handled above"),
         }
+    }
+
+    /// Bytes held by each part: (heads, panes, sketch headers, sketch buckets).
+    pub fn breakdown(&self) -> [usize; 4] {
+        [
+            self.heads.capacity() * std::mem::size_of::<Head>(),
+            self.panes.capacity() * std::mem::size_of::<Pane>(),
+            (self.sketches.capacity() + self.window_sketches.capacity())
+                * std::mem::size_of::<Sketch>(),
+            self.sketches
+                .iter()
+                .chain(&self.window_sketches)
+                .map(Sketch::heap_bytes)
+                .sum::<usize>(),
+        ]
     }
 
     /// Approximate bytes held (heads, panes, sketch buckets).
@@ -301,6 +348,15 @@ impl PaneStore {
                 .map(Sketch::heap_bytes)
                 .sum::<usize>()
     }
+}
+
+/// Resizes `v` to `len`, growing capacity by an eighth rather than doubling: state
+/// vectors hold tens of megabytes, and doubling would leave up to half unused.
+pub fn grow<T>(v: &mut Vec<T>, len: usize, fill: impl FnMut() -> T) {
+    if len > v.capacity() {
+        v.reserve_exact((len - v.len()).max(len / 8));
+    }
+    v.resize_with(len, fill);
 }
 
 /// The value of a window with no events.

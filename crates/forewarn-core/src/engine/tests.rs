@@ -93,6 +93,57 @@ quantile = 0.9
 field = "latency_ms"
 window = "30s"
 slide = "5s"
+# These share errors' geometry (30s/10s): one family of several members,
+# two of them quantiles.
+[[signals]]
+name = "timeouts_ok"
+aggregate = "rate"
+filter = { outcome = "ok" }
+window = "30s"
+slide = "10s"
+[[signals]]
+name = "fam_p50"
+aggregate = "quantile"
+quantile = 0.5
+field = "latency_ms"
+window = "30s"
+slide = "10s"
+[[signals]]
+name = "fam_mean"
+aggregate = "mean"
+field = "latency_ms"
+filter = { kind = "request" }
+window = "30s"
+slide = "10s"
+[[signals]]
+name = "fam_p99"
+aggregate = "quantile"
+quantile = 0.99
+field = "latency_ms"
+filter = { complaint = false }
+window = "30s"
+slide = "10s"
+[[rules]]
+name = "r6"
+kind = "threshold"
+signal = "timeouts_ok"
+warning = 2.0
+critical = 3.0
+[[rules]]
+name = "r7"
+kind = "threshold"
+signal = "fam_p50"
+critical = 1e15
+[[rules]]
+name = "r8"
+kind = "threshold"
+signal = "fam_mean"
+critical = 1e15
+[[rules]]
+name = "r9"
+kind = "threshold"
+signal = "fam_p99"
+critical = 1e15
 [[rules]]
 name = "r0"
 kind = "threshold"
@@ -343,7 +394,7 @@ fn restore_refuses_other_config() {
         Engine::restore(other, snap.clone()),
         Err(RestoreError::ConfigMismatch(_))
     ));
-    let renamed = cfg(&PROP_CONFIG.replace("name = \"r5\"", "name = \"r6\""));
+    let renamed = cfg(&PROP_CONFIG.replace("name = \"r5\"", "name = \"r5b\""));
     assert!(Engine::restore(renamed, snap).is_err());
 }
 
