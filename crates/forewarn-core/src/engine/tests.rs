@@ -127,8 +127,9 @@ slide = "10s"
 name = "r6"
 kind = "threshold"
 signal = "timeouts_ok"
-warning = 2.0
-critical = 3.0
+warning = { value = 0.5, clear = 0.4 }
+critical = 0.7
+for = "10s"
 [[rules]]
 name = "r7"
 kind = "threshold"
@@ -148,7 +149,8 @@ critical = 1e15
 name = "r0"
 kind = "threshold"
 signal = "errors"
-critical = 2.0
+critical = 0.4
+m_of_n = [2, 3]
 [[rules]]
 name = "r1"
 kind = "threshold"
@@ -350,7 +352,6 @@ proptest! {
         }
     }
 }
-
 // ------------------------------------------------------------- snapshot/restore
 
 #[test]
