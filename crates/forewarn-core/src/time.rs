@@ -180,7 +180,12 @@ pub fn parse_duration(s: &str) -> Result<Millis, String> {
             "m" => 60_000,
             "h" => 3_600_000,
             "d" => 86_400_000,
-            "" => return Err(format!("`{s}` lacks a unit; write e.g. \"{n}s\"")),
+            "" if i == b.len() => return Err(format!("`{s}` lacks a unit; write e.g. \"{n}s\"")),
+            "" => {
+                return Err(format!(
+                    "`{s}` is not a duration; write a number directly followed by ms, s, m, h or d (e.g. \"{n}s\")"
+                ))
+            }
             other => {
                 return Err(format!(
                     "`{s}` has unknown unit `{other}`; use ms, s, m, h or d"
@@ -282,6 +287,11 @@ mod tests {
         assert_eq!(parse_duration("0"), Ok(0));
         assert!(parse_duration("5").unwrap_err().contains("unit"));
         assert!(parse_duration("5y").unwrap_err().contains("unknown unit"));
+        let spaced = parse_duration("10 seconds").unwrap_err();
+        assert!(
+            spaced.contains("directly followed by") && spaced.contains("\"10s\""),
+            "{spaced}"
+        );
         assert!(parse_duration("m").is_err());
         assert_eq!(format_duration(5_400_000), "1h30m");
         assert_eq!(parse_duration(&format_duration(90_061_001)), Ok(90_061_001));
