@@ -12,8 +12,10 @@ impl ValueField {
             ValueField::SlaMs => e.sla_ms,
             ValueField::Satisfaction => e.satisfaction,
             ValueField::Sentiment => e.sentiment,
+            // A tiny SLA can overflow the ratio; an infinite value would poison sums
+            // and sketches, so it counts as absent.
             ValueField::SlaRatio => match (e.latency_ms, e.sla_ms) {
-                (Some(l), Some(s)) if s > 0.0 => Some(l / s),
+                (Some(l), Some(s)) if s > 0.0 => Some(l / s).filter(|r| r.is_finite()),
                 _ => None,
             },
         }

@@ -29,7 +29,9 @@ pub fn bucket_of(v: f64) -> i32 {
     if m < MIN_MAGNITUDE {
         return 0;
     }
-    let k = (m.ln() / ln_gamma()).ceil() as i32;
+    // Finite inputs stay far inside this range; the clamp keeps the key arithmetic
+    // from overflowing whatever arrives.
+    let k = ((m.ln() / ln_gamma()).ceil() as i32).clamp(-(SIGN_OFFSET - 1), SIGN_OFFSET - 1);
     if v > 0.0 {
         SIGN_OFFSET + k
     } else {

@@ -37,3 +37,39 @@ fn window_of_an_older_first_event_is_evaluated() {
     assert_eq!(first.value.events, 1);
     assert_eq!(e.stats().late, 0);
 }
+
+/// `sla_ratio` divided by a tiny `sla_ms` overflowed to infinity, which turned the
+/// window sum into NaN and made the snapshot unserialisable.
+#[test]
+fn sla_ratio_overflow_is_not_recorded() {
+    let mut e = engine(
+        "[[signals]]\nname = \"r\"\naggregate = \"sum\"\nfield = \"sla_ratio\"\nwindow = \"10s\"\n[[signals]]\nname = \"q\"\naggregate = \"quantile\"\nquantile = 0.5\nfield = \"sla_ratio\"\nwindow = \"10s\"\n[[rules]]\nname = \"R\"\nkind = \"threshold\"\nsignal = \"r\"\ncritical = 5\n[[rules]]\nname = \"Q\"\nkind = \"threshold\"\nsignal = \"q\"\ncritical = 5\n",
+    );
+    let lines = [
+        format!(
+            r#"{{"ts":{},"service":"s","latency_ms":1e12,"sla_ms":1e-300}}"#,
+            T0
+        ),
+        format!(
+            r#"{{"ts":{},"service":"s","latency_ms":400,"sla_ms":800}}"#,
+            T0 + 1
+        ),
+        format!(
+            r#"{{"ts":{},"service":"s","latency_ms":1,"sla_ms":1}}"#,
+            T0 + 20_000
+        ),
+    ];
+    let trace = feed(&mut e, &lines);
+    let sum = trace
+        .iter()
+        .find(|t| t.rule == 0)
+        .expect("window evaluated");
+    assert_eq!(
+        sum.value.value,
+        Some(0.5),
+        "the overflowing ratio is absent, not infinite"
+    );
+    let json = serde_json::to_string(&e.snapshot()).expect("snapshot serialises");
+    let restored: forewarn_core::Snapshot = serde_json::from_str(&json).expect("and reads back");
+    assert_eq!(restored, e.snapshot());
+}

@@ -873,6 +873,12 @@ mod tests {
             (r#"{"ts":0,"service":"s","satisfaction":9}"#, "out_of_range"),
             (r#"{"ts":0,"service":"s","sentiment":-1.5}"#, "out_of_range"),
             (r#"{"ts":0,"service":"s","latency_ms":-1}"#, "out_of_range"),
+            // JSON has no NaN or infinity literals; they are syntax errors.
+            (r#"{"ts":0,"service":"s","latency_ms":NaN}"#, "invalid_json"),
+            (
+                r#"{"ts":0,"service":"s","sentiment":-Infinity}"#,
+                "invalid_json",
+            ),
             (r#"{"ts":0,"service":""}"#, "bad_length"),
             (r#"{"ts":0,"service":"s","labels":{"":"v"}}"#, "bad_length"),
         ];
