@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
 
-/// Separates the parts of a composite key; cannot appear in valid UTF-8 text.
+/// Separates the parts of a composite key. The decoder rejects control characters
+/// in services and labels, so no part can contain it and keys cannot collide.
 const SEP: char = '\u{1f}';
 
 /// The identity of one group.

@@ -290,6 +290,9 @@ pub enum DecodeError {
     /// More than [`MAX_LABELS`] labels.
     #[error("more than {MAX_LABELS} labels")]
     TooManyLabels,
+    /// A service name or label contains a control character (U+0000–U+001F).
+    #[error("field `{0}` contains a control character")]
+    ControlCharacter(Field),
 }
 
 impl DecodeError {
@@ -308,6 +311,7 @@ impl DecodeError {
             DecodeError::OutOfRange { .. } => "out_of_range",
             DecodeError::BadLength { .. } => "bad_length",
             DecodeError::TooManyLabels => "too_many_labels",
+            DecodeError::ControlCharacter(_) => "control_character",
         }
     }
 }
@@ -602,12 +606,24 @@ impl<'de> Visitor<'de> for LabelsSeed<'_, 'de> {
                     },
                 ));
             }
+            if has_control(&k) || has_control(&v) {
+                return Err(fail_with(
+                    self.failure,
+                    DecodeError::ControlCharacter(Field::Labels),
+                ));
+            }
             if !self.out.push(k, v) {
                 return Err(fail_with(self.failure, DecodeError::TooManyLabels));
             }
         }
         Ok(())
     }
+}
+
+/// Control characters can only arrive escaped (raw ones are invalid JSON); they
+/// would let one group key impersonate another (see `groups.rs`).
+fn has_control(s: &str) -> bool {
+    s.bytes().any(|b| b < 0x20)
 }
 
 fn fail_with<E: de::Error>(slot: &mut Option<DecodeError>, e: DecodeError) -> E {
@@ -752,6 +768,9 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
                             max: MAX_SERVICE_LEN,
                         }));
                     }
+                    if has_control(&s) {
+                        return Err(self.fail(DecodeError::ControlCharacter(field)));
+                    }
                     service = Some(s);
                 }
                 Field::Kind => enum_field!(kind, Kind, field),
@@ -838,9 +857,9 @@ mod tests {
 
     #[test]
     fn escaped_strings_are_decoded() {
-        let e = decode(br#"{"ts":0,"service":"a\u00e9b","labels":{"k\"":"v\n"}}"#).unwrap();
+        let e = decode(br#"{"ts":0,"service":"a\u00e9b","labels":{"k\"":"v\/"}}"#).unwrap();
         assert_eq!(e.service, "a\u{e9}b");
-        assert_eq!(e.labels.get("k\""), Some("v\n"));
+        assert_eq!(e.labels.get("k\""), Some("v/"));
     }
 
     #[test]
@@ -880,6 +899,11 @@ mod tests {
                 "invalid_json",
             ),
             (r#"{"ts":0,"service":""}"#, "bad_length"),
+            (r#"{"ts":0,"service":"a\u001fb"}"#, "control_character"),
+            (
+                r#"{"ts":0,"service":"s","labels":{"k":"line\nbreak"}}"#,
+                "control_character",
+            ),
             (r#"{"ts":0,"service":"s","labels":{"":"v"}}"#, "bad_length"),
         ];
         for (input, reason) in cases {
