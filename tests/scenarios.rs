@@ -72,7 +72,12 @@ macro_rules! scenario {
     };
 }
 
-scenario!(checkout_incident);
+scenario!(
+    checkout_incident,
+    flapping_for_versus_m_of_n,
+    hysteresis_holds_until_clear,
+    late_event_within_lateness,
+);
 
 #[test]
 fn checkout_incident_accounts_for_every_line() {
