@@ -10,6 +10,7 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 mkdir -p fuzz/corpus/decode fuzz/corpus/config
 # Seed the corpora with real inputs.
 head -n 50 tests/scenarios/checkout_incident.ndjson | split -l 1 - fuzz/corpus/decode/seed-
+for f in tests/scenarios/*.ndjson; do head -c 4000 "$f" > "fuzz/corpus/decode/$(basename "$f")"; done
 cp deploy/forewarn.example.toml tests/scenarios/*.toml fuzz/corpus/config/ 2>/dev/null || true
 for target in decode config; do
   echo "== fuzz $target for ${secs}s"
