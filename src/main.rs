@@ -39,6 +39,9 @@ enum Command {
         /// Do not close the windows still open at the end of the input.
         #[arg(long)]
         no_flush: bool,
+        /// Output: one Alertmanager-shaped JSON object per line, or readable text.
+        #[arg(long, value_enum, default_value_t = replay::Format::Json)]
+        format: replay::Format,
     },
 }
 
@@ -62,8 +65,9 @@ fn main() -> ExitCode {
             events,
             now,
             no_flush,
+            format,
         } => load_config(&config)
-            .and_then(|cfg| replay::run(cfg, &events, now.as_deref(), !no_flush)),
+            .and_then(|cfg| replay::run(cfg, &events, now.as_deref(), !no_flush, format)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use forewarn_core::time::parse_rfc3339;
-use forewarn_core::{decode, Config, Engine, Outcome, Transition};
+use forewarn_core::{decode, Alert, Config, Engine, Outcome, Transition};
 
 /// How many rejected lines are described individually on stderr.
 const DETAILED_REJECTIONS: u64 = 20;
@@ -23,8 +23,46 @@ fn parse_now(s: &str) -> anyhow::Result<i64> {
         .with_context(|| format!("--now `{s}` is neither RFC 3339 nor epoch milliseconds"))
 }
 
+/// How transitions are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One Alertmanager-shaped JSON object per line.
+    Json,
+    /// One readable line per transition.
+    Text,
+}
+
+/// One readable line: time, status, severity, rule, labels, value and summary.
+fn text_line(a: &Alert) -> String {
+    let mut extra: Vec<String> = a
+        .labels
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "alertname" | "severity" | "service"))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if let Some(v) = a.annotations.get("value") {
+        extra.push(format!("value={v}"));
+    }
+    format!(
+        "{}  {:<9} {:<8} {} service={} {} | {}",
+        a.evaluated_at,
+        a.transition.status().to_uppercase(),
+        a.labels.get("severity").map_or("", String::as_str),
+        a.labels.get("alertname").map_or("", String::as_str),
+        a.labels.get("service").map_or("", String::as_str),
+        extra.join(" "),
+        a.annotations.get("summary").map_or("", String::as_str),
+    )
+}
+
 /// Replays `path` through a fresh engine for `cfg`.
-pub fn run(cfg: Config, path: &Path, now: Option<&str>, flush: bool) -> anyhow::Result<()> {
+pub fn run(
+    cfg: Config,
+    path: &Path,
+    now: Option<&str>,
+    flush: bool,
+    format: Format,
+) -> anyhow::Result<()> {
     let now = match now {
         Some(s) => parse_now(s)?,
         None => SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64,
@@ -45,7 +83,11 @@ pub fn run(cfg: Config, path: &Path, now: Option<&str>, flush: bool) -> anyhow::
     let emit =
         |engine: &Engine, ts: &mut Vec<Transition>, out: &mut BufWriter<_>| -> anyhow::Result<()> {
             for t in ts.drain(..) {
-                serde_json::to_writer(&mut *out, &engine.render(&t))?;
+                let alert = engine.render(&t);
+                match format {
+                    Format::Json => serde_json::to_writer(&mut *out, &alert)?,
+                    Format::Text => out.write_all(text_line(&alert).as_bytes())?,
+                }
                 out.write_all(b"\n")?;
             }
             Ok(())

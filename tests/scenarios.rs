@@ -135,3 +135,39 @@ fn check_refuses_a_bad_config_with_location() {
     assert!(ok.status.success());
     assert!(String::from_utf8_lossy(&ok.stdout).contains("6 rule(s)"));
 }
+
+#[test]
+fn replay_text_format_is_one_readable_line_per_transition() {
+    let dir = Path::new(DIR);
+    let out = Command::new(env!("CARGO_BIN_EXE_forewarn"))
+        .args([
+            "replay",
+            "--format",
+            "text",
+            "--now",
+            "2026-11-20T12:00:00Z",
+            "--config",
+        ])
+        .arg(dir.join("hysteresis_holds_until_clear.toml"))
+        .arg(dir.join("hysteresis_holds_until_clear.ndjson"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with(
+            "2026-11-20T10:00:10.000Z  FIRING    critical ErrHysteresis service=pay value=0.6 | "
+        ),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].starts_with(
+            "2026-11-20T10:00:40.000Z  RESOLVED  critical ErrHysteresis service=pay value=0.1 | "
+        ),
+        "{}",
+        lines[1]
+    );
+}
