@@ -661,3 +661,30 @@ fn alerts_have_alertmanager_shape() {
         format!("{:016x}", crate::alert::fingerprint(&a.labels))
     );
 }
+
+#[test]
+fn active_lists_pending_and_firing_instances() {
+    let mut e = Engine::new(cfg(SIMPLE));
+    let mut out = Vec::new();
+    for s in 0..10 {
+        e.ingest(&ev(&req("a", s, "error")), FAR_FUTURE, &mut out);
+    }
+    e.ingest(&ev(&req("b", 5, "ok")), FAR_FUTURE, &mut out);
+    assert!(e.active().is_empty(), "nothing evaluated yet");
+    e.ingest(&ev(&req("a", 15, "error")), FAR_FUTURE, &mut out);
+    let active: Vec<String> = e.active().iter().map(|t| describe(&e, t)).collect();
+    assert_eq!(
+        active,
+        vec!["firing Err a critical 2026-11-20T10:00:10.000Z -"]
+    );
+    // The errors leave the window: the alert resolves and the list empties.
+    e.ingest(&ev(&req("a", 90, "ok")), FAR_FUTURE, &mut out);
+    assert!(out.iter().any(|t| t.kind == TransitionKind::Resolved));
+    assert!(
+        e.active()
+            .iter()
+            .all(|t| e.render(t).labels["alertname"] != "Err"),
+        "{:?}",
+        e.active()
+    );
+}
