@@ -145,11 +145,23 @@ fn rank_value(buckets: &[(i32, u32)], q: f64) -> Option<f64> {
         return None;
     }
     let rank = (q * (n - 1) as f64).floor() as u64;
-    let mut seen = 0u64;
-    for &(key, count) in buckets {
-        seen += u64::from(count);
-        if seen > rank {
-            return Some(bucket_value(key));
+    if rank >= n / 2 {
+        // High quantiles (p95, p99) sit near the top: walk down from there. The
+        // bucket holding `rank` is the first, from the top, whose start is <= rank.
+        let mut below = n;
+        for &(key, count) in buckets.iter().rev() {
+            below -= u64::from(count);
+            if below <= rank {
+                return Some(bucket_value(key));
+            }
+        }
+    } else {
+        let mut seen = 0u64;
+        for &(key, count) in buckets {
+            seen += u64::from(count);
+            if seen > rank {
+                return Some(bucket_value(key));
+            }
         }
     }
     buckets.last().map(|b| bucket_value(b.0))
