@@ -9,6 +9,7 @@
 //! is recycled, so after warm-up recording a value allocates nothing.
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 /// Relative error of every quantile estimate, as a fraction (1%).
 pub const RELATIVE_ERROR: f64 = 0.01;
@@ -53,10 +54,14 @@ pub fn bucket_value(key: i32) -> f64 {
     }
 }
 
-/// Sparse bucket counts for one pane.
+/// Buckets kept inline before spilling to the heap: a pane of a quiet service holds
+/// a few, and reading them then costs no pointer chase.
+const INLINE_BUCKETS: usize = 4;
+
+/// Sparse bucket counts for one pane (or one running window).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sketch {
-    buckets: Vec<(i32, u32)>,
+    buckets: SmallVec<[(i32, u32); INLINE_BUCKETS]>,
 }
 
 impl Sketch {
@@ -107,9 +112,13 @@ impl Sketch {
         rank_value(&self.buckets, q)
     }
 
-    /// Heap bytes held.
+    /// Heap bytes held (zero while the buckets fit inline).
     pub fn heap_bytes(&self) -> usize {
-        self.buckets.capacity() * std::mem::size_of::<(i32, u32)>()
+        if self.buckets.spilled() {
+            self.buckets.capacity() * std::mem::size_of::<(i32, u32)>()
+        } else {
+            0
+        }
     }
 }
 
