@@ -83,12 +83,16 @@ impl Head {
 }
 
 /// The state of a *family*: the signals that share a grouping and window geometry
-/// (window, slide, pane), for all groups, laid out group-major so that one event
-/// touches a few neighbouring cache lines however many signals it feeds:
+/// (window, slide, pane), for all groups. Members sit next to each other, so one
+/// event touches a few neighbouring cache lines however many signals it feeds; the
+/// ring slot is the outermost index of panes, so evaluating a slide for every group
+/// reads two slots sequentially instead of jumping a whole ring per group:
 ///
 /// - heads: `[group][member]`
-/// - panes: `[group][slot][member]` (slot = pane index mod ring)
-/// - pane sketches: `[group][slot][quantile member]`, window sketches `[group][quantile member]`
+/// - panes: `[slot][group][member]` (slot = pane index mod ring; `group_cap` groups
+///   are allocated per slot)
+/// - pane sketches: `[slot][group][quantile member]`, window sketches
+///   `[group][quantile member]`
 ///
 /// Windows are evaluated incrementally: each (group, member) keeps an accumulator
 /// of the last window it was evaluated on, and sliding by one `slide` adds the
@@ -102,6 +106,8 @@ pub struct FamilyStore {
     /// Member → its index among the quantile members.
     quantile_of: Vec<Option<usize>>,
     quantiles: usize,
+    /// Groups allocated in each slot of `panes` and `sketches`.
+    group_cap: usize,
     heads: Vec<Head>,
     panes: Vec<Pane>,
     sketches: Vec<Sketch>,
@@ -146,28 +152,48 @@ impl FamilyStore {
         self.heads.get(g * self.members + m)
     }
 
-    /// Makes room for group `g` (allocates only when a new group appears).
+    /// Makes room for group `g` (allocates only when a new group appears; when
+    /// the per-slot capacity runs out, the slots are re-laid with an eighth more).
     pub fn ensure(&mut self, g: usize) {
         if self.groups() > g {
             return;
         }
         let n = g + 1;
         grow(&mut self.heads, n * self.members, || Head::NEW);
-        grow(&mut self.panes, n * self.ring * self.members, || {
-            Pane::EMPTY
-        });
         if self.quantiles > 0 {
-            grow(
-                &mut self.sketches,
-                n * self.ring * self.quantiles,
-                Sketch::default,
-            );
             grow(
                 &mut self.window_sketches,
                 n * self.quantiles,
                 Sketch::default,
             );
         }
+        if n > self.group_cap {
+            let cap = n.max(self.group_cap + self.group_cap / 8).max(16);
+            self.panes = relayout(
+                std::mem::take(&mut self.panes),
+                self.ring,
+                self.group_cap,
+                cap,
+                self.members,
+                || Pane::EMPTY,
+            );
+            self.sketches = relayout(
+                std::mem::take(&mut self.sketches),
+                self.ring,
+                self.group_cap,
+                cap,
+                self.quantiles,
+                Sketch::default,
+            );
+            self.group_cap = cap;
+        }
+    }
+
+    /// Index of the first member of group `g` in ring slot `slot`, in units of
+    /// `per_group` entries.
+    #[inline]
+    fn at(&self, slot: usize, g: usize, per_group: usize) -> usize {
+        (slot * self.group_cap + g) * per_group
     }
 
     /// Records one event for member `m` of group `g` (which must exist): its pane,
@@ -186,15 +212,19 @@ impl FamilyStore {
         value: Option<f64>,
     ) {
         let idx = ts.div_euclid(def.pane);
-        let slot = g * self.ring + idx.rem_euclid(self.ring as i64) as usize;
-        let pane = &mut self.panes[slot * self.members + m];
+        let slot = idx.rem_euclid(self.ring as i64) as usize;
+        let (pane_at, sketch_at) = (
+            self.at(slot, g, self.members),
+            self.at(slot, g, self.quantiles),
+        );
+        let pane = &mut self.panes[pane_at + m];
         let fresh = pane.idx != idx;
         if fresh {
             *pane = Pane::reset(idx);
         }
         let sketch = match self.quantile_of[m] {
             Some(q) => {
-                let s = &mut self.sketches[slot * self.quantiles + q];
+                let s = &mut self.sketches[sketch_at + q];
                 if fresh {
                     s.clear();
                 }
@@ -215,12 +245,16 @@ impl FamilyStore {
         if g >= self.groups() {
             return empty_value(def.aggregate);
         }
-        let (ring, members) = (self.ring as i64, self.members);
-        let base = g * self.ring;
+        let (ring, members, quantiles, cap) = (
+            self.ring as i64,
+            self.members,
+            self.quantiles,
+            self.group_cap,
+        );
         // The member's pane for pane index `idx`, if the slot still holds it.
         let pane_at = |panes: &[Pane], idx: i64| -> Option<(usize, Pane)> {
-            let slot = base + idx.rem_euclid(ring) as usize;
-            let p = panes[slot * members + m];
+            let slot = idx.rem_euclid(ring) as usize;
+            let p = panes[(slot * cap + g) * members + m];
             (p.idx == idx).then_some((slot, p))
         };
         if def.aggregate == Aggregate::Max {
@@ -284,7 +318,7 @@ impl FamilyStore {
                     h.acc_sum -= p.v;
                 }
                 if let Some((q, w)) = wsk.as_mut() {
-                    let ps = &self.sketches[slot * self.quantiles + *q];
+                    let ps = &self.sketches[(slot * cap + g) * quantiles + *q];
                     if add {
                         w.add(ps);
                     } else {
@@ -348,6 +382,25 @@ impl FamilyStore {
                 .map(Sketch::heap_bytes)
                 .sum::<usize>()
     }
+}
+
+/// Copies a `[slot][group][entry]` layout with `old_cap` groups per slot into one
+/// with `new_cap`, filling the new groups' entries.
+fn relayout<T>(
+    old: Vec<T>,
+    ring: usize,
+    old_cap: usize,
+    new_cap: usize,
+    per_group: usize,
+    mut fill: impl FnMut() -> T,
+) -> Vec<T> {
+    let mut out = Vec::with_capacity(ring * new_cap * per_group);
+    let mut old = old.into_iter();
+    for _ in 0..ring {
+        out.extend(old.by_ref().take(old_cap * per_group));
+        out.extend(std::iter::repeat_with(&mut fill).take((new_cap - old_cap) * per_group));
+    }
+    out
 }
 
 /// Resizes `v` to `len`, growing capacity by an eighth rather than doubling: state
