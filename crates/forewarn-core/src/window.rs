@@ -54,13 +54,25 @@ pub struct WindowValue {
     pub events: u64,
 }
 
-/// Per-(group, signal) bookkeeping: newest-event times and the running window.
+/// Per-(group, signal) newest-event times: all that recording an event updates.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Head {
     /// Newest time of any event recorded for the group (finds empty windows).
     pub last_touch: Millis,
     /// Newest time of an event matching the filter (absent rules).
     pub last_seen: Millis,
+}
+
+impl Head {
+    const NEW: Head = Head {
+        last_touch: Millis::MIN,
+        last_seen: Millis::MIN,
+    };
+}
+
+/// Per-(group, signal) running window, touched only by evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Acc {
     /// Window end the accumulator describes; MIN when there is none.
     acc_at: Millis,
     /// Slides applied incrementally since the last full recompute.
@@ -70,10 +82,8 @@ pub struct Head {
     acc_sum: f64,
 }
 
-impl Head {
-    const NEW: Head = Head {
-        last_touch: Millis::MIN,
-        last_seen: Millis::MIN,
+impl Acc {
+    const NEW: Acc = Acc {
         acc_at: Millis::MIN,
         acc_steps: 0,
         acc_n: 0,
@@ -88,7 +98,7 @@ impl Head {
 /// ring slot is the outermost index of panes, so evaluating a slide for every group
 /// reads two slots sequentially instead of jumping a whole ring per group:
 ///
-/// - heads: `[group][member]`
+/// - heads and accumulators: `[group][member]`
 /// - panes: `[slot][group][member]` (slot = pane index mod ring; `group_cap` groups
 ///   are allocated per slot)
 /// - pane sketches: `[slot][group][quantile member]`, window sketches
@@ -109,6 +119,7 @@ pub struct FamilyStore {
     /// Groups allocated in each slot of `panes` and `sketches`.
     group_cap: usize,
     heads: Vec<Head>,
+    accs: Vec<Acc>,
     panes: Vec<Pane>,
     sketches: Vec<Sketch>,
     window_sketches: Vec<Sketch>,
@@ -160,6 +171,7 @@ impl FamilyStore {
         }
         let n = g + 1;
         grow(&mut self.heads, n * self.members, || Head::NEW);
+        grow(&mut self.accs, n * self.members, || Acc::NEW);
         if self.quantiles > 0 {
             grow(
                 &mut self.window_sketches,
@@ -271,7 +283,7 @@ impl FamilyStore {
                 events: n,
             };
         }
-        let h = &mut self.heads[g * members + m];
+        let h = &mut self.accs[g * members + m];
         let steps_per_window = (def.window / def.slide) as u32;
         let (adds, subs) = if h.acc_at == at {
             // Another rule on this signal already evaluated this window.
@@ -283,14 +295,7 @@ impl FamilyStore {
             h.acc_steps += 1;
             (h.acc_at..at, h.acc_at - def.window..at - def.window)
         } else {
-            *h = Head {
-                acc_steps: 0,
-                acc_n: 0,
-                acc_d: 0,
-                acc_sum: 0.0,
-                acc_at: Millis::MIN,
-                ..*h
-            };
+            *h = Acc::NEW;
             (at - def.window..at, 0..0)
         };
         let mut wsk = match self.quantile_of[m] {
@@ -357,7 +362,8 @@ impl FamilyStore {
     /// Bytes held by each part: (heads, panes, sketch headers, sketch buckets).
     pub fn breakdown(&self) -> [usize; 4] {
         [
-            self.heads.capacity() * std::mem::size_of::<Head>(),
+            self.heads.capacity() * std::mem::size_of::<Head>()
+                + self.accs.capacity() * std::mem::size_of::<Acc>(),
             self.panes.capacity() * std::mem::size_of::<Pane>(),
             (self.sketches.capacity() + self.window_sketches.capacity())
                 * std::mem::size_of::<Sketch>(),
@@ -372,6 +378,7 @@ impl FamilyStore {
     /// Approximate bytes held (heads, panes, sketch buckets).
     pub fn heap_bytes(&self) -> usize {
         self.heads.capacity() * std::mem::size_of::<Head>()
+            + self.accs.capacity() * std::mem::size_of::<Acc>()
             + self.panes.capacity() * std::mem::size_of::<Pane>()
             + (self.sketches.capacity() + self.window_sketches.capacity())
                 * std::mem::size_of::<Sketch>()
