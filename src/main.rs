@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod replay;
+mod simulate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +44,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = replay::Format::Json)]
         format: replay::Format,
     },
+    /// Generate retail service-estate events with ground-truth incidents, as NDJSON.
+    Simulate(simulate::Args),
 }
 
 /// Reads and validates a config file; the error already names file, line and fix.
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
             format,
         } => load_config(&config)
             .and_then(|cfg| replay::run(cfg, &events, now.as_deref(), !no_flush, format)),
+        Command::Simulate(args) => simulate::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,94 @@
+use super::*;
+use forewarn_core::decode;
+
+const START: i64 = 1_795_172_400_000; // 2026-11-20T11:00:00Z, a Friday
+
+fn short(seed: u64) -> Scenario {
+    let mut s = default_scenario(seed, START);
+    s.duration = 10 * 60_000;
+    s.scale = 0.2;
+    s
+}
+
+#[test]
+fn same_seed_same_stream_different_seed_differs() {
+    let a: Vec<SimEvent> = Simulator::new(short(42)).collect();
+    let b: Vec<SimEvent> = Simulator::new(short(42)).collect();
+    let c: Vec<SimEvent> = Simulator::new(short(43)).collect();
+    assert!(a.len() > 1000, "{}", a.len());
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    assert_eq!(ground_truth(&short(42)), ground_truth(&short(42)));
+}
+
+#[test]
+fn events_are_valid_and_time_ordered() {
+    let events: Vec<SimEvent> = Simulator::new(short(7)).collect();
+    let mut last = i64::MIN;
+    for e in &events {
+        let ev = decode(e.json.as_bytes()).unwrap_or_else(|err| panic!("{err}: {}", e.json));
+        assert_eq!(ev.ts, e.ts);
+        assert_eq!(ev.service, e.service);
+        assert!(e.ts >= last, "out of order");
+        last = e.ts;
+    }
+    let services: std::collections::BTreeSet<&str> = events.iter().map(|e| e.service).collect();
+    assert_eq!(
+        services.len(),
+        retail_services().len(),
+        "every service emits"
+    );
+}
+
+/// Share of `service` requests that failed between `from` and `to` minutes.
+fn error_share(events: &[SimEvent], service: &str, from: i64, to: i64) -> f64 {
+    let in_range: Vec<_> = events
+        .iter()
+        .filter(|e| {
+            e.service == service
+                && e.ts >= START + from * 60_000
+                && e.ts < START + to * 60_000
+                && e.json.contains(r#""kind":"request""#)
+        })
+        .collect();
+    let failed = in_range
+        .iter()
+        .filter(|e| !e.json.contains(r#""outcome":"ok""#))
+        .count();
+    failed as f64 / in_range.len().max(1) as f64
+}
+
+#[test]
+fn incidents_degrade_their_services_and_spikes_do_not() {
+    let mut s = default_scenario(1, START);
+    s.duration = 60 * 60_000;
+    s.scale = 0.5;
+    let events: Vec<SimEvent> = Simulator::new(s).collect();
+    // Payment: healthy before the precursor, failing at the SLA breach (minute 40).
+    let before = error_share(&events, "payment", 0, 20);
+    let during = error_share(&events, "payment", 40, 55);
+    assert!(before < 0.02, "baseline {before}");
+    assert!(during > 0.08, "incident {during}");
+    let search = error_share(&events, "search", 0, 60);
+    assert!(search < 0.01, "unaffected service {search}");
+}
+
+#[test]
+fn ground_truth_lists_incidents_in_order() {
+    let truth = ground_truth(&default_scenario(3, START));
+    let incidents = truth["incidents"].as_array().unwrap();
+    assert_eq!(incidents.len(), 4);
+    let categories: Vec<&str> = incidents
+        .iter()
+        .map(|i| i["category"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        categories,
+        ["system", "execution", "information", "communication"]
+    );
+    for i in incidents {
+        assert!(i["precursor_start_ms"].as_i64() < i["sla_breach_ms"].as_i64());
+        assert!(i["sla_breach_ms"].as_i64() < i["end_ms"].as_i64());
+    }
+    assert_eq!(truth["benign"][0]["id"], "benign-storefront-spike");
+}
