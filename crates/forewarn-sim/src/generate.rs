@@ -212,6 +212,8 @@ fn event(svc: &Service, fx: &Effects, ts: Millis, rng: &mut Rng) -> String {
     } else {
         let kind = match svc.role {
             Role::Stock => "stock",
+            // Support handles tickets: its latency is the time to first response.
+            Role::Support => "ticket",
             _ => "request",
         };
         let latency = svc.latency_ms * fx.latency_factor * (svc.latency_sigma * rng.normal()).exp();

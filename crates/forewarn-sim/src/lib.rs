@@ -10,12 +10,14 @@
 mod generate;
 mod model;
 mod rng;
+mod score;
 
 pub use generate::{SimEvent, Simulator};
 pub use model::{
     default_scenario, load_cycle, retail_services, Incident, Role, Scenario, Service, Spike,
 };
 pub use rng::Rng;
+pub use score::{score, Fired, IncidentScore, Scorecard};
 
 use forewarn_core::time::format_rfc3339;
 

@@ -92,3 +92,36 @@ fn ground_truth_lists_incidents_in_order() {
     }
     assert_eq!(truth["benign"][0]["id"], "benign-storefront-spike");
 }
+
+#[test]
+fn scorecard_classifies_early_late_missed_and_false_alarms() {
+    let s = default_scenario(1, START);
+    let fired = |rule: &str, service: &str, at: i64| Fired {
+        at,
+        service: service.into(),
+        rule: rule.into(),
+    };
+    let inc = &s.incidents;
+    let alerts = vec![
+        // Payment: early (5 minutes before breach).
+        fired("P99", "payment", inc[0].sla_breach - 300_000),
+        // Fulfilment: only after the breach.
+        fired("Sla", "fulfilment", inc[1].sla_breach + 60_000),
+        // Storefront information incident: nothing. Support: early.
+        fired("Sentiment", "support", inc[3].sla_breach - 1_000),
+        // Search is in no incident: a false alarm, counted once.
+        fired("Err", "search", START + 1_000),
+        fired("Err", "search", START + 2_000),
+    ];
+    let card = score(&s, &alerts, 0);
+    assert_eq!(
+        (card.detected_early, card.detected_late, card.missed),
+        (2, 1, 1)
+    );
+    assert_eq!(card.incidents[0].lead_seconds, Some(300.0));
+    assert_eq!(card.incidents[2].first_alert, None);
+    assert_eq!(
+        card.false_alarms,
+        vec![("Err".to_string(), "search".to_string(), START + 1_000)]
+    );
+}
