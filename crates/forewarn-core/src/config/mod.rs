@@ -420,15 +420,19 @@ fn validate(cx: &Ctx, raw: RawConfig) -> Result<Config, ConfigError> {
         idle_timeout: dur_or(&raw.time.idle_timeout, "idle_timeout", 30_000)?,
         max_future_skew: dur_or(&raw.time.max_future_skew, "max_future_skew", 300_000)?,
     };
-    for (val, field) in [
-        (time.idle_timeout, &raw.time.idle_timeout),
-        (time.max_future_skew, &raw.time.max_future_skew),
+    // Defaults are positive, so only a value given in the file can be zero.
+    for (val, field, name) in [
+        (time.idle_timeout, &raw.time.idle_timeout, "idle_timeout"),
+        (
+            time.max_future_skew,
+            &raw.time.max_future_skew,
+            "max_future_skew",
+        ),
     ] {
-        if val == 0 {
-            let f = field.as_ref().expect("zero only when given");
+        if let (0, Some(f)) = (val, field) {
             return Err(cx.err(
                 f.span(),
-                "must be greater than zero",
+                format!("`{name}` must be greater than zero"),
                 "give a positive duration such as \"30s\"",
             ));
         }

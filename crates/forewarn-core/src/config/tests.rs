@@ -78,6 +78,7 @@ fn bad_values_say_what_to_fix() {
         (&SIGNAL.replace("filter = { outcome = \"error\" }", "filter = { outcome = [] }"), "empty list", "at least one value"),
         (SIGNAL, "no rules defined", "[[rules]]"),
         ("[limits]\nmax_groups = 0\n", "at least 1", "100000"),
+        ("[time]\nidle_timeout = \"0s\"\n", "`idle_timeout` must be greater than zero", "30s"),
     ];
     for (src, message, help) in cases {
         let e = err(src);
