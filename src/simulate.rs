@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use forewarn_core::time::{parse_duration, parse_rfc3339};
@@ -34,6 +35,42 @@ pub struct Args {
     /// Where to write the ground truth (JSON).
     #[arg(long)]
     truth: Option<PathBuf>,
+    /// Play in (accelerated) real time: simulated seconds per wall-clock second
+    /// (1 = real time, 1440 = a simulated day per minute). Default: as fast as possible.
+    #[arg(long)]
+    speed: Option<f64>,
+    /// At most this many events per wall-clock second (for load tests).
+    #[arg(long)]
+    rate: Option<f64>,
+}
+
+/// Holds output back to a pace: simulated time scaled by `speed`, and/or a cap of
+/// `rate` events per second. Waits with `std::thread::sleep`; the engine never
+/// sees this clock.
+struct Pacer {
+    started: Instant,
+    sim_start: i64,
+    speed: Option<f64>,
+    rate: Option<f64>,
+    sent: u64,
+}
+
+impl Pacer {
+    fn wait(&mut self, ts: i64) {
+        let mut due = Duration::ZERO;
+        if let Some(speed) = self.speed {
+            due = due.max(Duration::from_secs_f64(
+                ((ts - self.sim_start).max(0) as f64 / 1000.0) / speed,
+            ));
+        }
+        if let Some(rate) = self.rate {
+            due = due.max(Duration::from_secs_f64(self.sent as f64 / rate));
+        }
+        self.sent += 1;
+        if let Some(left) = due.checked_sub(self.started.elapsed()) {
+            std::thread::sleep(left);
+        }
+    }
 }
 
 /// Runs the simulation to completion.
@@ -51,6 +88,19 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         bail!("--scale must be a positive number");
     }
     scenario.scale = args.scale;
+    for (value, flag) in [(args.speed, "--speed"), (args.rate, "--rate")] {
+        if value.is_some_and(|v| !(v > 0.0 && v.is_finite())) {
+            bail!("{flag} must be a positive number");
+        }
+    }
+    let mut pacer = Pacer {
+        started: Instant::now(),
+        sim_start: scenario.start,
+        speed: args.speed,
+        rate: args.rate,
+        sent: 0,
+    };
+    let paced = args.speed.is_some() || args.rate.is_some();
     if let Some(path) = &args.truth {
         let f = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
         serde_json::to_writer_pretty(f, &ground_truth(&scenario))?;
@@ -66,8 +116,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let mut out = BufWriter::new(sink);
     let mut count = 0u64;
     for e in Simulator::new(scenario) {
+        if paced {
+            pacer.wait(e.ts);
+        }
         out.write_all(e.json.as_bytes())?;
         out.write_all(b"\n")?;
+        if paced {
+            // A live consumer (e.g. `forewarn replay -`) should see events as they are due.
+            out.flush()?;
+        }
         count += 1;
     }
     out.flush()?;

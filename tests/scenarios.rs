@@ -224,3 +224,45 @@ fn simulate_writes_events_and_ground_truth_deterministically() {
     let stderr = String::from_utf8_lossy(&replayed.stderr);
     assert!(stderr.contains(" 0 rejected"), "{stderr}");
 }
+
+#[test]
+fn simulate_paces_output_without_changing_it() {
+    let dir = std::env::temp_dir().join(format!("forewarn-pace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.join(name);
+        let started = std::time::Instant::now();
+        let status = Command::new(env!("CARGO_BIN_EXE_forewarn"))
+            .args([
+                "simulate",
+                "--seed",
+                "9",
+                "--duration",
+                "10s",
+                "--scale",
+                "0.1",
+                "--out",
+            ])
+            .arg(&out)
+            .args(extra)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        (std::fs::read(&out).unwrap(), started.elapsed())
+    };
+    let (fast, _) = run("fast.ndjson", &[]);
+    let (paced, elapsed) = run("paced.ndjson", &["--speed", "10"]);
+    assert_eq!(fast, paced, "pacing changes timing, not content");
+    // 10 simulated seconds at 10x: about a second of wall time, never less than
+    // the last event's due time (sleeps only ever add time).
+    assert!(
+        elapsed >= std::time::Duration::from_millis(800),
+        "{elapsed:?}"
+    );
+    let bad = Command::new(env!("CARGO_BIN_EXE_forewarn"))
+        .args(["simulate", "--speed", "0", "--out", "-"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--speed must be a positive number"));
+}
