@@ -8,15 +8,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use forewarn_core::time::{parse_duration, parse_rfc3339};
-use forewarn_sim::{default_scenario, ground_truth, Simulator};
+use forewarn_sim::{default_scenario, ground_truth, load_scenario, Simulator};
 
 /// Options of `forewarn simulate`.
 #[derive(clap::Args)]
 pub struct Args {
     /// Scenario name (`default`: three hours, one incident of each failure
     /// category, a promotion and a benign traffic spike).
-    #[arg(long, default_value = "default")]
+    #[arg(long, default_value = "default", conflicts_with = "scenario_file")]
     scenario: String,
+    /// A scenario file (TOML; see crates/forewarn-sim/scenarios/default.toml).
+    #[arg(long)]
+    scenario_file: Option<PathBuf>,
     /// RNG seed: the same seed gives the same events and ground truth.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -77,9 +80,17 @@ impl Pacer {
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let start = parse_rfc3339(&args.start)
         .with_context(|| format!("--start `{}` is not RFC 3339", args.start))?;
-    let mut scenario = match args.scenario.as_str() {
-        "default" => default_scenario(args.seed, start),
-        other => bail!("unknown scenario `{other}`; available: default"),
+    let mut scenario = match (&args.scenario_file, args.scenario.as_str()) {
+        (Some(path), _) => {
+            let name = path.display().to_string();
+            let src =
+                std::fs::read_to_string(path).with_context(|| format!("cannot read {name}"))?;
+            load_scenario(&src, &name, args.seed, start)?
+        }
+        (None, "default") => default_scenario(args.seed, start),
+        (None, other) => {
+            bail!("unknown scenario `{other}`; available: default (or --scenario-file)")
+        }
     };
     if let Some(d) = &args.duration {
         scenario.duration = parse_duration(d).map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
@@ -87,7 +98,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if !(args.scale > 0.0 && args.scale.is_finite()) {
         bail!("--scale must be a positive number");
     }
-    scenario.scale = args.scale;
+    scenario.scale *= args.scale;
     for (value, flag) in [(args.speed, "--speed"), (args.rate, "--rate")] {
         if value.is_some_and(|v| !(v > 0.0 && v.is_finite())) {
             bail!("{flag} must be a positive number");

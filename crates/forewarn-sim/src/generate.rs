@@ -1,6 +1,7 @@
 //! Turns a [`Scenario`] into a time-ordered stream of v1 events.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use forewarn_core::event::Category;
 use forewarn_core::time::{format_rfc3339, Millis};
@@ -14,7 +15,7 @@ pub struct SimEvent {
     /// Event time.
     pub ts: Millis,
     /// The service (the Kafka message key).
-    pub service: &'static str,
+    pub service: Arc<str>,
     /// The v1 JSON event.
     pub json: String,
 }
@@ -47,7 +48,7 @@ impl Simulator {
         let rngs = scenario
             .services
             .iter()
-            .map(|s| root.fork(s.name))
+            .map(|s| root.fork(&s.name))
             .collect();
         Simulator {
             second: scenario.start.div_euclid(1000) * 1000,
@@ -75,7 +76,9 @@ impl Simulator {
             .scenario
             .spikes
             .iter()
-            .filter(|s| (s.start..s.end).contains(&t) && s.services.iter().any(|n| n == svc.name))
+            .filter(|s| {
+                (s.start..s.end).contains(&t) && s.services.iter().any(|n| **n == *svc.name)
+            })
             .map(|s| s.multiplier)
             .product();
         svc.rate * self.scenario.scale * load_cycle(t) * promo * spike
@@ -89,7 +92,7 @@ impl Simulator {
         };
         for inc in &self.scenario.incidents {
             let s = inc.severity(t);
-            if s == 0.0 || !inc.services.iter().any(|n| n == svc.name) {
+            if s == 0.0 || !inc.services.iter().any(|n| **n == *svc.name) {
                 continue;
             }
             // Failures begin once the degradation is a third of the way to breach.
@@ -148,7 +151,7 @@ impl Simulator {
                 let json = event(&svc, &fx, ts, rng);
                 out.push(SimEvent {
                     ts,
-                    service: svc.name,
+                    service: svc.name.clone(),
                     json,
                 });
             }

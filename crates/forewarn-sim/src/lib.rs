@@ -7,11 +7,13 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod file;
 mod generate;
 mod model;
 mod rng;
 mod score;
 
+pub use file::{load_scenario, ScenarioError};
 pub use generate::{SimEvent, Simulator};
 pub use model::{
     default_scenario, load_cycle, retail_services, Incident, Role, Scenario, Service, Spike,

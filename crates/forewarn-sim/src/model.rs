@@ -1,6 +1,8 @@
 //! The retail estate: services with their baselines, the daily and weekly load
 //! cycle, promotions, benign spikes, and incidents with precursors.
 
+use std::sync::Arc;
+
 use forewarn_core::event::Category;
 use forewarn_core::time::Millis;
 use serde::Serialize;
@@ -10,7 +12,8 @@ const HOUR: Millis = 60 * MINUTE;
 const DAY: Millis = 24 * HOUR;
 
 /// What kind of traffic a service emits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Customer-facing requests (storefront, search, cart, checkout, payment).
     Requests,
@@ -23,10 +26,10 @@ pub enum Role {
 }
 
 /// One service's normal behaviour.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Service {
     /// Name (the event's `service`).
-    pub name: &'static str,
+    pub name: Arc<str>,
     /// Role.
     pub role: Role,
     /// Events per second at the daily mean load.
@@ -48,7 +51,7 @@ pub struct Service {
 }
 
 /// An injected incident and its ground truth.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Incident {
     /// Stable id.
     pub id: String,
@@ -84,7 +87,7 @@ impl Incident {
 }
 
 /// A benign look-alike: more traffic, no failure. Alerts during it are false alarms.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Spike {
     /// Stable id.
     pub id: String,
@@ -101,7 +104,7 @@ pub struct Spike {
 }
 
 /// A named scenario: the estate, its load shape and what goes wrong when.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Scenario {
     /// Name.
     pub name: String,
@@ -125,8 +128,8 @@ pub struct Scenario {
 
 /// The default retail estate.
 pub fn retail_services() -> Vec<Service> {
-    let svc = |name, role, rate, latency_ms, sla_ms, error_rate, feedback_share| Service {
-        name,
+    let svc = |name: &str, role, rate, latency_ms, sla_ms, error_rate, feedback_share| Service {
+        name: name.into(),
         role,
         rate,
         latency_ms,

@@ -28,11 +28,11 @@ fn events_are_valid_and_time_ordered() {
     for e in &events {
         let ev = decode(e.json.as_bytes()).unwrap_or_else(|err| panic!("{err}: {}", e.json));
         assert_eq!(ev.ts, e.ts);
-        assert_eq!(ev.service, e.service);
+        assert_eq!(&*ev.service, &*e.service);
         assert!(e.ts >= last, "out of order");
         last = e.ts;
     }
-    let services: std::collections::BTreeSet<&str> = events.iter().map(|e| e.service).collect();
+    let services: std::collections::BTreeSet<&str> = events.iter().map(|e| &*e.service).collect();
     assert_eq!(
         services.len(),
         retail_services().len(),
@@ -45,7 +45,7 @@ fn error_share(events: &[SimEvent], service: &str, from: i64, to: i64) -> f64 {
     let in_range: Vec<_> = events
         .iter()
         .filter(|e| {
-            e.service == service
+            &*e.service == service
                 && e.ts >= START + from * 60_000
                 && e.ts < START + to * 60_000
                 && e.json.contains(r#""kind":"request""#)
@@ -124,4 +124,27 @@ fn scorecard_classifies_early_late_missed_and_false_alarms() {
         card.false_alarms,
         vec![("Err".to_string(), "search".to_string(), START + 1_000)]
     );
+}
+
+#[test]
+fn the_shipped_default_file_is_the_default_scenario() {
+    let loaded = load_scenario(
+        include_str!("../scenarios/default.toml"),
+        "default.toml",
+        11,
+        START,
+    )
+    .unwrap();
+    assert_eq!(loaded, default_scenario(11, START));
+}
+
+#[test]
+fn scenario_file_errors_are_located() {
+    let e = load_scenario("name = \"x\"\nduration = \"1h\"\n[[spikes]]\nid = \"s\"\nservices = [\"nope\"]\nmultiplier = 2.0\nstart = \"1m\"\nend = \"2m\"\n", "s.toml", 1, START).unwrap_err();
+    assert_eq!(e.line, 3, "{e}"); // the [[spikes]] table
+    assert!(e.message.contains("unknown service `nope`"), "{e}");
+    let e = load_scenario("name = \"x\"\nduration = \"1h\"\n[[incidents]]\nid = \"i\"\ncategory = \"system\"\nservices = [\"payment\"]\nprecursor_start = \"30m\"\nsla_breach = \"10m\"\nend = \"40m\"\n", "s.toml", 1, START).unwrap_err();
+    assert!(e.message.contains("start must come before end"), "{e}");
+    let e = load_scenario("name = \"x\"\nduraton = \"1h\"\n", "s.toml", 1, START).unwrap_err();
+    assert!(e.message.contains("unknown field `duraton`"), "{e}");
 }
