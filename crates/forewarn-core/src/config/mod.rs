@@ -3,6 +3,7 @@
 //! checks every cross-field rule and refuses the file with its name, line, column and
 //! what to fix.
 
+pub mod kafka;
 mod raw;
 
 use std::collections::{BTreeMap, HashMap};
@@ -225,6 +226,8 @@ pub struct Config {
     pub signals: Vec<SignalDef>,
     /// Rules, in file order.
     pub rules: Vec<RuleDef>,
+    /// Kafka input and outputs (`forewarn run`).
+    pub kafka: kafka::KafkaConfig,
 }
 
 /// Placeholders accepted in summary and annotation templates.
@@ -331,6 +334,16 @@ impl Config {
             format_duration(t.idle_timeout),
             format_duration(t.max_future_skew),
             self.max_groups
+        ));
+        let k = &self.kafka;
+        out.push_str(&format!(
+            "kafka: brokers={} group={} topics={} alerts={} dead letters={} properties={:?}\n",
+            k.brokers,
+            k.group_id,
+            k.topics.join(","),
+            k.alerts_topic,
+            k.dead_letter_topic,
+            k.redacted_properties()
         ));
         out.push_str(&format!("{} signal(s):\n", self.signals.len()));
         for s in &self.signals {
@@ -492,7 +505,9 @@ fn validate(cx: &Ctx, raw: RawConfig) -> Result<Config, ConfigError> {
             "add at least one [[rules]] table; see deploy/forewarn.example.toml",
         ));
     }
+    let kafka = kafka_section(cx, raw.kafka)?;
     Ok(Config {
+        kafka,
         time,
         max_groups,
         generator_url: raw
@@ -503,6 +518,96 @@ fn validate(cx: &Ctx, raw: RawConfig) -> Result<Config, ConfigError> {
         signals,
         rules,
     })
+}
+
+fn kafka_section(cx: &Ctx, raw: kafka::RawKafka) -> Result<kafka::KafkaConfig, ConfigError> {
+    let mut k = kafka::KafkaConfig::default();
+    let nonempty = |s: &Spanned<String>, what: &str| -> Result<String, ConfigError> {
+        if s.get_ref().trim().is_empty() {
+            return Err(cx.err(
+                s.span(),
+                format!("`kafka.{what}` is empty"),
+                "give a value or remove the line",
+            ));
+        }
+        Ok(s.get_ref().clone())
+    };
+    if let Some(b) = &raw.brokers {
+        k.brokers = nonempty(b, "brokers")?;
+    }
+    if let Some(g) = &raw.group_id {
+        k.group_id = nonempty(g, "group_id")?;
+    }
+    let topic_help = "Kafka topic names use letters, digits, `.`, `_` and `-`";
+    if let Some(t) = &raw.topics {
+        if t.get_ref().is_empty() {
+            return Err(cx.err(
+                t.span(),
+                "`kafka.topics` is empty",
+                "list the topics of service events, e.g. [\"service-events\"]",
+            ));
+        }
+        for name in t.get_ref() {
+            kafka::check_topic(name).map_err(|m| cx.err(t.span(), m, topic_help))?;
+        }
+        k.topics = t.get_ref().clone();
+    }
+    for (slot, field, what) in [
+        (&mut k.alerts_topic, &raw.alerts_topic, "alerts_topic"),
+        (
+            &mut k.dead_letter_topic,
+            &raw.dead_letter_topic,
+            "dead_letter_topic",
+        ),
+    ] {
+        if let Some(t) = field {
+            kafka::check_topic(t.get_ref())
+                .map_err(|m| cx.err(t.span(), format!("`kafka.{what}`: {m}"), topic_help))?;
+            *slot = t.get_ref().clone();
+        }
+    }
+    let span_of = |f: &Option<Spanned<String>>| f.as_ref().map_or(0..0, |s| s.span());
+    if k.topics.contains(&k.dead_letter_topic) || k.topics.contains(&k.alerts_topic) {
+        let at = span_of(&raw.dead_letter_topic)
+            .start
+            .max(span_of(&raw.alerts_topic).start);
+        return Err(cx.err(
+            at..at,
+            "an output topic is also an input topic",
+            "alerts and dead letters would be consumed again; use topics of their own",
+        ));
+    }
+    if k.alerts_topic == k.dead_letter_topic {
+        return Err(cx.err(
+            span_of(&raw.dead_letter_topic),
+            "`kafka.dead_letter_topic` is the alerts topic",
+            "give dead letters a topic of their own",
+        ));
+    }
+    for (key, value) in &raw.properties {
+        kafka::check_property(key).map_err(|m| {
+            cx.err(
+                value.span(),
+                m,
+                "see librdkafka's CONFIGURATION.md for property names",
+            )
+        })?;
+        let text = match value.get_ref() {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            _ => {
+                return Err(cx.err(
+                    value.span(),
+                    format!("property `{key}` must be a string, number or boolean"),
+                    "librdkafka properties are scalars",
+                ))
+            }
+        };
+        k.properties.insert(key.clone(), text);
+    }
+    Ok(k)
 }
 
 fn filter(cx: &Ctx, span: Range<usize>, f: &RawFilter, what: &str) -> Result<Filter, ConfigError> {

@@ -30,6 +30,9 @@ pub struct RawConfig {
     /// When to alert.
     #[serde(default)]
     pub rules: Vec<Spanned<RawRule>>,
+    /// Kafka input and outputs.
+    #[serde(default)]
+    pub kafka: super::kafka::RawKafka,
 }
 
 /// `[time]`

@@ -116,3 +116,98 @@ fn unknown_enum_values_list_the_choices() {
         "{e}"
     );
 }
+
+const RULE: &str =
+    "[[rules]]\nname = \"R\"\nkind = \"threshold\"\nsignal = \"err\"\ncritical = 0.1\n";
+
+#[test]
+fn kafka_defaults_and_passthrough() {
+    let c = Config::parse(&format!("{SIGNAL}{RULE}"), "k.toml").unwrap();
+    assert_eq!(c.kafka, kafka::KafkaConfig::default());
+    let src = format!(
+        "{SIGNAL}{RULE}[kafka]\nbrokers = \"b1:9092,b2:9092\"\ngroup_id = \"fw\"\ntopics = [\"orders\", \"support\"]\nalerts_topic = \"alerts\"\ndead_letter_topic = \"dlq\"\nproperties = {{ \"security.protocol\" = \"SASL_SSL\", \"sasl.password\" = \"hunter2\", \"fetch.wait.max.ms\" = 50, \"socket.keepalive.enable\" = true }}\n"
+    );
+    let mut c = Config::parse(&src, "k.toml").unwrap();
+    assert_eq!(c.kafka.topics, ["orders", "support"]);
+    assert_eq!(c.kafka.properties["fetch.wait.max.ms"], "50");
+    assert_eq!(c.kafka.properties["socket.keepalive.enable"], "true");
+    assert_eq!(c.kafka.properties["sasl.password"], "hunter2");
+    // Secrets never show in Debug output or in `check`.
+    assert!(!format!("{:?}", c.kafka).contains("hunter2"));
+    assert!(!format!("{c:?}").contains("hunter2"));
+    assert!(!c.summary().contains("hunter2") && c.summary().contains("sasl.password"));
+    // Environment overrides the file.
+    let set = c
+        .kafka
+        .apply_env([
+            (
+                "FOREWARN_KAFKA_SASL_PASSWORD".to_string(),
+                "from-env".to_string(),
+            ),
+            ("PATH".to_string(), "/bin".to_string()),
+        ])
+        .unwrap();
+    assert_eq!(set, ["sasl.password"]);
+    assert_eq!(c.kafka.properties["sasl.password"], "from-env");
+    let refused = c.kafka.apply_env([(
+        "FOREWARN_KAFKA_ENABLE_AUTO_COMMIT".to_string(),
+        "true".to_string(),
+    )]);
+    assert!(refused.unwrap_err().contains("managed by forewarn"));
+}
+
+#[test]
+fn kafka_section_errors_are_located() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "[kafka]\nproperties = { \"enable.auto.commit\" = true }\n",
+            "managed by forewarn",
+            "CONFIGURATION.md",
+        ),
+        (
+            "[kafka]\nproperties = { \"Bad_Name\" = \"x\" }\n",
+            "not a librdkafka property name",
+            "CONFIGURATION.md",
+        ),
+        (
+            "[kafka]\ntopics = []\n",
+            "`kafka.topics` is empty",
+            "service-events",
+        ),
+        (
+            "[kafka]\ntopics = [\"a b\"]\n",
+            "not a valid topic name",
+            "letters, digits",
+        ),
+        (
+            "[kafka]\ntopics = [\"t\"]\ndead_letter_topic = \"t\"\n",
+            "also an input topic",
+            "topics of their own",
+        ),
+        (
+            "[kafka]\nalerts_topic = \"x\"\ndead_letter_topic = \"x\"\n",
+            "is the alerts topic",
+            "own",
+        ),
+        (
+            "[kafka]\nbrokers = \" \"\n",
+            "`kafka.brokers` is empty",
+            "give a value",
+        ),
+        (
+            "[kafka]\nbrokerz = \"b:9092\"\n",
+            "unknown field `brokerz`",
+            "forewarn.example.toml",
+        ),
+    ];
+    for (section, message, help) in cases {
+        let src = format!("{SIGNAL}{RULE}{section}");
+        let e = err(&src);
+        assert!(e.message.contains(message), "expected `{message}` in: {e}");
+        assert!(e.help.contains(help), "expected help `{help}` in: {e}");
+        assert!(
+            e.line > SIGNAL.lines().count() + RULE.lines().count(),
+            "must point into [kafka]: {e}"
+        );
+    }
+}
