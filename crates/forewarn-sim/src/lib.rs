@@ -19,7 +19,7 @@ pub use model::{
     default_scenario, load_cycle, retail_services, Incident, Role, Scenario, Service, Spike,
 };
 pub use rng::Rng;
-pub use score::{score, Fired, IncidentScore, Scorecard};
+pub use score::{fired_alerts, score, Fired, IncidentScore, Scorecard};
 
 use forewarn_core::time::format_rfc3339;
 

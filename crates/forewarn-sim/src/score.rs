@@ -4,10 +4,35 @@
 
 use std::collections::BTreeSet;
 
+use forewarn_core::lifecycle::TransitionKind;
 use forewarn_core::time::Millis;
+use forewarn_core::{decode, Config, Engine};
 use serde::Serialize;
 
+use crate::generate::Simulator;
 use crate::model::Scenario;
+
+/// Runs `scenario` through an engine for `config` and returns every alert that
+/// started firing. The wall clock for the future-skew check is an hour after the
+/// scenario ends, so no simulated event is refused.
+pub fn fired_alerts(scenario: &Scenario, config: Config) -> Vec<Fired> {
+    let now = scenario.start + scenario.duration + 3_600_000;
+    let mut engine = Engine::new(config);
+    let (mut out, mut fired) = (Vec::new(), Vec::new());
+    for e in Simulator::new(scenario.clone()) {
+        let event = decode(e.json.as_bytes()).expect("the simulator writes valid events");
+        engine.ingest(&event, now, &mut out);
+        for t in out.drain(..).filter(|t| t.kind == TransitionKind::Firing) {
+            let a = engine.render(&t);
+            fired.push(Fired {
+                at: t.at,
+                service: a.labels["service"].clone(),
+                rule: a.labels["alertname"].clone(),
+            });
+        }
+    }
+    fired
+}
 
 /// An alert that started firing, as the scorer needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,9 +2,8 @@
 //! incident category is alerted on an affected service before its SLA breach, and
 //! nothing fires outside the incidents (the benign traffic spike included).
 
-use forewarn_core::lifecycle::TransitionKind;
-use forewarn_core::{decode, Config, Engine};
-use forewarn_sim::{default_scenario, score, Fired, Simulator};
+use forewarn_core::Config;
+use forewarn_sim::{default_scenario, fired_alerts, score};
 
 const START: i64 = 1_795_172_400_000; // 2026-11-20T11:00:00Z
 
@@ -17,20 +16,7 @@ fn every_incident_is_detected_before_its_sla_breach_without_false_alarms() {
     .unwrap();
     let mut scenario = default_scenario(1, START);
     scenario.scale = 0.3; // fewer events, same shape: keeps the debug-build test fast
-    let now = scenario.start + scenario.duration + 3_600_000;
-    let mut engine = Engine::new(cfg);
-    let (mut out, mut fired) = (Vec::new(), Vec::new());
-    for e in Simulator::new(scenario.clone()) {
-        engine.ingest(&decode(e.json.as_bytes()).unwrap(), now, &mut out);
-        for t in out.drain(..).filter(|t| t.kind == TransitionKind::Firing) {
-            let a = engine.render(&t);
-            fired.push(Fired {
-                at: t.at,
-                service: a.labels["service"].clone(),
-                rule: a.labels["alertname"].clone(),
-            });
-        }
-    }
+    let fired = fired_alerts(&scenario, cfg);
     let card = score(&scenario, &fired, 15 * 60_000);
     for inc in &card.incidents {
         let lead = inc
