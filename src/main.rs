@@ -1,7 +1,9 @@
 //! The `forewarn` binary: command-line entry points around the core engine.
 #![forbid(unsafe_code)]
 
+mod logging;
 mod replay;
+mod run;
 mod simulate;
 
 use std::path::PathBuf;
@@ -44,6 +46,9 @@ enum Command {
         #[arg(long, value_enum, default_value_t = replay::Format::Json)]
         format: replay::Format,
     },
+    /// Consume service events from Kafka as a consumer-group member, publish alert
+    /// transitions and dead letters, until SIGTERM or SIGINT.
+    Run(run::Args),
     /// Generate retail service-estate events with ground-truth incidents, as NDJSON.
     Simulate(simulate::Args),
 }
@@ -71,6 +76,7 @@ fn main() -> ExitCode {
             format,
         } => load_config(&config)
             .and_then(|cfg| replay::run(cfg, &events, now.as_deref(), !no_flush, format)),
+        Command::Run(args) => run::run(&args),
         Command::Simulate(args) => simulate::run(&args),
     };
     match result {

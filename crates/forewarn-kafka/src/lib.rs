@@ -1,14 +1,22 @@
-//! forewarn-kafka is the Kafka side of forewarn. Its contract is at-least-once: an
-//! offset is committed only once the effects of its event, and of every earlier
-//! event of the partition, are safe (alerts acknowledged by the broker, rejected
-//! events on the dead-letter topic). This crate starts with the parts of that
-//! contract that need no broker — which offset may be committed, and what a dead
-//! letter carries — so they are tested on their own; the rdkafka consumer and
-//! producers build on them.
+//! forewarn-kafka is the Kafka side of forewarn: a consumer-group member that
+//! feeds each assigned partition to its own engine shard ([`pipeline`]), an
+//! idempotent producer for alerts and dead letters ([`output`]), and the offset
+//! discipline between them ([`offsets`]).
+//!
+//! Its contract is at-least-once: an offset is committed only once the effects of
+//! its event, and of every earlier event of the partition, are safe (alerts
+//! acknowledged by the broker, rejected events on the dead-letter topic). Every
+//! consumed message is counted under exactly one result ([`metrics`]).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod dead_letter;
+pub mod metrics;
 pub mod offsets;
+pub mod output;
+pub mod pipeline;
 
+pub use metrics::{Accounting, Metrics};
 pub use offsets::{OffsetTracker, PartitionOffsets};
+pub use pipeline::{Options, Pipeline, PipelineError};

@@ -9,10 +9,13 @@
 use std::collections::{BTreeMap, VecDeque};
 
 /// Offsets of one partition between consumption and durable effects.
+///
+/// Only events with outputs in flight take an entry, so the common event (applied,
+/// nothing to send) costs two comparisons and no memory.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PartitionOffsets {
-    /// Consumed offsets not yet committable, ascending, with "effects done".
-    pending: VecDeque<(i64, bool)>,
+    /// Consumed offsets with outputs in flight, ascending, with how many remain.
+    pending: VecDeque<(i64, u32)>,
     /// One past the highest offset seen.
     next: Option<i64>,
     /// The position last returned by [`PartitionOffsets::advance`].
@@ -20,42 +23,46 @@ pub struct PartitionOffsets {
 }
 
 impl PartitionOffsets {
-    /// Records that `offset` was consumed; its effects are pending. Offsets must
-    /// increase (gaps are fine: compaction, transaction markers); a repeat or an
-    /// older offset is refused with `false`.
-    pub fn begin(&mut self, offset: i64) -> bool {
+    /// Records that `offset` was consumed and that `outputs` deliveries (alerts,
+    /// dead letters) must be acknowledged before its effects are durable. Offsets
+    /// must increase (gaps are fine: compaction, transaction markers); a repeat or
+    /// an older offset is refused with `false`.
+    pub fn consume(&mut self, offset: i64, outputs: u32) -> bool {
         if self.next.is_some_and(|n| offset < n) {
             return false;
         }
-        self.pending.push_back((offset, false));
+        if outputs > 0 {
+            self.pending.push_back((offset, outputs));
+        }
         self.next = Some(offset + 1);
         true
     }
 
-    /// Records that `offset`'s effects are durable. `false` when it is not pending.
+    /// Records that one output of `offset` was acknowledged (or given up on).
+    /// `false` when `offset` has no output in flight.
     pub fn finish(&mut self, offset: i64) -> bool {
         match self.pending.binary_search_by_key(&offset, |p| p.0) {
-            Ok(i) if !self.pending[i].1 => {
-                self.pending[i].1 = true;
+            Ok(i) if self.pending[i].1 > 0 => {
+                self.pending[i].1 -= 1;
                 true
             }
             _ => false,
         }
     }
 
-    /// The position that may be committed now: the lowest offset still pending,
-    /// or one past the last offset seen.
+    /// The position that may be committed now: the lowest offset with outputs in
+    /// flight, or one past the last offset seen.
     pub fn position(&self) -> Option<i64> {
-        match self.pending.iter().find(|p| !p.1) {
+        match self.pending.iter().find(|p| p.1 > 0) {
             Some(&(offset, _)) => Some(offset),
             None => self.next,
         }
     }
 
     /// Drops the finished prefix and returns the position when it moved since the
-    /// last call (what to hand to the consumer's offset store).
+    /// last call (what to commit).
     pub fn advance(&mut self) -> Option<i64> {
-        while self.pending.front().is_some_and(|p| p.1) {
+        while self.pending.front().is_some_and(|p| p.1 == 0) {
             self.pending.pop_front();
         }
         let pos = self.position();
@@ -66,9 +73,9 @@ impl PartitionOffsets {
         None
     }
 
-    /// Offsets consumed whose effects are still pending.
+    /// Outputs still in flight.
     pub fn in_flight(&self) -> usize {
-        self.pending.iter().filter(|p| !p.1).count()
+        self.pending.iter().map(|p| p.1 as usize).sum()
     }
 }
 
@@ -108,9 +115,9 @@ mod tests {
     fn commits_up_to_the_first_unfinished_offset() {
         let mut p = PartitionOffsets::default();
         for o in [10, 11, 13, 14] {
-            assert!(p.begin(o));
+            assert!(p.consume(o, 1));
         }
-        assert!(!p.begin(12), "older than the last offset");
+        assert!(!p.consume(12, 0), "older than the last offset");
         assert_eq!(p.advance(), Some(10));
         assert!(p.finish(11));
         assert_eq!(p.advance(), None, "10 is still pending");
@@ -123,15 +130,30 @@ mod tests {
     }
 
     #[test]
+    fn events_without_outputs_take_no_entry_and_outputs_are_counted() {
+        let mut p = PartitionOffsets::default();
+        assert!(p.consume(1, 0) && p.consume(2, 2) && p.consume(3, 0));
+        assert_eq!(p.in_flight(), 2);
+        assert_eq!(p.advance(), Some(2));
+        assert!(p.finish(2));
+        assert_eq!(p.advance(), None, "one output of 2 is still in flight");
+        assert!(p.finish(2));
+        assert_eq!(p.advance(), Some(4));
+        assert!(!p.finish(2), "nothing left to finish");
+        assert!(!p.finish(3), "3 had no outputs");
+        assert_eq!(p.in_flight(), 0);
+    }
+
+    #[test]
     fn tracker_reports_moved_partitions_and_forgets_revoked_ones() {
         let mut t = OffsetTracker::default();
-        t.partition(0).begin(5);
-        t.partition(1).begin(7);
+        t.partition(0).consume(5, 1);
+        t.partition(1).consume(7, 1);
         t.partition(1).finish(7);
         assert_eq!(t.advance(), vec![(0, 5), (1, 8)]);
         assert_eq!(t.advance(), vec![]);
         t.revoke(1);
-        t.partition(1).begin(3);
+        t.partition(1).consume(3, 1);
         assert_eq!(t.advance(), vec![(1, 3)]);
     }
 
@@ -146,7 +168,7 @@ mod tests {
             let mut o = 100;
             for g in &gaps {
                 o += g;
-                prop_assert!(p.begin(o));
+                prop_assert!(p.consume(o, 1));
                 offsets.push(o);
             }
             let mut unfinished = offsets.clone();

@@ -26,8 +26,11 @@ pub const MANAGED_PROPERTIES: &[(&str, &str)] = &[
     ),
 ];
 
-/// Environment variables with this prefix set librdkafka properties:
-/// `FOREWARN_KAFKA_SASL_PASSWORD=…` sets `sasl.password` (underscores become dots).
+/// Environment variables with this prefix override the `[kafka]` section:
+/// `FOREWARN_KAFKA_BROKERS`, `_GROUP_ID`, `_TOPICS` (comma-separated),
+/// `_ALERTS_TOPIC`, `_DEAD_LETTER_TOPIC`; any other name sets a librdkafka
+/// property: `FOREWARN_KAFKA_SASL_PASSWORD=…` sets `sasl.password` (underscores
+/// become dots).
 pub const ENV_PREFIX: &str = "FOREWARN_KAFKA_";
 
 /// `[kafka]` as written.
@@ -117,6 +120,33 @@ impl KafkaConfig {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
+            // forewarn's own settings first (deployments set brokers and group by
+            // environment), then librdkafka properties.
+            let field = match rest {
+                "BROKERS" => Some(&mut self.brokers),
+                "GROUP_ID" => Some(&mut self.group_id),
+                "ALERTS_TOPIC" => Some(&mut self.alerts_topic),
+                "DEAD_LETTER_TOPIC" => Some(&mut self.dead_letter_topic),
+                _ => None,
+            };
+            if let Some(field) = field {
+                if rest.ends_with("TOPIC") {
+                    check_topic(&value)
+                        .map_err(|why| format!("environment variable {name}: {why}"))?;
+                }
+                *field = value;
+                set.push(rest.to_ascii_lowercase());
+                continue;
+            }
+            if rest == "TOPICS" {
+                let topics: Vec<String> = value.split(',').map(|t| t.trim().to_string()).collect();
+                for t in &topics {
+                    check_topic(t).map_err(|why| format!("environment variable {name}: {why}"))?;
+                }
+                self.topics = topics;
+                set.push("topics".into());
+                continue;
+            }
             let key = rest.to_ascii_lowercase().replace('_', ".");
             check_property(&key).map_err(|why| format!("environment variable {name}: {why}"))?;
             self.properties.insert(key.clone(), value);

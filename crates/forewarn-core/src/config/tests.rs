@@ -154,6 +154,27 @@ fn kafka_defaults_and_passthrough() {
         "true".to_string(),
     )]);
     assert!(refused.unwrap_err().contains("managed by forewarn"));
+    // forewarn's own fields by name.
+    let set = c
+        .kafka
+        .apply_env([
+            (
+                "FOREWARN_KAFKA_BROKERS".to_string(),
+                "k1:9092,k2:9092".to_string(),
+            ),
+            ("FOREWARN_KAFKA_TOPICS".to_string(), "a, b".to_string()),
+            ("FOREWARN_KAFKA_GROUP_ID".to_string(), "g2".to_string()),
+        ])
+        .unwrap();
+    assert_eq!(set, ["brokers", "topics", "group_id"]);
+    assert_eq!(c.kafka.brokers, "k1:9092,k2:9092");
+    assert_eq!(c.kafka.topics, ["a", "b"]);
+    assert_eq!(c.kafka.group_id, "g2");
+    let refused = c.kafka.apply_env([(
+        "FOREWARN_KAFKA_ALERTS_TOPIC".to_string(),
+        "bad topic".to_string(),
+    )]);
+    assert!(refused.unwrap_err().contains("not a valid topic name"));
 }
 
 #[test]

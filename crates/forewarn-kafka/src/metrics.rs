@@ -1,0 +1,331 @@
+//! The pipeline's Prometheus metrics. Every consumed message is counted once as
+//! consumed and once under exactly one result, so
+//! `consumed = applied + dead_lettered + late` holds per topic whenever no message
+//! is between the two increments (always, outside the processing of one message).
+
+use prometheus::{
+    exponential_buckets, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry,
+};
+
+/// What happened to a consumed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventResult {
+    /// Applied to its partition's engine shard.
+    Applied,
+    /// Rejected (undecodable, invalid, too far in the future): sent to the dead-letter topic.
+    DeadLettered,
+    /// Older than its shard's watermark: counted, not applied.
+    Late,
+}
+
+impl EventResult {
+    /// The `result` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventResult::Applied => "applied",
+            EventResult::DeadLettered => "dead_lettered",
+            EventResult::Late => "late",
+        }
+    }
+}
+
+/// Which producer output a delivery belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Alert transitions to the alerts topic.
+    Alerts,
+    /// Rejected events to the dead-letter topic.
+    DeadLetters,
+}
+
+impl Output {
+    /// The `output` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Output::Alerts => "alerts",
+            Output::DeadLetters => "dead_letters",
+        }
+    }
+}
+
+/// The pipeline's metrics, registered in their own [`Registry`].
+#[derive(Clone)]
+pub struct Metrics {
+    /// The registry holding every metric below.
+    pub registry: Registry,
+    consumed: IntCounterVec,
+    events: IntCounterVec,
+    dead_letter_reasons: IntCounterVec,
+    delivered: IntCounterVec,
+    delivery_errors: IntCounterVec,
+    dropped: IntCounterVec,
+    /// Wall time from consuming the event whose evaluation emitted an alert
+    /// transition to the broker acknowledging the alert.
+    pub detection_latency: Histogram,
+    /// Partitions currently assigned to this process.
+    pub assigned_partitions: IntGauge,
+    /// Offset commits that failed (a later commit supersedes them).
+    pub commit_failures: IntCounter,
+    /// Consumer errors reported by librdkafka (broker down, fetch errors).
+    pub consumer_errors: IntCounter,
+}
+
+/// Handles for one topic's counters, resolved once so counting costs an atomic add.
+#[derive(Clone)]
+pub struct TopicCounters {
+    /// Messages consumed.
+    pub consumed: IntCounter,
+    /// Messages applied.
+    pub applied: IntCounter,
+    /// Messages dead-lettered.
+    pub dead_lettered: IntCounter,
+    /// Messages counted as late.
+    pub late: IntCounter,
+}
+
+impl TopicCounters {
+    /// Counts one consumed message under `result`.
+    pub fn count(&self, result: EventResult) {
+        self.consumed.inc();
+        match result {
+            EventResult::Applied => self.applied.inc(),
+            EventResult::DeadLettered => self.dead_lettered.inc(),
+            EventResult::Late => self.late.inc(),
+        }
+    }
+}
+
+/// Totals over every topic, for the end-of-run report and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Accounting {
+    /// Messages consumed.
+    pub consumed: u64,
+    /// Applied to an engine shard.
+    pub applied: u64,
+    /// Sent to the dead-letter topic.
+    pub dead_lettered: u64,
+    /// Counted as late.
+    pub late: u64,
+    /// Alert transitions acknowledged by the broker.
+    pub alerts_delivered: u64,
+    /// Dead letters acknowledged by the broker.
+    pub dead_letters_delivered: u64,
+    /// Deliveries given up after the last retry.
+    pub dropped: u64,
+}
+
+impl Accounting {
+    /// Whether every consumed message has exactly one result.
+    pub fn balanced(&self) -> bool {
+        self.consumed == self.applied + self.dead_lettered + self.late
+    }
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("unique metric");
+    c
+}
+
+impl Metrics {
+    /// Creates and registers the metrics in a new registry.
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let consumed = counter_vec(
+            &registry,
+            "forewarn_events_consumed_total",
+            "Messages consumed from the event topics.",
+            &["topic"],
+        );
+        let events = counter_vec(
+            &registry,
+            "forewarn_events_total",
+            "Consumed messages by result: applied, dead_lettered or late.",
+            &["topic", "result"],
+        );
+        let dead_letter_reasons = counter_vec(
+            &registry,
+            "forewarn_dead_letters_total",
+            "Messages sent to the dead-letter topic, by reason.",
+            &["reason"],
+        );
+        let delivered = counter_vec(
+            &registry,
+            "forewarn_output_delivered_total",
+            "Messages acknowledged by the broker, by output (alerts, dead_letters).",
+            &["output"],
+        );
+        let delivery_errors = counter_vec(
+            &registry,
+            "forewarn_output_errors_total",
+            "Failed delivery attempts (each is retried until the attempt limit).",
+            &["output"],
+        );
+        let dropped = counter_vec(
+            &registry,
+            "forewarn_output_dropped_total",
+            "Messages given up after the last delivery attempt.",
+            &["output"],
+        );
+        let detection_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "forewarn_detection_latency_seconds",
+                "Wall time from consuming the event that closed a breaching window to the broker acknowledging the alert.",
+            )
+            .buckets(exponential_buckets(0.0005, 2.0, 16).expect("valid buckets")),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(detection_latency.clone()))
+            .expect("unique metric");
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let assigned_partitions = gauge(
+            "forewarn_assigned_partitions",
+            "Event-topic partitions assigned to this process.",
+        );
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let commit_failures = counter(
+            "forewarn_commit_failures_total",
+            "Offset commits that failed.",
+        );
+        let consumer_errors = counter(
+            "forewarn_consumer_errors_total",
+            "Errors reported by the Kafka consumer.",
+        );
+        Metrics {
+            registry,
+            consumed,
+            events,
+            dead_letter_reasons,
+            delivered,
+            delivery_errors,
+            dropped,
+            detection_latency,
+            assigned_partitions,
+            commit_failures,
+            consumer_errors,
+        }
+    }
+
+    /// The counters of `topic`.
+    pub fn topic(&self, topic: &str) -> TopicCounters {
+        let result = |r: EventResult| self.events.with_label_values(&[topic, r.as_str()]);
+        TopicCounters {
+            consumed: self.consumed.with_label_values(&[topic]),
+            applied: result(EventResult::Applied),
+            dead_lettered: result(EventResult::DeadLettered),
+            late: result(EventResult::Late),
+        }
+    }
+
+    /// Counts a dead letter by reason.
+    pub fn dead_letter_reason(&self, reason: &str) {
+        self.dead_letter_reasons.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts an acknowledged delivery.
+    pub fn delivered(&self, output: Output) {
+        self.delivered.with_label_values(&[output.as_str()]).inc();
+    }
+
+    /// Counts a failed delivery attempt.
+    pub fn delivery_error(&self, output: Output) {
+        self.delivery_errors
+            .with_label_values(&[output.as_str()])
+            .inc();
+    }
+
+    /// Counts a delivery given up.
+    pub fn dropped(&self, output: Output) {
+        self.dropped.with_label_values(&[output.as_str()]).inc();
+    }
+
+    /// Totals over every topic.
+    pub fn accounting(&self) -> Accounting {
+        let mut a = Accounting::default();
+        for family in self.registry.gather() {
+            let sum = |want: Option<(&str, &str)>| -> u64 {
+                family
+                    .get_metric()
+                    .iter()
+                    .filter(|m| {
+                        want.is_none_or(|(k, v)| {
+                            m.get_label()
+                                .iter()
+                                .any(|l| l.name() == k && l.value() == v)
+                        })
+                    })
+                    .map(|m| m.get_counter().get_value() as u64)
+                    .sum()
+            };
+            match family.name() {
+                "forewarn_events_consumed_total" => a.consumed = sum(None),
+                "forewarn_events_total" => {
+                    a.applied = sum(Some(("result", "applied")));
+                    a.dead_lettered = sum(Some(("result", "dead_lettered")));
+                    a.late = sum(Some(("result", "late")));
+                }
+                "forewarn_output_delivered_total" => {
+                    a.alerts_delivered = sum(Some(("output", "alerts")));
+                    a.dead_letters_delivered = sum(Some(("output", "dead_letters")));
+                }
+                "forewarn_output_dropped_total" => a.dropped = sum(None),
+                _ => {}
+            }
+        }
+        a
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accounting_sums_every_topic_and_balances() {
+        let m = Metrics::new();
+        let a = m.topic("a");
+        let b = m.topic("b");
+        a.count(EventResult::Applied);
+        a.count(EventResult::Late);
+        b.count(EventResult::DeadLettered);
+        b.count(EventResult::Applied);
+        m.delivered(Output::Alerts);
+        m.dropped(Output::DeadLetters);
+        let acc = m.accounting();
+        assert_eq!(
+            acc,
+            Accounting {
+                consumed: 4,
+                applied: 2,
+                dead_lettered: 1,
+                late: 1,
+                alerts_delivered: 1,
+                dead_letters_delivered: 0,
+                dropped: 1,
+            }
+        );
+        assert!(acc.balanced());
+    }
+}

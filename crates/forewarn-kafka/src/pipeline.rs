@@ -1,0 +1,615 @@
+//! The streaming path behind `forewarn run`: a consumer-group member that feeds
+//! each assigned partition into its own engine shard, sends alert transitions and
+//! dead letters through one idempotent producer, and commits an offset only once
+//! every effect of the events before it is acknowledged by the broker.
+//!
+//! One thread does it all: poll a message, decode, apply, send; librdkafka's own
+//! threads do the network I/O on both sides, so the engine (a few hundred
+//! nanoseconds per event) overlaps with fetching. Rebalance callbacks run inside
+//! `poll` on the same thread, which is why the state they touch sits behind a
+//! mutex that is never held across `poll` (so it is never contended).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use forewarn_core::time::Millis;
+use forewarn_core::{decode, Config, Engine, Outcome, Transition};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use crate::client::{consumer_config, log_to_tracing, producer_config};
+use crate::dead_letter::{dead_letter_headers, Source};
+use crate::metrics::{Accounting, EventResult, Metrics, Output, TopicCounters};
+use crate::offsets::PartitionOffsets;
+use crate::output::{Ack, Outputs, Pending};
+
+/// Tuning of the pipeline; the defaults suit production.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How often offsets that moved are committed (asynchronously).
+    pub commit_interval: Duration,
+    /// How often idle shards are advanced by the wall clock.
+    pub tick_interval: Duration,
+    /// Longest wait for outstanding deliveries on shutdown or revocation.
+    pub shutdown_timeout: Duration,
+    /// Delivery attempts (each bounded by `message.timeout.ms`) before an alert
+    /// or dead letter is given up with an error log and
+    /// `forewarn_output_dropped_total`.
+    pub max_attempts: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            commit_interval: Duration::from_secs(1),
+            tick_interval: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_secs(10),
+            max_attempts: 5,
+        }
+    }
+}
+
+/// Why the pipeline could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// librdkafka refused the configuration or the subscription.
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+}
+
+/// The engine shard of one assigned partition.
+struct Shard {
+    /// Unique per assignment, so a delivery acknowledged after its partition was
+    /// revoked (and perhaps assigned again) cannot complete the wrong offset.
+    id: u64,
+    engine: Engine,
+    offsets: PartitionOffsets,
+    counters: TopicCounters,
+}
+
+/// Everything the message loop and the rebalance callbacks share.
+struct Core {
+    cfg: Config,
+    metrics: Metrics,
+    options: Options,
+    shards: HashMap<String, HashMap<i32, Shard>>,
+    /// Shard id → (topic, partition), for acknowledgements.
+    locations: HashMap<u64, (String, i32)>,
+    next_id: u64,
+    outputs: Outputs,
+    alerts_topic: Arc<str>,
+    dead_letter_topic: Arc<str>,
+    transitions: Vec<Transition>,
+    acks: Vec<Ack>,
+    /// Set on shutdown: revocation then waits no further for deliveries.
+    stopping: bool,
+}
+
+fn wall_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
+impl Core {
+    fn shard(&mut self, topic: &str, partition: i32) -> &mut Shard {
+        if !self
+            .shards
+            .get(topic)
+            .is_some_and(|p| p.contains_key(&partition))
+        {
+            self.next_id += 1;
+            let id = self.next_id;
+            let shard = Shard {
+                id,
+                engine: Engine::new(self.cfg.clone()),
+                offsets: PartitionOffsets::default(),
+                counters: self.metrics.topic(topic),
+            };
+            self.locations.insert(id, (topic.to_string(), partition));
+            self.shards
+                .entry(topic.to_string())
+                .or_default()
+                .insert(partition, shard);
+            tracing::debug!(topic, partition, shard = id, "engine shard created");
+        }
+        self.shards
+            .get_mut(topic)
+            .and_then(|p| p.get_mut(&partition))
+            .expect("inserted above")
+    }
+
+    /// Decodes and applies one message, sends what it caused, and accounts for it.
+    fn process(&mut self, msg: &BorrowedMessage<'_>, consumed_at: Instant) {
+        let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
+        let payload = msg.payload().unwrap_or_default();
+        let now = wall_ms();
+        let mut transitions = std::mem::take(&mut self.transitions);
+        let shard = self.shard(topic, partition);
+        let rejected = match decode(payload) {
+            Ok(event) => match shard.engine.ingest(&event, now, &mut transitions) {
+                Outcome::Applied => {
+                    shard.counters.count(EventResult::Applied);
+                    None
+                }
+                Outcome::Late => {
+                    shard.counters.count(EventResult::Late);
+                    None
+                }
+                Outcome::TooFarInFuture => Some((
+                    "too_far_in_future",
+                    "event time is more than max_future_skew ahead of the wall clock".to_string(),
+                )),
+            },
+            Err(e) => Some((e.reason(), e.to_string())),
+        };
+        if rejected.is_some() {
+            shard.counters.count(EventResult::DeadLettered);
+        }
+        let id = shard.id;
+        let outputs = transitions.len() as u32 + u32::from(rejected.is_some());
+        if !shard.offsets.consume(offset, outputs) {
+            tracing::warn!(
+                topic,
+                partition,
+                offset,
+                "offset went backwards; not tracked"
+            );
+        }
+        self.send_transitions(id, Some(offset), consumed_at, &mut transitions);
+        self.transitions = transitions;
+        if let Some((reason, error)) = rejected {
+            self.metrics.dead_letter_reason(reason);
+            let headers = dead_letter_headers(
+                reason,
+                &error,
+                Source {
+                    topic,
+                    partition,
+                    offset,
+                },
+            );
+            self.outputs.send(Box::new(Pending {
+                output: Output::DeadLetters,
+                topic: Arc::clone(&self.dead_letter_topic),
+                key: msg.key().map(Arc::from),
+                payload: msg.payload().map(Arc::from),
+                headers: headers.to_vec(),
+                source: Some((id, offset)),
+                caused_at: consumed_at,
+                attempts: 0,
+            }));
+        }
+    }
+
+    /// Renders and sends `transitions` (from the shard `id`) to the alerts topic.
+    fn send_transitions(
+        &mut self,
+        id: u64,
+        offset: Option<i64>,
+        caused_at: Instant,
+        transitions: &mut Vec<Transition>,
+    ) {
+        if transitions.is_empty() {
+            return;
+        }
+        let Some((topic, partition)) = self.locations.get(&id) else {
+            transitions.clear();
+            return;
+        };
+        let Some(shard) = self.shards.get(topic).and_then(|p| p.get(partition)) else {
+            transitions.clear();
+            return;
+        };
+        for t in transitions.drain(..) {
+            let alert = shard.engine.render(&t);
+            let payload = serde_json::to_vec(&alert).expect("alerts serialize");
+            tracing::info!(
+                alertname = alert.labels.get("alertname").map_or("", String::as_str),
+                service = alert.labels.get("service").map_or("", String::as_str),
+                severity = alert.labels.get("severity").map_or("", String::as_str),
+                status = alert.status,
+                value = alert.annotations.get("value").map_or("", String::as_str),
+                evaluated_at = %alert.evaluated_at,
+                fingerprint = %alert.fingerprint,
+                "alert transition"
+            );
+            self.outputs.send(Box::new(Pending {
+                output: Output::Alerts,
+                topic: Arc::clone(&self.alerts_topic),
+                key: Some(Arc::from(alert.fingerprint.as_bytes())),
+                payload: Some(Arc::from(payload)),
+                headers: Vec::new(),
+                source: offset.map(|o| (id, o)),
+                caused_at,
+                attempts: 0,
+            }));
+        }
+    }
+
+    /// Serves delivery reports: completes offsets, retries failures, gives up
+    /// after the last attempt.
+    fn poll_outputs(&mut self, timeout: Duration) {
+        let mut acks = std::mem::take(&mut self.acks);
+        self.outputs.poll(timeout, &mut acks);
+        for ack in acks.drain(..) {
+            let output = ack.pending.output;
+            let done = match ack.error {
+                None => {
+                    self.metrics.delivered(output);
+                    if output == Output::Alerts {
+                        self.metrics
+                            .detection_latency
+                            .observe(ack.pending.caused_at.elapsed().as_secs_f64());
+                    }
+                    Some(ack.pending)
+                }
+                Some(error) => {
+                    self.metrics.delivery_error(output);
+                    let attempts = ack.pending.attempts;
+                    match self.outputs.retry(ack.pending) {
+                        None => {
+                            tracing::warn!(output = output.as_str(), %error, attempts, "delivery failed; will retry");
+                            None
+                        }
+                        Some(p) => {
+                            self.metrics.dropped(output);
+                            tracing::error!(
+                                output = output.as_str(),
+                                %error,
+                                attempts,
+                                topic = %p.topic,
+                                headers = ?p.headers,
+                                "delivery failed on the last attempt; message dropped"
+                            );
+                            Some(p)
+                        }
+                    }
+                }
+            };
+            if let Some((id, offset)) = done.and_then(|p| p.source) {
+                if let Some((topic, partition)) = self.locations.get(&id) {
+                    if let Some(shard) = self
+                        .shards
+                        .get_mut(topic)
+                        .and_then(|p| p.get_mut(partition))
+                    {
+                        shard.offsets.finish(offset);
+                    }
+                }
+            }
+        }
+        self.acks = acks;
+    }
+
+    /// Idle advancement of every shard by the wall clock.
+    fn tick(&mut self) {
+        let now = wall_ms();
+        let at = Instant::now();
+        let mut emitted: Vec<(u64, Vec<Transition>)> = Vec::new();
+        for shard in self.shards.values_mut().flat_map(|p| p.values_mut()) {
+            let mut transitions = Vec::new();
+            shard.engine.tick(now, &mut transitions);
+            if !transitions.is_empty() {
+                emitted.push((shard.id, transitions));
+            }
+        }
+        for (id, mut transitions) in emitted {
+            self.send_transitions(id, None, at, &mut transitions);
+        }
+    }
+
+    /// Positions of the given shards (all when `only` is `None`), advanced.
+    fn positions(&mut self, only: Option<&TopicPartitionList>) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for (topic, parts) in self.shards.iter_mut() {
+            for (partition, shard) in parts.iter_mut() {
+                if only.is_some_and(|l| l.find_partition(topic, *partition).is_none()) {
+                    continue;
+                }
+                shard.offsets.advance();
+                if let Some(pos) = shard.offsets.position() {
+                    let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(pos));
+                }
+            }
+        }
+        tpl
+    }
+
+    /// Positions that moved since the last call.
+    fn moved_positions(&mut self) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for (topic, parts) in self.shards.iter_mut() {
+            for (partition, shard) in parts.iter_mut() {
+                if let Some(pos) = shard.offsets.advance() {
+                    let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(pos));
+                }
+            }
+        }
+        tpl
+    }
+
+    /// Deliveries still outstanding for the shards in `tpl`.
+    fn in_flight(&self, tpl: &TopicPartitionList) -> usize {
+        tpl.elements()
+            .iter()
+            .filter_map(|e| {
+                self.shards
+                    .get(e.topic())
+                    .and_then(|p| p.get(&e.partition()))
+            })
+            .map(|s| s.offsets.in_flight())
+            .sum()
+    }
+
+    /// Waits (bounded) until the outputs of the shards in `tpl` — or of all
+    /// shards — are acknowledged. Returns how many are still outstanding.
+    fn drain(&mut self, tpl: Option<&TopicPartitionList>, deadline: Instant) -> usize {
+        loop {
+            let waiting = match tpl {
+                Some(l) => self.in_flight(l),
+                None => self.outputs.outstanding(),
+            };
+            if waiting == 0 || Instant::now() >= deadline {
+                return waiting;
+            }
+            self.poll_outputs(Duration::from_millis(10));
+        }
+    }
+}
+
+/// The consumer's context: rebalance handling and librdkafka logs.
+struct SourceContext {
+    core: Arc<Mutex<Core>>,
+    metrics: Metrics,
+}
+
+fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
+    // A panic while holding the lock would already have ended the run; the
+    // state is still the best there is for committing.
+    core.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ClientContext for SourceContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        log_to_tracing("consumer", level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.metrics.consumer_errors.inc();
+        tracing::warn!(client = "consumer", %error, reason, "kafka client error");
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(revoked) = rebalance else {
+            return;
+        };
+        let mut core = lock(&self.core);
+        let deadline = if core.stopping {
+            Instant::now()
+        } else {
+            Instant::now() + core.options.shutdown_timeout
+        };
+        let waiting = core.drain(Some(revoked), deadline);
+        if waiting > 0 {
+            tracing::warn!(
+                waiting,
+                "partitions revoked with deliveries unacknowledged; their events will be re-processed by the next owner"
+            );
+        }
+        let tpl = core.positions(Some(revoked));
+        if tpl.count() > 0 {
+            if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+                self.metrics.commit_failures.inc();
+                tracing::warn!(error = %e, "commit on revocation failed; the next owner resumes from the previous commit");
+            }
+        }
+        for e in revoked.elements() {
+            if let Some(shard) = core
+                .shards
+                .get_mut(e.topic())
+                .and_then(|p| p.remove(&e.partition()))
+            {
+                core.locations.remove(&shard.id);
+            }
+        }
+        self.metrics.assigned_partitions.set(0);
+        tracing::info!(partitions = %describe(revoked), "partitions revoked");
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                self.metrics.assigned_partitions.set(tpl.count() as i64);
+                tracing::info!(partitions = %describe(tpl), "partitions assigned");
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => tracing::error!(error = %e, "rebalance failed"),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            self.metrics.commit_failures.inc();
+            tracing::warn!(error = %e, "offset commit failed; the next commit supersedes it");
+        }
+    }
+}
+
+fn describe(tpl: &TopicPartitionList) -> String {
+    let parts: Vec<String> = tpl
+        .elements()
+        .iter()
+        .map(|e| format!("{}/{}", e.topic(), e.partition()))
+        .collect();
+    parts.join(",")
+}
+
+/// A consumer-group member running engine shards.
+pub struct Pipeline {
+    consumer: BaseConsumer<SourceContext>,
+    core: Arc<Mutex<Core>>,
+    metrics: Metrics,
+    options: Options,
+    topics: Vec<String>,
+}
+
+impl Pipeline {
+    /// Creates the consumer and producer for `cfg.kafka`; nothing is consumed
+    /// until [`Pipeline::run`].
+    pub fn new(cfg: Config, metrics: Metrics, options: Options) -> Result<Pipeline, PipelineError> {
+        let kafka = cfg.kafka.clone();
+        tracing::info!(
+            brokers = %kafka.brokers,
+            group = %kafka.group_id,
+            topics = ?kafka.topics,
+            alerts_topic = %kafka.alerts_topic,
+            dead_letter_topic = %kafka.dead_letter_topic,
+            properties = ?kafka.redacted_properties(),
+            "kafka settings"
+        );
+        let outputs = Outputs::new(&producer_config(&kafka), options.max_attempts)?;
+        let core = Arc::new(Mutex::new(Core {
+            cfg,
+            metrics: metrics.clone(),
+            options: options.clone(),
+            shards: HashMap::new(),
+            locations: HashMap::new(),
+            next_id: 0,
+            outputs,
+            alerts_topic: Arc::from(kafka.alerts_topic.as_str()),
+            dead_letter_topic: Arc::from(kafka.dead_letter_topic.as_str()),
+            transitions: Vec::new(),
+            acks: Vec::new(),
+            stopping: false,
+        }));
+        let consumer: BaseConsumer<SourceContext> =
+            consumer_config(&kafka).create_with_context(SourceContext {
+                core: Arc::clone(&core),
+                metrics: metrics.clone(),
+            })?;
+        Ok(Pipeline {
+            consumer,
+            core,
+            metrics,
+            options,
+            topics: kafka.topics,
+        })
+    }
+
+    /// Consumes until `stop` is set, then stops consuming, waits (up to
+    /// `shutdown_timeout`) for outstanding deliveries, commits and leaves the
+    /// group. Returns the accounting of this run.
+    pub fn run(self, stop: &AtomicBool) -> Result<Accounting, PipelineError> {
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        self.consumer.subscribe(&topics)?;
+        tracing::info!(topics = ?topics, "subscribed");
+        let mut last_commit = Instant::now();
+        let mut last_tick = Instant::now();
+        let mut since_outputs = 0u32;
+        while !stop.load(Ordering::Relaxed) {
+            let polled = self.consumer.poll(Duration::from_millis(100));
+            let now = Instant::now();
+            let mut core = lock(&self.core);
+            let idle = match polled {
+                Some(Ok(msg)) => {
+                    core.process(&msg, now);
+                    false
+                }
+                Some(Err(e)) => {
+                    self.metrics.consumer_errors.inc();
+                    tracing::warn!(error = %e, "consume error");
+                    true
+                }
+                None => true,
+            };
+            since_outputs += 1;
+            // Delivery reports are served in batches while busy, at once when idle.
+            if core.outputs.outstanding() > 0 && (idle || since_outputs >= 64) {
+                core.poll_outputs(Duration::ZERO);
+                since_outputs = 0;
+            }
+            if now.duration_since(last_tick) >= self.options.tick_interval {
+                last_tick = now;
+                core.tick();
+            }
+            if now.duration_since(last_commit) >= self.options.commit_interval {
+                last_commit = now;
+                let tpl = core.moved_positions();
+                drop(core);
+                if tpl.count() > 0 {
+                    if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+                        self.metrics.commit_failures.inc();
+                        tracing::warn!(error = %e, "offset commit failed; will retry");
+                    }
+                }
+            }
+        }
+        let metrics = self.metrics.clone();
+        self.shutdown();
+        Ok(metrics.accounting())
+    }
+
+    fn shutdown(self) {
+        let deadline = Instant::now() + self.options.shutdown_timeout;
+        let mut core = lock(&self.core);
+        core.stopping = true;
+        tracing::info!(
+            outstanding = core.outputs.outstanding(),
+            "stopping: waiting for deliveries, then committing"
+        );
+        core.outputs.flush(Duration::from_millis(0));
+        let waiting = core.drain(None, deadline);
+        if waiting > 0 {
+            tracing::error!(
+                waiting,
+                "deliveries still unacknowledged at the shutdown deadline; offsets stay before their events, which are re-processed on restart"
+            );
+        }
+        let tpl = core.positions(None);
+        drop(core);
+        if tpl.count() > 0 {
+            match self.consumer.commit(&tpl, CommitMode::Sync) {
+                Ok(()) => {
+                    tracing::info!(positions = %describe_positions(&tpl), "offsets committed")
+                }
+                Err(e) => {
+                    self.metrics.commit_failures.inc();
+                    tracing::error!(error = %e, "final offset commit failed");
+                }
+            }
+        }
+        // Dropping the consumer leaves the group (the revoke callback runs once more).
+        drop(self.consumer);
+        let a = self.metrics.accounting();
+        tracing::info!(
+            consumed = a.consumed,
+            applied = a.applied,
+            dead_lettered = a.dead_lettered,
+            late = a.late,
+            alerts_delivered = a.alerts_delivered,
+            dead_letters_delivered = a.dead_letters_delivered,
+            dropped = a.dropped,
+            balanced = a.balanced(),
+            "stopped"
+        );
+    }
+}
+
+fn describe_positions(tpl: &TopicPartitionList) -> String {
+    let parts: Vec<String> = tpl
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => format!("{}/{}@{o}", e.topic(), e.partition()),
+            other => format!("{}/{}@{other:?}", e.topic(), e.partition()),
+        })
+        .collect();
+    parts.join(",")
+}

@@ -1,0 +1,111 @@
+//! `forewarn run`: the Kafka service. Consumes the configured topics as a member
+//! of the consumer group, scores events per partition, publishes alert
+//! transitions and dead letters, and stops gracefully on SIGTERM or SIGINT.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use forewarn_core::time::parse_duration;
+use forewarn_kafka::{Metrics, Options, Pipeline};
+
+use crate::logging::{self, LogFormat};
+
+/// Arguments of `forewarn run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The TOML config file (`[kafka]` section; `FOREWARN_KAFKA_*` variables override it).
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Longest wait on shutdown (or revocation) for outstanding alert and
+    /// dead-letter deliveries before offsets are committed.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    shutdown_timeout: Duration,
+    /// How often offsets that moved are committed.
+    #[arg(long, default_value = "1s", value_parser = duration)]
+    commit_interval: Duration,
+    /// Delivery attempts per alert or dead letter before it is given up (with an
+    /// error log and `forewarn_output_dropped_total`).
+    #[arg(long, default_value_t = 5)]
+    max_attempts: u32,
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log level or `tracing` directives; the `FOREWARN_LOG` variable overrides it.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map(|ms| Duration::from_millis(ms as u64))
+}
+
+/// Runs until SIGTERM/SIGINT (a second signal exits at once).
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    logging::init(args.log_format, &args.log_level)?;
+    let mut cfg = crate::load_config(&args.config)?;
+    let overridden = cfg
+        .kafka
+        .apply_env(std::env::vars())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !overridden.is_empty() {
+        tracing::info!(settings = ?overridden, "kafka settings from the environment");
+    }
+    let metrics = Metrics::new();
+    let options = Options {
+        commit_interval: args.commit_interval,
+        shutdown_timeout: args.shutdown_timeout,
+        max_attempts: args.max_attempts,
+        ..Options::default()
+    };
+    let pipeline = Pipeline::new(cfg, metrics, options).context("cannot start the pipeline")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let accounting = runtime.block_on(async {
+        let flag = Arc::clone(&stop);
+        let mut worker = tokio::task::spawn_blocking(move || pipeline.run(&flag));
+        tokio::select! {
+            done = &mut worker => return done?.map_err(anyhow::Error::from),
+            signal = shutdown_signal() => tracing::info!(signal, "shutting down"),
+        }
+        stop.store(true, Ordering::Relaxed);
+        tokio::select! {
+            done = &mut worker => done?.map_err(anyhow::Error::from),
+            signal = shutdown_signal() => {
+                tracing::warn!(signal, "second signal: exiting without waiting");
+                std::process::exit(130);
+            }
+        }
+    })?;
+    eprintln!(
+        "run: consumed {} = applied {} + dead-lettered {} + late {}; alerts delivered {}, dead letters delivered {}, dropped {}",
+        accounting.consumed,
+        accounting.applied,
+        accounting.dead_lettered,
+        accounting.late,
+        accounting.alerts_delivered,
+        accounting.dead_letters_delivered,
+        accounting.dropped,
+    );
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT, naming it.
+async fn shutdown_signal() -> &'static str {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; only SIGINT stops forewarn");
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+    }
+}

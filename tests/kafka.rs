@@ -1,0 +1,272 @@
+//! `forewarn run` against a real Kafka-compatible broker (Tansu 0.6.0 on
+//! loopback, started per test by `support::Broker`).
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use rdkafka::message::Message;
+use serde_json::Value;
+use support::{accounting, eventually, header, Broker, Forewarn, TempDir};
+
+const SCENARIOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scenarios");
+const WAIT: Duration = Duration::from_secs(15);
+
+/// `base` (a config file's text) with idle advancement pushed out of the test's
+/// way and a `[kafka]` section for this broker and topic names prefixed `tag`.
+fn config(dir: &Path, base: &str, broker: &Broker, tag: &str, extra: &str) -> std::path::PathBuf {
+    let text = format!(
+        "{}\n[kafka]\nbrokers = \"{}\"\ngroup_id = \"{tag}-group\"\ntopics = [\"{tag}-events\"]\nalerts_topic = \"{tag}-alerts\"\ndead_letter_topic = \"{tag}-dead\"\n{extra}\n",
+        base.replace("[time]\n", "[time]\nidle_timeout = \"1h\"\n"),
+        broker.addr
+    );
+    let path = dir.join(format!("{tag}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn topics(broker: &Broker, tag: &str, partitions: u32) {
+    broker.create_topic(&format!("{tag}-events"), partitions);
+    broker.create_topic(&format!("{tag}-alerts"), 1);
+    broker.create_topic(&format!("{tag}-dead"), 1);
+}
+
+/// Lines of an NDJSON file as messages keyed by their `service`.
+fn keyed_by_service(lines: &str) -> Vec<(Option<String>, Vec<u8>)> {
+    lines
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let key = serde_json::from_str::<Value>(l)
+                .ok()
+                .and_then(|v| v["service"].as_str().map(str::to_string));
+            (key, l.as_bytes().to_vec())
+        })
+        .collect()
+}
+
+fn json(m: &rdkafka::message::OwnedMessage) -> Value {
+    serde_json::from_slice(m.payload().expect("payload")).expect("alert JSON")
+}
+
+/// The checkout incident through the broker (one partition, so the engine sees
+/// the file's order): the alerts topic carries exactly what `forewarn replay`
+/// prints for the same events, keyed by fingerprint, and the golden transitions
+/// (firing critical, then resolved, with their values) are among them.
+#[test]
+fn incident_alerts_reach_the_alerts_topic() {
+    let broker = Broker::start();
+    let dir = TempDir::new("incident");
+    let base =
+        std::fs::read_to_string(Path::new(SCENARIOS).join("checkout_incident.toml")).unwrap();
+    let cfg = config(&dir.0, &base, &broker, "incident", "");
+    topics(&broker, "incident", 1);
+    let events =
+        std::fs::read_to_string(Path::new(SCENARIOS).join("checkout_incident.ndjson")).unwrap();
+    broker.produce("incident-events", &keyed_by_service(&events));
+
+    // What replay prints for the same events and config (no end-of-input flush:
+    // a live stream has no end).
+    let replay = Command::new(env!("CARGO_BIN_EXE_forewarn"))
+        .args(["replay", "--no-flush", "--config"])
+        .arg(&cfg)
+        .arg(Path::new(SCENARIOS).join("checkout_incident.ndjson"))
+        .output()
+        .unwrap();
+    assert!(replay.status.success());
+    let expected: Vec<Value> = String::from_utf8(replay.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        expected.len() >= 4,
+        "the incident fires and resolves: {expected:?}"
+    );
+
+    let run = Forewarn::start(&cfg, &dir.0, "run");
+    let got = broker.read("incident-alerts", expected.len(), WAIT);
+    eventually(WAIT, "offsets committed", || {
+        broker.all_committed("incident-group", "incident-events")
+    });
+    let stderr = run.terminate(WAIT);
+
+    let alerts: Vec<Value> = got.iter().map(json).collect();
+    assert_eq!(alerts, expected);
+    for (m, a) in got.iter().zip(&alerts) {
+        assert_eq!(m.key(), Some(a["fingerprint"].as_str().unwrap().as_bytes()));
+    }
+    let firing = alerts
+        .iter()
+        .find(|a| a["status"] == "firing" && a["labels"]["severity"] == "critical")
+        .expect("a critical firing alert");
+    assert_eq!(firing["labels"]["alertname"], "ErrorRateHigh");
+    assert_eq!(firing["labels"]["service"], "checkout");
+    assert_eq!(firing["labels"]["category"], "system");
+    let resolved = alerts
+        .iter()
+        .find(|a| a["status"] == "resolved" && a["fingerprint"] == firing["fingerprint"])
+        .expect("the critical alert resolves");
+    assert!(resolved["endsAt"].is_string());
+
+    let [consumed, applied, dead, late, delivered, _, dropped] = accounting(&stderr);
+    assert_eq!(consumed, 2104);
+    assert_eq!(consumed, applied + dead + late, "{stderr}");
+    assert_eq!(
+        (dead, late),
+        (3, 1),
+        "the scenario's 3 bad lines and 1 late event"
+    );
+    assert_eq!(delivered, expected.len() as u64);
+    assert_eq!(dropped, 0);
+    let dead_letters = broker.read("incident-dead", 3, WAIT);
+    assert_eq!(dead_letters.len(), 3);
+}
+
+/// A small estate config: error rate per service over 1m sliding by 10s.
+const ESTATE: &str = r#"
+[time]
+allowed_lateness = "0s"
+
+[[signals]]
+name = "error_rate"
+aggregate = "rate"
+filter = { outcome = ["error", "timeout"] }
+of = { kind = "request" }
+window = "1m"
+slide = "10s"
+
+[[rules]]
+name = "ErrorRateHigh"
+kind = "threshold"
+signal = "error_rate"
+warning = { value = 0.05, clear = 0.03 }
+critical = { value = 0.20, clear = 0.10 }
+for = "30s"
+min_events = 10
+category = "system"
+"#;
+
+/// Start of the synthetic streams: two hours ago, on a minute boundary.
+fn base_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    (now - 2 * 3600 * 1000) / 60_000 * 60_000
+}
+
+/// Requests from `services` for seconds `from..to` after `base`, 10 per second
+/// each, in time order; a service in `failing` during `incident` (seconds) has
+/// every second request fail.
+fn requests(
+    base: i64,
+    services: &[&str],
+    from: i64,
+    to: i64,
+    failing: &[&str],
+    incident: (i64, i64),
+) -> Vec<(Option<String>, Vec<u8>)> {
+    let mut out = Vec::new();
+    for s in from..to {
+        for i in 0..10 {
+            for svc in services {
+                let bad = failing.contains(svc) && (incident.0..incident.1).contains(&s) && i % 2 == 0;
+                let line = format!(
+                    r#"{{"ts":{},"service":"{svc}","kind":"request","outcome":"{}","latency_ms":{}}}"#,
+                    base + s * 1000 + i * 100,
+                    if bad { "error" } else { "ok" },
+                    40 + i
+                );
+                out.push((Some(svc.to_string()), line.into_bytes()));
+            }
+        }
+    }
+    out
+}
+
+/// Malformed, wrongly-typed, oversized, far-future and incomplete events land on
+/// the dead-letter topic unchanged, with the reason and their source in headers,
+/// while the valid events around them (same partition) are scored normally.
+#[test]
+fn bad_events_are_dead_lettered_with_reasons() {
+    let broker = Broker::start();
+    let dir = TempDir::new("dead");
+    let cfg = config(&dir.0, ESTATE, &broker, "dead", "");
+    topics(&broker, "dead", 3);
+    let base = base_ms();
+    let services = ["pay", "cart", "search"];
+    let mut events = requests(base, &services, 0, 300, &["pay"], (100, 200));
+    let future = base + 2 * 86_400_000;
+    let bad: Vec<(&str, String)> = vec![
+        ("invalid_json", r#"{"ts":17,"service":"pay""#.to_string()),
+        (
+            "wrong_type",
+            format!(r#"{{"ts":{base},"service":"pay","kind":"request","latency_ms":"fast"}}"#),
+        ),
+        (
+            "too_large",
+            format!(
+                r#"{{"ts":{base},"service":"pay","kind":"request","note":"{}"}}"#,
+                "x".repeat(70_000)
+            ),
+        ),
+        (
+            "too_far_in_future",
+            format!(r#"{{"ts":{future},"service":"pay","kind":"request","outcome":"ok"}}"#),
+        ),
+        ("missing_field", format!(r#"{{"ts":{base},"kind":"request"}}"#)),
+    ];
+    // Spread the bad ones through the stream, on pay's partition.
+    for (i, (_, line)) in bad.iter().enumerate() {
+        events.insert(1000 + i * 1500, (Some("pay".into()), line.clone().into_bytes()));
+    }
+    let total = events.len() as u64;
+    broker.produce("dead-events", &events);
+
+    let run = Forewarn::start(&cfg, &dir.0, "run");
+    let dead = broker.read("dead-dead", bad.len(), WAIT);
+    eventually(WAIT, "offsets committed", || broker.all_committed("dead-group", "dead-events"));
+    let stderr = run.terminate(WAIT);
+    let [consumed, applied, dead_lettered, late, delivered, ..] = accounting(&stderr);
+    let alerts = broker.read("dead-alerts", delivered as usize, WAIT);
+
+    assert_eq!(dead.len(), bad.len(), "exactly the bad events are dead-lettered");
+    let source = broker.read("dead-events", events.len(), WAIT);
+    for (reason, line) in &bad {
+        let m = dead
+            .iter()
+            .find(|m| m.payload() == Some(line.as_bytes()))
+            .unwrap_or_else(|| panic!("{reason} event not dead-lettered unchanged"));
+        assert_eq!(header(m, "forewarn-reason").as_deref(), Some(*reason));
+        assert!(!header(m, "forewarn-error").unwrap().is_empty());
+        assert_eq!(header(m, "forewarn-source-topic").as_deref(), Some("dead-events"));
+        let original = source
+            .iter()
+            .find(|s| s.payload() == Some(line.as_bytes()))
+            .unwrap();
+        assert_eq!(header(m, "forewarn-source-partition"), Some(original.partition().to_string()));
+        assert_eq!(header(m, "forewarn-source-offset"), Some(original.offset().to_string()));
+        assert_eq!(m.key(), Some(b"pay".as_slice()), "the original key is kept");
+    }
+
+    // pay's incident fires and resolves; the healthy services never alert.
+    let alerts: Vec<Value> = alerts.iter().map(json).collect();
+    let pay: Vec<(String, String)> = alerts
+        .iter()
+        .filter(|a| a["status"] != "pending" && a["status"] != "inactive")
+        .map(|a| {
+            assert_eq!(a["labels"]["service"], "pay", "only pay alerts: {a}");
+            (a["status"].as_str().unwrap().into(), a["labels"]["severity"].as_str().unwrap().into())
+        })
+        .collect();
+    assert!(pay.contains(&("firing".into(), "critical".into())), "{pay:?}");
+    assert!(pay.contains(&("resolved".into(), "critical".into())), "{pay:?}");
+
+    assert_eq!(alerts.len() as u64, delivered);
+    assert_eq!(consumed, total);
+    assert_eq!(dead_lettered, bad.len() as u64);
+    assert_eq!(consumed, applied + dead_lettered + late);
+}
