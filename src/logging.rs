@@ -2,6 +2,8 @@
 //! JSON lines, filtered by `--log-level` or the `FOREWARN_LOG` variable (which
 //! takes `tracing` directives, e.g. `info,librdkafka=warn`).
 
+use std::io::IsTerminal;
+
 /// How log lines look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -18,6 +20,7 @@ pub fn init(format: LogFormat, level: &str) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("log filter `{directives}`: {e}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.try_init(),

@@ -12,7 +12,7 @@ use serde_json::Value;
 use support::{accounting, eventually, header, Broker, Forewarn, TempDir};
 
 const SCENARIOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scenarios");
-const WAIT: Duration = Duration::from_secs(15);
+const WAIT: Duration = Duration::from_secs(60);
 
 /// `base` (a config file's text) with idle advancement pushed out of the test's
 /// way and a `[kafka]` section for this broker and topic names prefixed `tag`.
@@ -173,7 +173,8 @@ fn requests(
     for s in from..to {
         for i in 0..10 {
             for svc in services {
-                let bad = failing.contains(svc) && (incident.0..incident.1).contains(&s) && i % 2 == 0;
+                let bad =
+                    failing.contains(svc) && (incident.0..incident.1).contains(&s) && i % 2 == 0;
                 let line = format!(
                     r#"{{"ts":{},"service":"{svc}","kind":"request","outcome":"{}","latency_ms":{}}}"#,
                     base + s * 1000 + i * 100,
@@ -217,23 +218,35 @@ fn bad_events_are_dead_lettered_with_reasons() {
             "too_far_in_future",
             format!(r#"{{"ts":{future},"service":"pay","kind":"request","outcome":"ok"}}"#),
         ),
-        ("missing_field", format!(r#"{{"ts":{base},"kind":"request"}}"#)),
+        (
+            "missing_field",
+            format!(r#"{{"ts":{base},"kind":"request"}}"#),
+        ),
     ];
     // Spread the bad ones through the stream, on pay's partition.
     for (i, (_, line)) in bad.iter().enumerate() {
-        events.insert(1000 + i * 1500, (Some("pay".into()), line.clone().into_bytes()));
+        events.insert(
+            1000 + i * 1500,
+            (Some("pay".into()), line.clone().into_bytes()),
+        );
     }
     let total = events.len() as u64;
     broker.produce("dead-events", &events);
 
     let run = Forewarn::start(&cfg, &dir.0, "run");
     let dead = broker.read("dead-dead", bad.len(), WAIT);
-    eventually(WAIT, "offsets committed", || broker.all_committed("dead-group", "dead-events"));
+    eventually(WAIT, "offsets committed", || {
+        broker.all_committed("dead-group", "dead-events")
+    });
     let stderr = run.terminate(WAIT);
     let [consumed, applied, dead_lettered, late, delivered, ..] = accounting(&stderr);
     let alerts = broker.read("dead-alerts", delivered as usize, WAIT);
 
-    assert_eq!(dead.len(), bad.len(), "exactly the bad events are dead-lettered");
+    assert_eq!(
+        dead.len(),
+        bad.len(),
+        "exactly the bad events are dead-lettered"
+    );
     let source = broker.read("dead-events", events.len(), WAIT);
     for (reason, line) in &bad {
         let m = dead
@@ -242,13 +255,22 @@ fn bad_events_are_dead_lettered_with_reasons() {
             .unwrap_or_else(|| panic!("{reason} event not dead-lettered unchanged"));
         assert_eq!(header(m, "forewarn-reason").as_deref(), Some(*reason));
         assert!(!header(m, "forewarn-error").unwrap().is_empty());
-        assert_eq!(header(m, "forewarn-source-topic").as_deref(), Some("dead-events"));
+        assert_eq!(
+            header(m, "forewarn-source-topic").as_deref(),
+            Some("dead-events")
+        );
         let original = source
             .iter()
             .find(|s| s.payload() == Some(line.as_bytes()))
             .unwrap();
-        assert_eq!(header(m, "forewarn-source-partition"), Some(original.partition().to_string()));
-        assert_eq!(header(m, "forewarn-source-offset"), Some(original.offset().to_string()));
+        assert_eq!(
+            header(m, "forewarn-source-partition"),
+            Some(original.partition().to_string())
+        );
+        assert_eq!(
+            header(m, "forewarn-source-offset"),
+            Some(original.offset().to_string())
+        );
         assert_eq!(m.key(), Some(b"pay".as_slice()), "the original key is kept");
     }
 
@@ -259,14 +281,147 @@ fn bad_events_are_dead_lettered_with_reasons() {
         .filter(|a| a["status"] != "pending" && a["status"] != "inactive")
         .map(|a| {
             assert_eq!(a["labels"]["service"], "pay", "only pay alerts: {a}");
-            (a["status"].as_str().unwrap().into(), a["labels"]["severity"].as_str().unwrap().into())
+            (
+                a["status"].as_str().unwrap().into(),
+                a["labels"]["severity"].as_str().unwrap().into(),
+            )
         })
         .collect();
-    assert!(pay.contains(&("firing".into(), "critical".into())), "{pay:?}");
-    assert!(pay.contains(&("resolved".into(), "critical".into())), "{pay:?}");
+    assert!(
+        pay.contains(&("firing".into(), "critical".into())),
+        "{pay:?}"
+    );
+    assert!(
+        pay.contains(&("resolved".into(), "critical".into())),
+        "{pay:?}"
+    );
 
     assert_eq!(alerts.len() as u64, delivered);
     assert_eq!(consumed, total);
     assert_eq!(dead_lettered, bad.len() as u64);
     assert_eq!(consumed, applied + dead_lettered + late);
+}
+
+/// The firing and resolved alerts per service in `alerts` (pending and
+/// cancelled transitions left out).
+fn outcomes(alerts: &[rdkafka::message::OwnedMessage]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = alerts
+        .iter()
+        .map(json)
+        .filter(|a| a["status"] == "firing" || a["status"] == "resolved")
+        .map(|a| {
+            (
+                a["labels"]["service"].as_str().unwrap().to_string(),
+                a["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+const FAST_REBALANCE: &str =
+    "properties = { \"session.timeout.ms\" = 6000, \"heartbeat.interval.ms\" = 500 }";
+
+/// Two `forewarn run` processes in one group split the partitions; when one
+/// stops (SIGTERM: it finishes its deliveries, commits and leaves the group) the
+/// other takes its partitions over from the committed offsets, detects the
+/// incident on services it did not own before, and between them every message
+/// is consumed exactly once. (A member killed with SIGKILL is the mock-cluster
+/// test `killed_member_partitions_move_to_the_survivor`: Tansu 0.6.0 never
+/// reassigns the partitions of a member whose session expires.)
+#[test]
+fn group_members_split_partitions_and_a_survivor_takes_over() {
+    let broker = Broker::start();
+    let dir = TempDir::new("group");
+    let cfg = config(&dir.0, ESTATE, &broker, "group", FAST_REBALANCE);
+    topics(&broker, "group", 4);
+    let base = base_ms();
+    let services = ["s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7"];
+
+    let a = Forewarn::start(&cfg, &dir.0, "a");
+    let b = Forewarn::start(&cfg, &dir.0, "b");
+    eventually(WAIT, "both members have partitions", || {
+        a.assigned() && b.assigned()
+    });
+    let phase1 = requests(base, &services, 0, 120, &[], (0, 0));
+    broker.produce("group-events", &phase1);
+    eventually(WAIT, "phase 1 committed", || {
+        broker.all_committed("group-group", "group-events")
+    });
+    let b_stderr = b.terminate(WAIT);
+    let [b_consumed, ..] = accounting(&b_stderr);
+    assert!(b_consumed > 0, "b owned partitions in phase 1");
+
+    // Every service fails from 200 s to 300 s: only a member owning all four
+    // partitions can alert on all eight.
+    let phase2 = requests(base, &services, 120, 420, &services, (200, 300));
+    broker.produce("group-events", &phase2);
+    let want: Vec<(String, String)> = {
+        let mut w: Vec<(String, String)> = services
+            .iter()
+            .flat_map(|s| {
+                [
+                    (s.to_string(), "firing".to_string()),
+                    (s.to_string(), "resolved".to_string()),
+                ]
+            })
+            .collect();
+        w.sort();
+        w
+    };
+    let alerts = broker.read_until("group-alerts", WAIT, |m| outcomes(m) == want);
+    assert_eq!(
+        outcomes(&alerts),
+        want,
+        "the survivor alerts for every service"
+    );
+    eventually(WAIT, "phase 2 committed", || {
+        broker.all_committed("group-group", "group-events")
+    });
+    let stderr = a.terminate(WAIT);
+    let [consumed, applied, dead, late, ..] = accounting(&stderr);
+    assert_eq!(consumed, applied + dead + late, "{stderr}");
+    assert_eq!(dead, 0);
+    assert_eq!(
+        consumed + b_consumed,
+        (phase1.len() + phase2.len()) as u64,
+        "every message consumed exactly once between the two members"
+    );
+}
+
+/// A restart after SIGTERM resumes from the committed offsets: the second run
+/// consumes only what was produced while it was down.
+#[test]
+fn restart_after_sigterm_resumes_from_committed_offsets() {
+    let broker = Broker::start();
+    let dir = TempDir::new("restart");
+    let cfg = config(&dir.0, ESTATE, &broker, "restart", "");
+    topics(&broker, "restart", 2);
+    let base = base_ms();
+    let services = ["pay", "cart", "search"];
+    let first = requests(base, &services, 0, 100, &[], (0, 0));
+    broker.produce("restart-events", &first);
+    let run = Forewarn::start(&cfg, &dir.0, "first");
+    eventually(WAIT, "first batch committed", || {
+        broker.all_committed("restart-group", "restart-events")
+    });
+    let [consumed, ..] = accounting(&run.terminate(WAIT));
+    assert_eq!(consumed, first.len() as u64);
+
+    let second = requests(base, &services, 100, 160, &[], (0, 0));
+    broker.produce("restart-events", &second);
+    let run = Forewarn::start(&cfg, &dir.0, "second");
+    eventually(WAIT, "second batch committed", || {
+        broker.all_committed("restart-group", "restart-events")
+    });
+    let stderr = run.terminate(WAIT);
+    let [consumed, applied, dead, late, ..] = accounting(&stderr);
+    assert_eq!(
+        consumed,
+        second.len() as u64,
+        "only the new events are consumed: {stderr}"
+    );
+    assert_eq!(consumed, applied + dead + late);
 }
