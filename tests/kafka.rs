@@ -9,46 +9,18 @@ use std::time::Duration;
 
 use rdkafka::message::Message;
 use serde_json::Value;
-use support::{accounting, eventually, header, Broker, Forewarn, TempDir};
+use support::{
+    accounting, base_ms, config, eventually, header, json, keyed_by_service, outcomes, requests,
+    Broker, Forewarn, TempDir, ESTATE, FAST_REBALANCE,
+};
 
 const SCENARIOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scenarios");
 const WAIT: Duration = Duration::from_secs(60);
-
-/// `base` (a config file's text) with idle advancement pushed out of the test's
-/// way and a `[kafka]` section for this broker and topic names prefixed `tag`.
-fn config(dir: &Path, base: &str, broker: &Broker, tag: &str, extra: &str) -> std::path::PathBuf {
-    let text = format!(
-        "{}\n[kafka]\nbrokers = \"{}\"\ngroup_id = \"{tag}-group\"\ntopics = [\"{tag}-events\"]\nalerts_topic = \"{tag}-alerts\"\ndead_letter_topic = \"{tag}-dead\"\n{extra}\n",
-        base.replace("[time]\n", "[time]\nidle_timeout = \"1h\"\n"),
-        broker.addr
-    );
-    let path = dir.join(format!("{tag}.toml"));
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 fn topics(broker: &Broker, tag: &str, partitions: u32) {
     broker.create_topic(&format!("{tag}-events"), partitions);
     broker.create_topic(&format!("{tag}-alerts"), 1);
     broker.create_topic(&format!("{tag}-dead"), 1);
-}
-
-/// Lines of an NDJSON file as messages keyed by their `service`.
-fn keyed_by_service(lines: &str) -> Vec<(Option<String>, Vec<u8>)> {
-    lines
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let key = serde_json::from_str::<Value>(l)
-                .ok()
-                .and_then(|v| v["service"].as_str().map(str::to_string));
-            (key, l.as_bytes().to_vec())
-        })
-        .collect()
-}
-
-fn json(m: &rdkafka::message::OwnedMessage) -> Value {
-    serde_json::from_slice(m.payload().expect("payload")).expect("alert JSON")
 }
 
 /// The checkout incident through the broker (one partition, so the engine sees
@@ -61,7 +33,7 @@ fn incident_alerts_reach_the_alerts_topic() {
     let dir = TempDir::new("incident");
     let base =
         std::fs::read_to_string(Path::new(SCENARIOS).join("checkout_incident.toml")).unwrap();
-    let cfg = config(&dir.0, &base, &broker, "incident", "");
+    let cfg = config(&dir.0, &base, &broker.addr, "incident", "");
     topics(&broker, "incident", 1);
     let events =
         std::fs::read_to_string(Path::new(SCENARIOS).join("checkout_incident.ndjson")).unwrap();
@@ -125,69 +97,6 @@ fn incident_alerts_reach_the_alerts_topic() {
     assert_eq!(dead_letters.len(), 3);
 }
 
-/// A small estate config: error rate per service over 1m sliding by 10s.
-const ESTATE: &str = r#"
-[time]
-allowed_lateness = "0s"
-
-[[signals]]
-name = "error_rate"
-aggregate = "rate"
-filter = { outcome = ["error", "timeout"] }
-of = { kind = "request" }
-window = "1m"
-slide = "10s"
-
-[[rules]]
-name = "ErrorRateHigh"
-kind = "threshold"
-signal = "error_rate"
-warning = { value = 0.05, clear = 0.03 }
-critical = { value = 0.20, clear = 0.10 }
-for = "30s"
-min_events = 10
-category = "system"
-"#;
-
-/// Start of the synthetic streams: two hours ago, on a minute boundary.
-fn base_ms() -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    (now - 2 * 3600 * 1000) / 60_000 * 60_000
-}
-
-/// Requests from `services` for seconds `from..to` after `base`, 10 per second
-/// each, in time order; a service in `failing` during `incident` (seconds) has
-/// every second request fail.
-fn requests(
-    base: i64,
-    services: &[&str],
-    from: i64,
-    to: i64,
-    failing: &[&str],
-    incident: (i64, i64),
-) -> Vec<(Option<String>, Vec<u8>)> {
-    let mut out = Vec::new();
-    for s in from..to {
-        for i in 0..10 {
-            for svc in services {
-                let bad =
-                    failing.contains(svc) && (incident.0..incident.1).contains(&s) && i % 2 == 0;
-                let line = format!(
-                    r#"{{"ts":{},"service":"{svc}","kind":"request","outcome":"{}","latency_ms":{}}}"#,
-                    base + s * 1000 + i * 100,
-                    if bad { "error" } else { "ok" },
-                    40 + i
-                );
-                out.push((Some(svc.to_string()), line.into_bytes()));
-            }
-        }
-    }
-    out
-}
-
 /// Malformed, wrongly-typed, oversized, far-future and incomplete events land on
 /// the dead-letter topic unchanged, with the reason and their source in headers,
 /// while the valid events around them (same partition) are scored normally.
@@ -195,7 +104,7 @@ fn requests(
 fn bad_events_are_dead_lettered_with_reasons() {
     let broker = Broker::start();
     let dir = TempDir::new("dead");
-    let cfg = config(&dir.0, ESTATE, &broker, "dead", "");
+    let cfg = config(&dir.0, ESTATE, &broker.addr, "dead", "");
     topics(&broker, "dead", 3);
     let base = base_ms();
     let services = ["pay", "cart", "search"];
@@ -302,28 +211,6 @@ fn bad_events_are_dead_lettered_with_reasons() {
     assert_eq!(consumed, applied + dead_lettered + late);
 }
 
-/// The firing and resolved alerts per service in `alerts` (pending and
-/// cancelled transitions left out).
-fn outcomes(alerts: &[rdkafka::message::OwnedMessage]) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = alerts
-        .iter()
-        .map(json)
-        .filter(|a| a["status"] == "firing" || a["status"] == "resolved")
-        .map(|a| {
-            (
-                a["labels"]["service"].as_str().unwrap().to_string(),
-                a["status"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    v.sort();
-    v.dedup();
-    v
-}
-
-const FAST_REBALANCE: &str =
-    "properties = { \"session.timeout.ms\" = 6000, \"heartbeat.interval.ms\" = 500 }";
-
 /// Two `forewarn run` processes in one group split the partitions; when one
 /// stops (SIGTERM: it finishes its deliveries, commits and leaves the group) the
 /// other takes its partitions over from the committed offsets, detects the
@@ -335,7 +222,7 @@ const FAST_REBALANCE: &str =
 fn group_members_split_partitions_and_a_survivor_takes_over() {
     let broker = Broker::start();
     let dir = TempDir::new("group");
-    let cfg = config(&dir.0, ESTATE, &broker, "group", FAST_REBALANCE);
+    let cfg = config(&dir.0, ESTATE, &broker.addr, "group", FAST_REBALANCE);
     topics(&broker, "group", 4);
     let base = base_ms();
     let services = ["s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7"];
@@ -397,7 +284,7 @@ fn group_members_split_partitions_and_a_survivor_takes_over() {
 fn restart_after_sigterm_resumes_from_committed_offsets() {
     let broker = Broker::start();
     let dir = TempDir::new("restart");
-    let cfg = config(&dir.0, ESTATE, &broker, "restart", "");
+    let cfg = config(&dir.0, ESTATE, &broker.addr, "restart", "");
     topics(&broker, "restart", 2);
     let base = base_ms();
     let services = ["pay", "cart", "search"];

@@ -19,6 +19,7 @@ use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
+use serde_json::Value;
 
 /// Polls `cond` every 50 ms until it holds; panics with `what` after `timeout`.
 pub fn eventually(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
@@ -76,15 +77,63 @@ impl Drop for TempDir {
     }
 }
 
-/// A running Tansu broker, killed on drop.
-pub struct Broker {
-    child: Child,
+/// Client-side helpers for one cluster (Tansu or librdkafka's mock cluster).
+pub struct Kafka {
     pub addr: String,
-    pub dir: TempDir,
     /// One past the highest offset produced, by (topic, partition), from the
     /// delivery reports: Tansu 0.6.0's ListOffsets answers with the base offset
     /// of the last batch + 1, so watermarks cannot tell where a partition ends.
     ends: Arc<Mutex<HashMap<(String, i32), i64>>>,
+}
+
+/// A running Tansu broker, killed on drop.
+pub struct Broker {
+    child: Child,
+    pub dir: TempDir,
+    kafka: Kafka,
+}
+
+impl std::ops::Deref for Broker {
+    type Target = Kafka;
+
+    fn deref(&self) -> &Kafka {
+        &self.kafka
+    }
+}
+
+/// librdkafka's in-process mock cluster, listening on loopback: for faults the
+/// real broker cannot be made to have.
+pub struct Mock {
+    pub cluster: rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    kafka: Kafka,
+}
+
+impl std::ops::Deref for Mock {
+    type Target = Kafka;
+
+    fn deref(&self) -> &Kafka {
+        &self.kafka
+    }
+}
+
+impl Mock {
+    pub fn start(brokers: i32) -> Mock {
+        let cluster = rdkafka::mocking::MockCluster::new(brokers).expect("mock cluster");
+        let addr = cluster.bootstrap_servers();
+        Mock {
+            cluster,
+            kafka: Kafka {
+                addr,
+                ends: Arc::default(),
+            },
+        }
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: i32) {
+        self.cluster
+            .create_topic(name, partitions, 1)
+            .expect("mock topic");
+    }
 }
 
 /// Records where each delivered message landed.
@@ -131,9 +180,11 @@ impl Broker {
                 if TcpStream::connect(&addr).is_ok() {
                     return Broker {
                         child,
-                        addr,
                         dir,
-                        ends: Arc::default(),
+                        kafka: Kafka {
+                            addr,
+                            ends: Arc::default(),
+                        },
                     };
                 }
                 if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
@@ -167,7 +218,9 @@ impl Broker {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
 
+impl Kafka {
     fn client(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.addr);
@@ -303,11 +356,17 @@ pub struct Forewarn {
 
 impl Forewarn {
     pub fn start(config: &Path, dir: &Path, name: &str) -> Forewarn {
+        Forewarn::start_with(config, dir, name, &[])
+    }
+
+    /// With extra command-line arguments.
+    pub fn start_with(config: &Path, dir: &Path, name: &str, args: &[&str]) -> Forewarn {
         let log = dir.join(format!("{name}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_forewarn"))
             .args(["run", "--config"])
             .arg(config)
             .args(["--commit-interval", "200ms"])
+            .args(args)
             .env("FOREWARN_LOG", "info,librdkafka=warn")
             .stdout(Stdio::null())
             .stderr(File::create(&log).unwrap())
@@ -377,6 +436,9 @@ impl Forewarn {
 
 impl Drop for Forewarn {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- {} ---\n{}", self.log.display(), self.stderr());
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -397,3 +459,119 @@ pub fn accounting(stderr: &str) -> [u64; 7] {
     nums.try_into()
         .unwrap_or_else(|_| panic!("accounting line: {line}"))
 }
+
+/// `base` (a config file's text) with idle advancement pushed out of the test's
+/// way and a `[kafka]` section for this broker and topic names prefixed `tag`.
+pub fn config(dir: &Path, base: &str, addr: &str, tag: &str, extra: &str) -> PathBuf {
+    let text = format!(
+        "{}\n[kafka]\nbrokers = \"{}\"\ngroup_id = \"{tag}-group\"\ntopics = [\"{tag}-events\"]\nalerts_topic = \"{tag}-alerts\"\ndead_letter_topic = \"{tag}-dead\"\n{extra}\n",
+        base.replace("[time]\n", "[time]\nidle_timeout = \"1h\"\n"),
+        addr
+    );
+    let path = dir.join(format!("{tag}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Lines of an NDJSON file as messages keyed by their `service`.
+pub fn keyed_by_service(lines: &str) -> Vec<(Option<String>, Vec<u8>)> {
+    lines
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let key = serde_json::from_str::<Value>(l)
+                .ok()
+                .and_then(|v| v["service"].as_str().map(str::to_string));
+            (key, l.as_bytes().to_vec())
+        })
+        .collect()
+}
+
+pub fn json(m: &rdkafka::message::OwnedMessage) -> Value {
+    serde_json::from_slice(m.payload().expect("payload")).expect("alert JSON")
+}
+
+/// A small estate config: error rate per service over 1m sliding by 10s.
+pub const ESTATE: &str = r#"
+[time]
+allowed_lateness = "0s"
+
+[[signals]]
+name = "error_rate"
+aggregate = "rate"
+filter = { outcome = ["error", "timeout"] }
+of = { kind = "request" }
+window = "1m"
+slide = "10s"
+
+[[rules]]
+name = "ErrorRateHigh"
+kind = "threshold"
+signal = "error_rate"
+warning = { value = 0.05, clear = 0.03 }
+critical = { value = 0.20, clear = 0.10 }
+for = "30s"
+min_events = 10
+category = "system"
+"#;
+
+/// Start of the synthetic streams: two hours ago, on a minute boundary.
+pub fn base_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    (now - 2 * 3600 * 1000) / 60_000 * 60_000
+}
+
+/// Requests from `services` for seconds `from..to` after `base`, 10 per second
+/// each, in time order; a service in `failing` during `incident` (seconds) has
+/// every second request fail.
+pub fn requests(
+    base: i64,
+    services: &[&str],
+    from: i64,
+    to: i64,
+    failing: &[&str],
+    incident: (i64, i64),
+) -> Vec<(Option<String>, Vec<u8>)> {
+    let mut out = Vec::new();
+    for s in from..to {
+        for i in 0..10 {
+            for svc in services {
+                let bad =
+                    failing.contains(svc) && (incident.0..incident.1).contains(&s) && i % 2 == 0;
+                let line = format!(
+                    r#"{{"ts":{},"service":"{svc}","kind":"request","outcome":"{}","latency_ms":{}}}"#,
+                    base + s * 1000 + i * 100,
+                    if bad { "error" } else { "ok" },
+                    40 + i
+                );
+                out.push((Some(svc.to_string()), line.into_bytes()));
+            }
+        }
+    }
+    out
+}
+
+/// The firing and resolved alerts per service in `alerts` (pending and
+/// cancelled transitions left out).
+pub fn outcomes(alerts: &[rdkafka::message::OwnedMessage]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = alerts
+        .iter()
+        .map(json)
+        .filter(|a| a["status"] == "firing" || a["status"] == "resolved")
+        .map(|a| {
+            (
+                a["labels"]["service"].as_str().unwrap().to_string(),
+                a["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+pub const FAST_REBALANCE: &str =
+    "properties = { \"session.timeout.ms\" = 6000, \"heartbeat.interval.ms\" = 500 }";

@@ -46,7 +46,12 @@ fn base(k: &KafkaConfig) -> ClientConfig {
         c.set(key, value);
     }
     c.set("bootstrap.servers", &k.brokers);
-    c.set_log_level(RDKafkaLogLevel::Info);
+    // librdkafka's `debug` contexts log at debug level: let them through when asked.
+    c.set_log_level(if k.properties.contains_key("debug") {
+        RDKafkaLogLevel::Debug
+    } else {
+        RDKafkaLogLevel::Info
+    });
     c
 }
 

@@ -86,6 +86,8 @@ pub struct Outputs {
     retries: VecDeque<(Instant, Box<Pending>)>,
     /// Sent, not yet acknowledged.
     in_flight: usize,
+    /// Refused by librdkafka when sent: reported with the next poll.
+    refused: Vec<Ack>,
     /// Attempts before a delivery is given up.
     pub max_attempts: u32,
 }
@@ -102,6 +104,7 @@ impl Outputs {
             producer: config.create_with_context(OutputContext::default())?,
             retries: VecDeque::new(),
             in_flight: 0,
+            refused: Vec::new(),
             max_attempts: max_attempts.max(1),
         })
     }
@@ -133,18 +136,20 @@ impl Outputs {
         }
         match self.producer.send(record) {
             Ok(()) => self.in_flight += 1,
-            Err((e, record)) => {
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), record)) => {
+                // Not an attempt: librdkafka's queue is full; try again shortly.
                 let mut pending = record.delivery_opaque;
-                // Not an attempt: the message never left; try again shortly.
                 pending.attempts -= 1;
-                if !matches!(
-                    e,
-                    KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)
-                ) {
-                    tracing::warn!(error = %e, topic = %pending.topic, "produce refused; will retry");
-                }
                 self.retries
                     .push_back((Instant::now() + Duration::from_millis(10), pending));
+            }
+            Err((error, record)) => {
+                // Refused outright (e.g. the topic is not writable): a failed
+                // attempt, reported like a failed delivery.
+                self.refused.push(Ack {
+                    pending: record.delivery_opaque,
+                    error: Some(error),
+                });
             }
         }
     }
@@ -177,11 +182,12 @@ impl Outputs {
             .unwrap_or_else(|p| p.into_inner());
         self.in_flight -= got.len().min(self.in_flight);
         acks.append(&mut got);
+        acks.append(&mut self.refused);
     }
 
     /// Messages not yet acknowledged or given up (in flight or waiting to retry).
     pub fn outstanding(&self) -> usize {
-        self.in_flight + self.retries.len()
+        self.in_flight + self.retries.len() + self.refused.len()
     }
 
     /// Asks librdkafka to send everything queued now (used before shutdown).

@@ -366,6 +366,9 @@ impl Core {
 struct SourceContext {
     core: Arc<Mutex<Core>>,
     metrics: Metrics,
+    /// Set when an asynchronous commit failed: the next commit sends every
+    /// position, not only the ones that moved since.
+    commit_failed: AtomicBool,
 }
 
 fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
@@ -434,8 +437,11 @@ impl ConsumerContext for SourceContext {
         }
     }
 
-    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        // A commit can fail for some partitions with no error on the request.
+        let result = result.and_then(|()| offsets.elements().iter().try_for_each(|e| e.error()));
         if let Err(e) = result {
+            self.commit_failed.store(true, Ordering::Relaxed);
             self.metrics.commit_failures.inc();
             tracing::warn!(error = %e, "offset commit failed; the next commit supersedes it");
         }
@@ -493,6 +499,7 @@ impl Pipeline {
             consumer_config(&kafka).create_with_context(SourceContext {
                 core: Arc::clone(&core),
                 metrics: metrics.clone(),
+                commit_failed: AtomicBool::new(false),
             })?;
         Ok(Pipeline {
             consumer,
@@ -513,6 +520,7 @@ impl Pipeline {
         let mut last_commit = Instant::now();
         let mut last_tick = Instant::now();
         let mut since_outputs = 0u32;
+        let mut commits = 0u64;
         while !stop.load(Ordering::Relaxed) {
             let polled = self.consumer.poll(Duration::from_millis(100));
             let now = Instant::now();
@@ -541,10 +549,27 @@ impl Pipeline {
             }
             if now.duration_since(last_commit) >= self.options.commit_interval {
                 last_commit = now;
-                let tpl = core.moved_positions();
+                commits += 1;
+                // Every tenth commit sends every position: it repairs an
+                // asynchronous commit that failed without a report (librdkafka
+                // does not always deliver one for manual commits).
+                let retry = self
+                    .consumer
+                    .context()
+                    .commit_failed
+                    .swap(false, Ordering::Relaxed);
+                let tpl = if retry || commits % 10 == 0 {
+                    core.positions(None)
+                } else {
+                    core.moved_positions()
+                };
                 drop(core);
                 if tpl.count() > 0 {
                     if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+                        self.consumer
+                            .context()
+                            .commit_failed
+                            .store(true, Ordering::Relaxed);
                         self.metrics.commit_failures.inc();
                         tracing::warn!(error = %e, "offset commit failed; will retry");
                     }

@@ -1,0 +1,209 @@
+//! Faults the real broker cannot easily be made to have, injected with
+//! librdkafka's mock cluster (in this test process, on loopback) while real
+//! `forewarn run` processes consume from it: a member killed without warning,
+//! the broker down and back mid-stream, produce and commit requests failing, an
+//! unwritable dead-letter topic. In every case nothing is lost or unaccounted for.
+
+mod support;
+
+use std::time::Duration;
+
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use support::{
+    accounting, base_ms, config, eventually, outcomes, requests, Forewarn, Mock, TempDir, ESTATE,
+    FAST_REBALANCE,
+};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn topics(mock: &Mock, tag: &str, partitions: i32) {
+    mock.create_topic(&format!("{tag}-events"), partitions);
+    mock.create_topic(&format!("{tag}-alerts"), 1);
+    mock.create_topic(&format!("{tag}-dead"), 1);
+}
+
+/// Firing and resolved for each of `services`, sorted as [`outcomes`] returns them.
+fn fired_and_resolved(services: &[&str]) -> Vec<(String, String)> {
+    let mut w: Vec<(String, String)> = services
+        .iter()
+        .flat_map(|s| {
+            [
+                (s.to_string(), "firing".into()),
+                (s.to_string(), "resolved".into()),
+            ]
+        })
+        .collect();
+    w.sort();
+    w
+}
+
+/// SIGKILL one of two members (no flush, no commit, no LeaveGroup): once its
+/// session expires the survivor gets its partitions, resumes from their last
+/// commit, alerts on every service, and commits everything.
+#[test]
+fn killed_member_partitions_move_to_the_survivor() {
+    let mock = Mock::start(1);
+    let dir = TempDir::new("kill");
+    let cfg = config(&dir.0, ESTATE, &mock.addr, "kill", FAST_REBALANCE);
+    topics(&mock, "kill", 4);
+    let base = base_ms();
+    let services = ["s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7"];
+    let a = Forewarn::start(&cfg, &dir.0, "a");
+    let b = Forewarn::start(&cfg, &dir.0, "b");
+    eventually(WAIT, "both members have partitions", || {
+        a.assigned() && b.assigned()
+    });
+    let phase1 = requests(base, &services, 0, 120, &[], (0, 0));
+    mock.produce("kill-events", &phase1);
+    eventually(WAIT, "phase 1 committed", || {
+        mock.all_committed("kill-group", "kill-events")
+    });
+    b.kill();
+
+    let phase2 = requests(base, &services, 120, 420, &services, (200, 300));
+    mock.produce("kill-events", &phase2);
+    let want = fired_and_resolved(&services);
+    let alerts = mock.read_until("kill-alerts", WAIT, |m| outcomes(m) == want);
+    assert_eq!(
+        outcomes(&alerts),
+        want,
+        "the survivor alerts for every service"
+    );
+    eventually(WAIT, "phase 2 committed", || {
+        mock.all_committed("kill-group", "kill-events")
+    });
+    let stderr = a.terminate(WAIT);
+    let [consumed, applied, dead, late, ..] = accounting(&stderr);
+    assert_eq!(consumed, applied + dead + late, "{stderr}");
+    assert!(
+        consumed >= phase2.len() as u64,
+        "the survivor consumed all of phase 2"
+    );
+    assert!(
+        consumed < (phase1.len() + phase2.len()) as u64,
+        "a did not own every partition in phase 1"
+    );
+}
+
+/// The only broker goes down while forewarn consumes and comes back: forewarn
+/// reports the outage, reconnects, and consumes, alerts and commits as if
+/// nothing happened — every message exactly once.
+#[test]
+fn broker_down_and_up_mid_stream_loses_nothing() {
+    let mock = Mock::start(1);
+    let dir = TempDir::new("outage");
+    let cfg = config(&dir.0, ESTATE, &mock.addr, "outage", "");
+    topics(&mock, "outage", 2);
+    let base = base_ms();
+    let services = ["pay", "cart", "search"];
+    let run = Forewarn::start(&cfg, &dir.0, "run");
+    eventually(WAIT, "assigned", || run.assigned());
+    let phase1 = requests(base, &services, 0, 150, &["pay"], (100, 200));
+    mock.produce("outage-events", &phase1);
+    eventually(WAIT, "phase 1 committed", || {
+        mock.all_committed("outage-group", "outage-events")
+    });
+
+    mock.cluster.broker_down(1).unwrap();
+    eventually(WAIT, "forewarn notices the outage", || {
+        run.stderr().contains("kafka client error")
+    });
+    mock.cluster.broker_up(1).unwrap();
+
+    let phase2 = requests(base, &services, 150, 400, &["pay"], (100, 200));
+    mock.produce("outage-events", &phase2);
+    eventually(WAIT, "phase 2 committed", || {
+        mock.all_committed("outage-group", "outage-events")
+    });
+    let stderr = run.terminate(WAIT);
+    let [consumed, applied, dead, late, delivered, _, dropped] = accounting(&stderr);
+    assert_eq!(consumed, (phase1.len() + phase2.len()) as u64, "{stderr}");
+    assert_eq!(consumed, applied + dead + late);
+    assert_eq!(dropped, 0);
+    let alerts = mock.read("outage-alerts", delivered as usize, WAIT);
+    assert_eq!(outcomes(&alerts), fired_and_resolved(&["pay"]));
+}
+
+/// Produce requests fail (retriable errors that librdkafka retries, then errors
+/// it reports, which forewarn retries itself) and offset commits fail: every
+/// alert and dead letter is still delivered, nothing is dropped, and the
+/// offsets reach the end.
+#[test]
+fn produce_and_commit_errors_are_retried() {
+    let mock = Mock::start(1);
+    let dir = TempDir::new("errors");
+    let cfg = config(&dir.0, ESTATE, &mock.addr, "errors", "");
+    topics(&mock, "errors", 1);
+    let base = base_ms();
+    let mut events = requests(base, &["pay"], 0, 300, &["pay"], (100, 200));
+    events.insert(500, (Some("pay".into()), b"not json".to_vec()));
+    use RDKafkaRespErr::*;
+    mock.produce("errors-events", &events);
+    // Errors for the next requests after this point: the test's own produce is done.
+    mock.cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[
+            RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+            RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+            RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE,
+            RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE,
+        ],
+    );
+    mock.cluster.request_errors(
+        RDKafkaApiKey::OffsetCommit,
+        &[
+            RD_KAFKA_RESP_ERR_UNKNOWN,
+            RD_KAFKA_RESP_ERR_UNKNOWN,
+            RD_KAFKA_RESP_ERR_UNKNOWN,
+        ],
+    );
+    let run = Forewarn::start(&cfg, &dir.0, "run");
+    eventually(WAIT, "all committed", || {
+        mock.all_committed("errors-group", "errors-events")
+    });
+    let stderr = run.terminate(WAIT);
+    assert!(
+        stderr.contains("delivery failed; will retry"),
+        "forewarn retried: {stderr}"
+    );
+    let [consumed, applied, dead, late, delivered, dead_delivered, dropped] = accounting(&stderr);
+    assert_eq!(consumed, events.len() as u64);
+    assert_eq!(consumed, applied + dead + late);
+    assert_eq!((dead, dead_delivered, dropped), (1, 1, 0), "{stderr}");
+    let alerts = mock.read("errors-alerts", delivered as usize, WAIT);
+    assert_eq!(outcomes(&alerts), fired_and_resolved(&["pay"]));
+    assert_eq!(mock.read("errors-dead", 1, WAIT).len(), 1);
+}
+
+/// A dead-letter topic that refuses every write: each dead letter is retried
+/// `--max-attempts` times, then given up with an error and counted as dropped;
+/// the partition does not stall (offsets reach the end) and alerts still flow.
+#[test]
+fn unwritable_dead_letter_topic_is_bounded_and_counted() {
+    let mock = Mock::start(1);
+    let dir = TempDir::new("refuse");
+    let cfg = config(&dir.0, ESTATE, &mock.addr, "refuse", "");
+    topics(&mock, "refuse", 1);
+    mock.cluster
+        .topic_error(
+            "refuse-dead",
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        )
+        .unwrap();
+    let base = base_ms();
+    let mut events = requests(base, &["pay"], 0, 300, &["pay"], (100, 200));
+    events.insert(100, (Some("pay".into()), b"{".to_vec()));
+    events.insert(2000, (Some("pay".into()), b"[]".to_vec()));
+    mock.produce("refuse-events", &events);
+    let run = Forewarn::start_with(&cfg, &dir.0, "run", &["--max-attempts", "2"]);
+    eventually(WAIT, "all committed", || {
+        mock.all_committed("refuse-group", "refuse-events")
+    });
+    let stderr = run.terminate(WAIT);
+    let [consumed, applied, dead, late, delivered, dead_delivered, dropped] = accounting(&stderr);
+    assert_eq!(consumed, applied + dead + late);
+    assert_eq!((dead, dead_delivered, dropped), (2, 0, 2), "{stderr}");
+    assert!(stderr.contains("delivery failed on the last attempt; message dropped"));
+    let alerts = mock.read("refuse-alerts", delivered as usize, WAIT);
+    assert_eq!(outcomes(&alerts), fired_and_resolved(&["pay"]));
+}
