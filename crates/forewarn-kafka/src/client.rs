@@ -22,7 +22,7 @@ pub fn producer_config(k: &KafkaConfig) -> ClientConfig {
     let mut c = base(k);
     c.set("enable.idempotence", "true")
         .set_default("message.timeout.ms", "30000")
-        .set_default("linger.ms", "5");
+        .set_default("linger.ms", "0");
     c
 }
 

@@ -190,6 +190,29 @@ impl Outputs {
         self.in_flight + self.retries.len() + self.refused.len()
     }
 
+    /// Connects to the brokers leading `topics` and checks that each exists, so
+    /// the first alert does not pay for connection set-up and a missing topic
+    /// is reported at start-up. Returns, per topic, what is wrong with it.
+    pub fn warm_up(&self, topics: &[&str], timeout: Duration) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        for topic in topics {
+            match self.producer.client().fetch_metadata(Some(topic), timeout) {
+                Ok(md) => {
+                    for t in md.topics() {
+                        if let Some(e) = t.error() {
+                            problems
+                                .push((topic.to_string(), RDKafkaErrorCode::from(e).to_string()));
+                        } else if t.partitions().is_empty() {
+                            problems.push((topic.to_string(), "topic has no partitions".into()));
+                        }
+                    }
+                }
+                Err(e) => problems.push((topic.to_string(), e.to_string())),
+            }
+        }
+        problems
+    }
+
     /// Asks librdkafka to send everything queued now (used before shutdown).
     pub fn flush(&self, timeout: Duration) {
         let _ = self.producer.flush(timeout);

@@ -481,6 +481,16 @@ impl Pipeline {
             "kafka settings"
         );
         let outputs = Outputs::new(&producer_config(&kafka), options.max_attempts)?;
+        for (topic, problem) in outputs.warm_up(
+            &[&kafka.alerts_topic, &kafka.dead_letter_topic],
+            Duration::from_secs(10),
+        ) {
+            tracing::warn!(
+                topic,
+                problem,
+                "output topic not ready; deliveries will be retried"
+            );
+        }
         let core = Arc::new(Mutex::new(Core {
             cfg,
             metrics: metrics.clone(),
@@ -521,8 +531,13 @@ impl Pipeline {
         let mut last_tick = Instant::now();
         let mut since_outputs = 0u32;
         let mut commits = 0u64;
+        // While deliveries are outstanding the consumer is polled with a short
+        // timeout, so their reports (and offsets) are served within a millisecond
+        // instead of waiting for the next message.
+        let mut waiting_outputs = false;
         while !stop.load(Ordering::Relaxed) {
-            let polled = self.consumer.poll(Duration::from_millis(100));
+            let timeout = if waiting_outputs { 1 } else { 100 };
+            let polled = self.consumer.poll(Duration::from_millis(timeout));
             let now = Instant::now();
             let mut core = lock(&self.core);
             let idle = match polled {
@@ -543,6 +558,7 @@ impl Pipeline {
                 core.poll_outputs(Duration::ZERO);
                 since_outputs = 0;
             }
+            waiting_outputs = core.outputs.outstanding() > 0;
             if now.duration_since(last_tick) >= self.options.tick_interval {
                 last_tick = now;
                 core.tick();
