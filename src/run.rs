@@ -60,6 +60,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         max_attempts: args.max_attempts,
         ..Options::default()
     };
+    let shutdown_timeout = options.shutdown_timeout;
     let pipeline = Pipeline::new(cfg, metrics, options).context("cannot start the pipeline")?;
     let stop = Arc::new(AtomicBool::new(false));
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -73,11 +74,18 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             signal = shutdown_signal() => tracing::info!(signal, "shutting down"),
         }
         stop.store(true, Ordering::Relaxed);
+        // The pipeline bounds its own wait for deliveries; leaving the group can
+        // still hang on an unreachable coordinator, so the process bounds it too.
+        let hard_limit = shutdown_timeout + Duration::from_secs(15);
         tokio::select! {
             done = &mut worker => done?.map_err(anyhow::Error::from),
             signal = shutdown_signal() => {
                 tracing::warn!(signal, "second signal: exiting without waiting");
                 std::process::exit(130);
+            }
+            _ = tokio::time::sleep(hard_limit) => {
+                tracing::error!(?hard_limit, "shutdown did not finish in time; exiting");
+                std::process::exit(1);
             }
         }
     })?;

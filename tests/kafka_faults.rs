@@ -96,7 +96,14 @@ fn broker_down_and_up_mid_stream_loses_nothing() {
     topics(&mock, "outage", 2);
     let base = base_ms();
     let services = ["pay", "cart", "search"];
-    let run = Forewarn::start(&cfg, &dir.0, "run");
+    // JSON logs, and a secret from the environment that must never be logged.
+    let run = Forewarn::start_with(
+        &cfg,
+        &dir.0,
+        "run",
+        &["--log-format", "json"],
+        &[("FOREWARN_KAFKA_SASL_PASSWORD", "hunter2-secret")],
+    );
     eventually(WAIT, "assigned", || run.assigned());
     let phase1 = requests(base, &services, 0, 150, &["pay"], (100, 200));
     mock.produce("outage-events", &phase1);
@@ -116,6 +123,22 @@ fn broker_down_and_up_mid_stream_loses_nothing() {
         mock.all_committed("outage-group", "outage-events")
     });
     let stderr = run.terminate(WAIT);
+    assert!(
+        !stderr.contains("hunter2-secret"),
+        "a secret was logged: {stderr}"
+    );
+    assert!(
+        stderr.contains("sasl.password") && stderr.contains("***"),
+        "{stderr}"
+    );
+    for line in stderr.lines().filter(|l| !l.starts_with("run: ")) {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+    }
     let [consumed, applied, dead, late, delivered, _, dropped] = accounting(&stderr);
     assert_eq!(consumed, (phase1.len() + phase2.len()) as u64, "{stderr}");
     assert_eq!(consumed, applied + dead + late);
@@ -195,7 +218,7 @@ fn unwritable_dead_letter_topic_is_bounded_and_counted() {
     events.insert(100, (Some("pay".into()), b"{".to_vec()));
     events.insert(2000, (Some("pay".into()), b"[]".to_vec()));
     mock.produce("refuse-events", &events);
-    let run = Forewarn::start_with(&cfg, &dir.0, "run", &["--max-attempts", "2"]);
+    let run = Forewarn::start_with(&cfg, &dir.0, "run", &["--max-attempts", "2"], &[]);
     eventually(WAIT, "all committed", || {
         mock.all_committed("refuse-group", "refuse-events")
     });

@@ -356,17 +356,24 @@ pub struct Forewarn {
 
 impl Forewarn {
     pub fn start(config: &Path, dir: &Path, name: &str) -> Forewarn {
-        Forewarn::start_with(config, dir, name, &[])
+        Forewarn::start_with(config, dir, name, &[], &[])
     }
 
-    /// With extra command-line arguments.
-    pub fn start_with(config: &Path, dir: &Path, name: &str, args: &[&str]) -> Forewarn {
+    /// With extra command-line arguments and environment variables.
+    pub fn start_with(
+        config: &Path,
+        dir: &Path,
+        name: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Forewarn {
         let log = dir.join(format!("{name}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_forewarn"))
             .args(["run", "--config"])
             .arg(config)
             .args(["--commit-interval", "200ms"])
             .args(args)
+            .envs(envs.iter().copied())
             .env("FOREWARN_LOG", "info,librdkafka=warn")
             .stdout(Stdio::null())
             .stderr(File::create(&log).unwrap())
@@ -392,10 +399,11 @@ impl Forewarn {
             .rev()
             .find(|l| l.contains("partitions assigned") || l.contains("partitions revoked"));
         last.is_some_and(|l| {
-            l.contains("partitions assigned")
-                && l.split("partitions=")
-                    .nth(1)
-                    .is_some_and(|p| !p.trim().is_empty())
+            let listed = match serde_json::from_str::<Value>(l) {
+                Ok(v) => v["partitions"].as_str().map(str::to_string), // --log-format json
+                Err(_) => l.split("partitions=").nth(1).map(str::to_string),
+            };
+            l.contains("partitions assigned") && listed.is_some_and(|p| !p.trim().is_empty())
         })
     }
 

@@ -190,27 +190,33 @@ impl Outputs {
         self.in_flight + self.retries.len() + self.refused.len()
     }
 
-    /// Connects to the brokers leading `topics` and checks that each exists, so
-    /// the first alert does not pay for connection set-up and a missing topic
-    /// is reported at start-up. Returns, per topic, what is wrong with it.
+    /// Connects to the cluster and checks that each of `topics` exists, so the
+    /// first alert does not pay for connection set-up and a missing topic is
+    /// reported at start-up. Returns, per topic, what is wrong with it.
     pub fn warm_up(&self, topics: &[&str], timeout: Duration) -> Vec<(String, String)> {
-        let mut problems = Vec::new();
-        for topic in topics {
-            match self.producer.client().fetch_metadata(Some(topic), timeout) {
-                Ok(md) => {
-                    for t in md.topics() {
-                        if let Some(e) = t.error() {
-                            problems
-                                .push((topic.to_string(), RDKafkaErrorCode::from(e).to_string()));
-                        } else if t.partitions().is_empty() {
-                            problems.push((topic.to_string(), "topic has no partitions".into()));
-                        }
-                    }
-                }
-                Err(e) => problems.push((topic.to_string(), e.to_string())),
+        let md = match self.producer.client().fetch_metadata(None, timeout) {
+            Ok(md) => md,
+            Err(e) => {
+                return topics
+                    .iter()
+                    .map(|t| (t.to_string(), e.to_string()))
+                    .collect()
             }
-        }
-        problems
+        };
+        topics
+            .iter()
+            .filter_map(|topic| {
+                let problem = match md.topics().iter().find(|t| t.name() == *topic) {
+                    None => "no such topic (it is created on first write only if the cluster auto-creates topics)".to_string(),
+                    Some(t) => match t.error() {
+                        Some(e) => RDKafkaErrorCode::from(e).to_string(),
+                        None if t.partitions().is_empty() => "topic has no partitions".into(),
+                        None => return None,
+                    },
+                };
+                Some((topic.to_string(), problem))
+            })
+            .collect()
     }
 
     /// Asks librdkafka to send everything queued now (used before shutdown).

@@ -483,7 +483,7 @@ impl Pipeline {
         let outputs = Outputs::new(&producer_config(&kafka), options.max_attempts)?;
         for (topic, problem) in outputs.warm_up(
             &[&kafka.alerts_topic, &kafka.dead_letter_topic],
-            Duration::from_secs(10),
+            Duration::from_secs(5),
         ) {
             tracing::warn!(
                 topic,
