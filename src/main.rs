@@ -1,6 +1,7 @@
 //! The `forewarn` binary: command-line entry points around the core engine.
 #![forbid(unsafe_code)]
 
+mod demo;
 mod logging;
 mod replay;
 mod run;
@@ -46,6 +47,10 @@ enum Command {
         #[arg(long, value_enum, default_value_t = replay::Format::Json)]
         format: replay::Format,
     },
+    /// See forewarn work in one command: simulated retail traffic with injected
+    /// incidents through an in-process Kafka and the full pipeline, alerts live,
+    /// and a scorecard against the ground truth at the end.
+    Demo(demo::Args),
     /// Consume service events from Kafka as a consumer-group member, publish alert
     /// transitions and dead letters, until SIGTERM or SIGINT.
     Run(run::Args),
@@ -77,6 +82,7 @@ fn main() -> ExitCode {
         } => load_config(&config)
             .and_then(|cfg| replay::run(cfg, &events, now.as_deref(), !no_flush, format)),
         Command::Run(args) => run::run(&args),
+        Command::Demo(args) => demo::run(&args),
         Command::Simulate(args) => simulate::run(&args),
     };
     match result {

@@ -103,7 +103,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 }
 
 /// Resolves on SIGTERM or SIGINT, naming it.
-async fn shutdown_signal() -> &'static str {
+pub(crate) async fn shutdown_signal() -> &'static str {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {

@@ -50,7 +50,7 @@ pub struct Args {
 /// Holds output back to a pace: simulated time scaled by `speed`, and/or a cap of
 /// `rate` events per second. Waits with `std::thread::sleep`; the engine never
 /// sees this clock.
-struct Pacer {
+pub(crate) struct Pacer {
     started: Instant,
     sim_start: i64,
     speed: Option<f64>,
@@ -59,7 +59,19 @@ struct Pacer {
 }
 
 impl Pacer {
-    fn wait(&mut self, ts: i64) {
+    /// A pacer whose simulated clock starts at `sim_start`, now.
+    pub(crate) fn new(sim_start: i64, speed: Option<f64>, rate: Option<f64>) -> Pacer {
+        Pacer {
+            started: Instant::now(),
+            sim_start,
+            speed,
+            rate,
+            sent: 0,
+        }
+    }
+
+    /// Sleeps until the event at simulated time `ts` is due.
+    pub(crate) fn wait(&mut self, ts: i64) {
         let mut due = Duration::ZERO;
         if let Some(speed) = self.speed {
             due = due.max(Duration::from_secs_f64(
@@ -104,13 +116,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             bail!("{flag} must be a positive number");
         }
     }
-    let mut pacer = Pacer {
-        started: Instant::now(),
-        sim_start: scenario.start,
-        speed: args.speed,
-        rate: args.rate,
-        sent: 0,
-    };
+    let mut pacer = Pacer::new(scenario.start, args.speed, args.rate);
     let paced = args.speed.is_some() || args.rate.is_some();
     if let Some(path) = &args.truth {
         let f = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
