@@ -250,7 +250,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     crate::logging::init(crate::logging::LogFormat::Text, "warn")?;
     let duration =
         parse_duration(&args.duration).map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
-    if !(args.scale > 0.0 && args.scale.is_finite()) || !(args.speed >= 0.0) {
+    let valid = |v: f64, min: f64| v.is_finite() && v >= min;
+    if !valid(args.scale, f64::MIN_POSITIVE) || !valid(args.speed, 0.0) {
         bail!("--scale must be positive and --speed zero or positive");
     }
     let mut cfg = match &args.config {
