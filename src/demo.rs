@@ -51,6 +51,9 @@ pub struct Args {
     /// Keep consuming after the simulation ends (for a Grafana session) until Ctrl-C.
     #[arg(long)]
     keep_running: bool,
+    /// Address of the HTTP endpoint (falls back to a free port when taken).
+    #[arg(long, default_value = "127.0.0.1:9898")]
+    listen: String,
     /// Seconds between status lines.
     #[arg(long, default_value_t = 5)]
     status_every: u64,
@@ -324,7 +327,28 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         })?;
     }
     let metrics = Metrics::new();
+    crate::http::register_build_info(&metrics);
     let pipeline = Pipeline::new(cfg, metrics.clone(), Options::default())?;
+    let http_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let endpoint = crate::http::Endpoint {
+        metrics: metrics.clone(),
+        alerts: pipeline.active_alerts(),
+    };
+    let bound = http_runtime.block_on(async {
+        match crate::http::serve(&args.listen, endpoint.clone()).await {
+            Ok(a) => Ok(a),
+            Err(e) => {
+                eprintln!("-- {e}; using a free port instead");
+                crate::http::serve("127.0.0.1:0", endpoint).await
+            }
+        }
+    })?;
+    println!(
+        "open http://{bound}/metrics (Prometheus) and http://{bound}/api/v1/alerts (current alerts)"
+    );
     let pipeline_stop = Arc::new(AtomicBool::new(false));
     let runner = {
         let flag = Arc::clone(&pipeline_stop);
@@ -440,6 +464,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "scorecard-json {}",
         serde_json::json!({ "scorecard": card, "not_reached": not_reached })
     );
+    drop(http_runtime);
     drop(mock);
     Ok(())
 }

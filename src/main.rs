@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod demo;
+mod http;
 mod logging;
 mod replay;
 mod run;

@@ -30,6 +30,9 @@ pub struct Args {
     /// error log and `forewarn_output_dropped_total`).
     #[arg(long, default_value_t = 5)]
     max_attempts: u32,
+    /// Address of the HTTP endpoint (/metrics, /healthz, /readyz, /api/v1/alerts).
+    #[arg(long, default_value = "127.0.0.1:9898", env = "FOREWARN_LISTEN")]
+    listen: String,
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -54,6 +57,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         tracing::info!(settings = ?overridden, "kafka settings from the environment");
     }
     let metrics = Metrics::new();
+    crate::http::register_build_info(&metrics);
     let options = Options {
         commit_interval: args.commit_interval,
         shutdown_timeout: args.shutdown_timeout,
@@ -61,12 +65,19 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         ..Options::default()
     };
     let shutdown_timeout = options.shutdown_timeout;
-    let pipeline = Pipeline::new(cfg, metrics, options).context("cannot start the pipeline")?;
+    let pipeline =
+        Pipeline::new(cfg, metrics.clone(), options).context("cannot start the pipeline")?;
+    let endpoint = crate::http::Endpoint {
+        metrics,
+        alerts: pipeline.active_alerts(),
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let accounting = runtime.block_on(async {
+        let bound = crate::http::serve(&args.listen, endpoint).await?;
+        tracing::info!(addr = %bound, "http endpoint listening: /metrics /healthz /readyz /api/v1/alerts");
         let flag = Arc::clone(&stop);
         let mut worker = tokio::task::spawn_blocking(move || pipeline.run(&flag));
         tokio::select! {

@@ -8,7 +8,15 @@ use serde_json::Value;
 /// Runs the demo at full speed and returns its stdout and the scorecard.
 fn demo(args: &[&str]) -> (String, Value) {
     let out = Command::new(env!("CARGO_BIN_EXE_forewarn"))
-        .args(["demo", "--speed", "0", "--status-every", "30"])
+        .args([
+            "demo",
+            "--speed",
+            "0",
+            "--status-every",
+            "30",
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .args(args)
         .output()
         .expect("run forewarn demo");
@@ -38,6 +46,10 @@ fn full_demo_detects_every_incident_early_without_false_alarms() {
         assert!(inc["lead_seconds"].as_f64().unwrap() > 60.0, "{inc}");
     }
     assert!(stdout.contains("FIRING"), "alerts are shown live: {stdout}");
+    assert!(
+        stdout.contains("/api/v1/alerts"),
+        "the endpoint is announced: {stdout}"
+    );
 }
 
 /// A short demo (`--duration 1h`) runs to completion and judges only the

@@ -312,3 +312,58 @@ fn restart_after_sigterm_resumes_from_committed_offsets() {
     );
     assert_eq!(consumed, applied + dead + late);
 }
+
+/// The HTTP endpoint of `forewarn run`: liveness, readiness once partitions are
+/// assigned, Prometheus metrics whose counters match what was consumed, and the
+/// alert still firing at the end of the stream in `/api/v1/alerts`.
+#[test]
+fn http_endpoint_serves_metrics_health_and_current_alerts() {
+    let broker = Broker::start();
+    let dir = TempDir::new("http");
+    let cfg = config(&dir.0, ESTATE, &broker.addr, "http", "");
+    topics(&broker, "http", 2);
+    // pay fails from 100 s to the end: its alert is still firing when the stream stops.
+    let events = requests(base_ms(), &["pay", "cart"], 0, 200, &["pay"], (100, 200));
+    broker.produce("http-events", &events);
+    let run = Forewarn::start(&cfg, &dir.0, "run");
+    eventually(WAIT, "offsets committed", || {
+        broker.all_committed("http-group", "http-events")
+    });
+    let addr = run.http_addr().expect("the endpoint's address is logged");
+
+    assert_eq!(support::http_get(&addr, "/healthz").0, 200);
+    assert_eq!(support::http_get(&addr, "/readyz").0, 200);
+    let (status, metrics) = support::http_get(&addr, "/metrics");
+    assert_eq!(status, 200);
+    let consumed: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("forewarn_events_consumed_total{topic=\"http-events\"}"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert_eq!(consumed, events.len() as u64);
+    assert!(
+        metrics.contains("forewarn_build_info{version="),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("forewarn_detection_latency_seconds_bucket"),
+        "{metrics}"
+    );
+
+    let (status, body) = support::http_get(&addr, "/api/v1/alerts");
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let alerts = v["data"]["alerts"].as_array().unwrap();
+    assert!(
+        alerts.iter().any(|a| a["labels"]["service"] == "pay"
+            && a["labels"]["severity"] == "critical"
+            && a["status"] == "firing"),
+        "{body}"
+    );
+    assert!(
+        alerts.iter().all(|a| a["labels"]["service"] == "pay"),
+        "{body}"
+    );
+    run.terminate(WAIT);
+}

@@ -375,6 +375,8 @@ impl Forewarn {
             .args(args)
             .envs(envs.iter().copied())
             .env("FOREWARN_LOG", "info,librdkafka=warn")
+            // Tests run in parallel: every endpoint on a free port.
+            .env("FOREWARN_LISTEN", "127.0.0.1:0")
             .stdout(Stdio::null())
             .stderr(File::create(&log).unwrap())
             .spawn()
@@ -583,3 +585,34 @@ pub fn outcomes(alerts: &[rdkafka::message::OwnedMessage]) -> Vec<(String, Strin
 
 pub const FAST_REBALANCE: &str =
     "properties = { \"session.timeout.ms\" = 6000, \"heartbeat.interval.ms\" = 500 }";
+
+/// A plain HTTP/1.1 GET: (status code, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::Write;
+    let mut s = TcpStream::connect(addr).expect("connect to the HTTP endpoint");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad response: {resp}"));
+    let body = resp.split_once("\r\n\r\n").map_or("", |b| b.1).to_string();
+    (status, body)
+}
+
+impl Forewarn {
+    /// The HTTP endpoint's address, once logged.
+    pub fn http_addr(&self) -> Option<String> {
+        self.stderr()
+            .lines()
+            .find(|l| l.contains("http endpoint listening"))
+            .and_then(|l| l.split("addr=").nth(1))
+            .map(|a| a.split_whitespace().next().unwrap_or("").to_string())
+    }
+}

@@ -457,6 +457,30 @@ fn describe(tpl: &TopicPartitionList) -> String {
     parts.join(",")
 }
 
+/// A read-only view of the pipeline's current alerts, for the HTTP endpoint.
+#[derive(Clone)]
+pub struct ActiveAlerts {
+    core: Arc<Mutex<Core>>,
+}
+
+impl ActiveAlerts {
+    /// The pending and firing alerts of every shard, rendered.
+    pub fn list(&self) -> Vec<forewarn_core::Alert> {
+        let core = lock(&self.core);
+        core.shards
+            .values()
+            .flat_map(|p| p.values())
+            .flat_map(|shard| {
+                shard
+                    .engine
+                    .active()
+                    .into_iter()
+                    .map(|t| shard.engine.render(&t))
+            })
+            .collect()
+    }
+}
+
 /// A consumer-group member running engine shards.
 pub struct Pipeline {
     consumer: BaseConsumer<SourceContext>,
@@ -518,6 +542,13 @@ impl Pipeline {
             options,
             topics: kafka.topics,
         })
+    }
+
+    /// A view of the current alerts that stays valid while the pipeline runs.
+    pub fn active_alerts(&self) -> ActiveAlerts {
+        ActiveAlerts {
+            core: Arc::clone(&self.core),
+        }
     }
 
     /// Consumes until `stop` is set, then stops consuming, waits (up to

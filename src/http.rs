@@ -1,0 +1,105 @@
+//! The HTTP endpoint of `forewarn run` and `forewarn demo`: `/metrics`
+//! (Prometheus text format), `/healthz` (the process is alive), `/readyz`
+//! (partitions are assigned) and `/api/v1/alerts` (current pending and firing
+//! alerts, in the shape of Prometheus's alerts API).
+
+use std::net::SocketAddr;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use forewarn_kafka::{ActiveAlerts, Metrics};
+use prometheus::{Encoder, IntGaugeVec, Opts, TextEncoder};
+
+/// What the handlers read.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// Pipeline metrics (and the registry they live in).
+    pub metrics: Metrics,
+    /// Current alerts.
+    pub alerts: ActiveAlerts,
+}
+
+/// Registers `forewarn_build_info{version}` = 1 in the pipeline's registry.
+pub fn register_build_info(metrics: &Metrics) {
+    let info = IntGaugeVec::new(
+        Opts::new("forewarn_build_info", "forewarn version; always 1."),
+        &["version"],
+    )
+    .expect("valid metric");
+    info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+    // Registering twice (a second pipeline in one process) keeps the first.
+    let _ = metrics.registry.register(Box::new(info));
+}
+
+async fn metrics(State(e): State<Endpoint>) -> Response {
+    let mut buf = Vec::new();
+    match TextEncoder::new().encode(&e.metrics.registry.gather(), &mut buf) {
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            buf,
+        )
+            .into_response(),
+        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(e): State<Endpoint>) -> Response {
+    let assigned = e.metrics.assigned_partitions.get();
+    if assigned > 0 {
+        (
+            StatusCode::OK,
+            format!("ready: {assigned} partitions assigned\n"),
+        )
+            .into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no partitions assigned\n",
+        )
+            .into_response()
+    }
+}
+
+async fn alerts(State(e): State<Endpoint>) -> Response {
+    // Rendering takes the pipeline's lock briefly; keep it off the async workers.
+    let view = e.alerts.clone();
+    match tokio::task::spawn_blocking(move || view.list()).await {
+        Ok(list) => Json(serde_json::json!({
+            "status": "success",
+            "data": { "alerts": list },
+        }))
+        .into_response(),
+        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
+    }
+}
+
+/// Binds `addr` and serves until the runtime stops; returns the bound address
+/// (useful with port 0).
+pub async fn serve(addr: &str, endpoint: Endpoint) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let bound = listener.local_addr()?;
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/alerts", get(alerts))
+        .with_state(endpoint);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "http endpoint stopped");
+        }
+    });
+    Ok(bound)
+}
