@@ -194,6 +194,29 @@ fn produce(
     Ok(())
 }
 
+/// Creates the demo's topics on a real cluster (those that exist are kept).
+async fn create_topics(brokers: &str, partitions: i32) -> anyhow::Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let topics = [
+        NewTopic::new(EVENTS, partitions, TopicReplication::Fixed(1)),
+        NewTopic::new(ALERTS, 1, TopicReplication::Fixed(1)),
+        NewTopic::new(DEAD, 1, TopicReplication::Fixed(1)),
+    ];
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics(&topics, &opts).await? {
+        match result {
+            Ok(_) => {}
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, e)) => bail!("cannot create topic {topic}: {e}"),
+        }
+    }
+    Ok(())
+}
+
 /// Calls `f` on the first SIGINT or SIGTERM (from a small runtime thread).
 fn ctrlc_like(f: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -278,6 +301,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         (None, Some(m)) => m.bootstrap_servers(),
         (None, None) => unreachable!("a mock cluster exists when no brokers are given"),
     };
+    let http_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    if args.brokers.is_some() {
+        http_runtime.block_on(create_topics(&brokers, args.partitions))?;
+    }
     cfg.kafka.brokers = brokers.clone();
     cfg.kafka.group_id = "forewarn-demo".into();
     cfg.kafka.topics = vec![EVENTS.into()];
@@ -329,10 +359,6 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     crate::http::register_build_info(&metrics);
     let pipeline = Pipeline::new(cfg, metrics.clone(), Options::default())?;
-    let http_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
     let endpoint = crate::http::Endpoint {
         metrics: metrics.clone(),
         alerts: pipeline.active_alerts(),

@@ -45,6 +45,67 @@ pub struct Args {
     /// At most this many events per wall-clock second (for load tests).
     #[arg(long)]
     rate: Option<f64>,
+    /// Produce to Kafka at these brokers (keyed by service) instead of writing NDJSON.
+    #[arg(long)]
+    brokers: Option<String>,
+    /// The topic to produce to, with `--brokers`.
+    #[arg(long, default_value = "service-events", requires = "brokers")]
+    topic: String,
+}
+
+/// Where simulated events go.
+enum Sink {
+    Lines(BufWriter<Box<dyn Write>>),
+    Kafka(rdkafka::producer::BaseProducer, String),
+}
+
+impl Sink {
+    fn send(&mut self, service: &str, json: &str, live: bool) -> anyhow::Result<()> {
+        match self {
+            Sink::Lines(out) => {
+                out.write_all(json.as_bytes())?;
+                out.write_all(b"\n")?;
+                if live {
+                    // A live consumer (e.g. `forewarn replay -`) should see events as they are due.
+                    out.flush()?;
+                }
+            }
+            Sink::Kafka(p, topic) => {
+                let mut record = rdkafka::producer::BaseRecord::<str, str>::to(topic.as_str())
+                    .key(service)
+                    .payload(json);
+                loop {
+                    match p.send(record) {
+                        Ok(()) => break,
+                        Err((
+                            rdkafka::error::KafkaError::MessageProduction(
+                                rdkafka::types::RDKafkaErrorCode::QueueFull,
+                            ),
+                            back,
+                        )) => {
+                            p.poll(Duration::from_millis(5));
+                            record = back;
+                        }
+                        Err((e, _)) => bail!("cannot produce to {topic}: {e}"),
+                    }
+                }
+                p.poll(Duration::ZERO);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> anyhow::Result<()> {
+        match self {
+            Sink::Lines(mut out) => out.flush()?,
+            Sink::Kafka(p, topic) => {
+                use rdkafka::producer::Producer;
+                p.flush(Duration::from_secs(60))
+                    .with_context(|| format!("not every event reached {topic}"))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Holds output back to a pace: simulated time scaled by `speed`, and/or a cap of
@@ -122,29 +183,37 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         let f = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
         serde_json::to_writer_pretty(f, &ground_truth(&scenario))?;
     }
-    let sink: Box<dyn Write> = if args.out.as_os_str() == "-" {
-        Box::new(io::stdout().lock())
-    } else {
-        Box::new(
-            File::create(&args.out)
-                .with_context(|| format!("cannot create {}", args.out.display()))?,
-        )
+    let mut sink = match &args.brokers {
+        Some(brokers) => Sink::Kafka(
+            rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", brokers)
+                .set("enable.idempotence", "true")
+                .set("linger.ms", "5")
+                .create()
+                .context("cannot create the Kafka producer")?,
+            args.topic.clone(),
+        ),
+        None => {
+            let out: Box<dyn Write> = if args.out.as_os_str() == "-" {
+                Box::new(io::stdout().lock())
+            } else {
+                Box::new(
+                    File::create(&args.out)
+                        .with_context(|| format!("cannot create {}", args.out.display()))?,
+                )
+            };
+            Sink::Lines(BufWriter::new(out))
+        }
     };
-    let mut out = BufWriter::new(sink);
     let mut count = 0u64;
     for e in Simulator::new(scenario) {
         if paced {
             pacer.wait(e.ts);
         }
-        out.write_all(e.json.as_bytes())?;
-        out.write_all(b"\n")?;
-        if paced {
-            // A live consumer (e.g. `forewarn replay -`) should see events as they are due.
-            out.flush()?;
-        }
+        sink.send(&e.service, &e.json, paced)?;
         count += 1;
     }
-    out.flush()?;
+    sink.finish()?;
     eprintln!("simulate: {count} events");
     Ok(())
 }
