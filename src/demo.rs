@@ -315,7 +315,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     cfg.kafka.dead_letter_topic = DEAD.into();
 
     // The simulated period ends now, so no event is ahead of the wall clock.
-    let mut scenario = default_scenario(args.seed, wall_ms() - duration);
+    let start = (wall_ms() - duration) / 60_000 * 60_000; // whole minutes read better
+    let mut scenario = default_scenario(args.seed, start);
     scenario.duration = duration;
     scenario.scale *= args.scale;
     let end = scenario.start + duration;
@@ -359,6 +360,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     crate::http::register_build_info(&metrics);
     let pipeline = Pipeline::new(cfg, metrics.clone(), Options::default())?;
+    let watched = pipeline.active_alerts();
     let endpoint = crate::http::Endpoint {
         metrics: metrics.clone(),
         alerts: pipeline.active_alerts(),
@@ -425,11 +427,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             next_status = Instant::now() + Duration::from_secs(args.status_every);
             let firing = seen.lock().map(|s| s.firing.len()).unwrap_or(0);
             eprintln!(
-                "-- simulated {}  produced {}  consumed {} ({:.0}/s)  dead-lettered {}  late {}  alerts {}  firing now {}",
+                "-- simulated {}  produced {}  consumed {} ({:.0}/s)  services watched {}  dead-lettered {}  late {}  alerts {}  firing now {}",
                 format_rfc3339(clock.load(Ordering::Relaxed)),
                 produced.load(Ordering::Relaxed),
                 acc.consumed,
                 rate,
+                watched.groups_watched(),
                 acc.dead_lettered,
                 acc.late,
                 acc.alerts_delivered,

@@ -167,6 +167,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     };
     if let Some(d) = &args.duration {
         scenario.duration = parse_duration(d).map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
+        // The ground truth lists only incidents that begin within the period.
+        let end = scenario.start + scenario.duration;
+        scenario.incidents.retain(|i| i.precursor_start < end);
     }
     if !(args.scale > 0.0 && args.scale.is_finite()) {
         bail!("--scale must be a positive number");

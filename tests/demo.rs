@@ -32,14 +32,14 @@ fn demo(args: &[&str]) -> (String, Value) {
 }
 
 /// The whole default scenario (three simulated hours, one incident of each
-/// category and a benign spike): every incident detected before its SLA breach,
+/// category, checkout saturating under the holiday sale, and a benign spike): every incident detected before its SLA breach,
 /// no false alarm, and every event accounted for.
 #[test]
 fn full_demo_detects_every_incident_early_without_false_alarms() {
     let (stdout, card) = demo(&[]);
     let sc = &card["scorecard"];
-    assert_eq!(sc["incidents"].as_array().unwrap().len(), 4, "{stdout}");
-    assert_eq!(sc["detected_early"], 4, "{sc}");
+    assert_eq!(sc["incidents"].as_array().unwrap().len(), 5, "{stdout}");
+    assert_eq!(sc["detected_early"], 5, "{sc}");
     assert_eq!(sc["missed"], 0);
     assert_eq!(sc["false_alarms"].as_array().unwrap().len(), 0, "{sc}");
     for inc in sc["incidents"].as_array().unwrap() {

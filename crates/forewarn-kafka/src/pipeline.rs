@@ -479,6 +479,22 @@ impl ActiveAlerts {
             })
             .collect()
     }
+
+    /// Groups (services, or services × `group_by` labels) tracked: per shard,
+    /// the most of any signal.
+    pub fn groups_watched(&self) -> usize {
+        let core = lock(&self.core);
+        core.shards
+            .values()
+            .flat_map(|p| p.values())
+            .map(|s| {
+                (0..s.engine.config().signals.len())
+                    .map(|i| s.engine.groups(i))
+                    .max()
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
 }
 
 /// A consumer-group member running engine shards.

@@ -178,7 +178,8 @@ pub fn retail_services() -> Vec<Service> {
 }
 
 /// The default scenario: three hours of a weekday afternoon with one incident of
-/// each category, a holiday-sale promotion and a benign traffic spike.
+/// each category (and a second system failure: checkout saturating under the
+/// holiday-sale peak), a holiday-sale promotion and a benign traffic spike.
 pub fn default_scenario(seed: u64, start: Millis) -> Scenario {
     let at = |m: i64| start + m * MINUTE;
     let incident = |id: &str,
@@ -209,6 +210,7 @@ pub fn default_scenario(seed: u64, start: Millis) -> Scenario {
             incident("execution-fulfilment", Category::Execution, &["fulfilment", "support"], "fulfilment backlog: orders miss their promised dispatch time; delivery tickets rise", 65, 85, 100),
             incident("information-storefront", Category::Information, &["storefront"], "wrong prices in the catalogue: complaints and refunds rise", 105, 125, 140),
             incident("communication-support", Category::Communication, &["support", "notifications"], "support understaffed and a notification channel failing: slow responses, negative sentiment", 120, 145, 160),
+            incident("system-checkout-saturation", Category::System, &["checkout"], "peak-load saturation: the holiday sale doubles traffic, checkout's queues grow, latency climbs, then timeouts", 150, 162, 175),
         ],
         spikes: vec![Spike {
             id: "benign-storefront-spike".into(),

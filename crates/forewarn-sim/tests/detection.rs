@@ -28,7 +28,7 @@ fn every_incident_is_detected_before_its_sla_breach_without_false_alarms() {
             inc.id
         );
     }
-    assert_eq!(card.detected_early, 4);
+    assert_eq!(card.detected_early, 5);
     assert!(
         card.false_alarms.is_empty(),
         "false alarms: {:?}",
