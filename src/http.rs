@@ -35,6 +35,11 @@ pub fn register_build_info(metrics: &Metrics) {
 }
 
 async fn metrics(State(e): State<Endpoint>) -> Response {
+    // The current-alerts gauge is computed at scrape time, from every shard.
+    let view = e.alerts.clone();
+    if let Ok(active) = tokio::task::spawn_blocking(move || view.list()).await {
+        e.metrics.set_active(&active);
+    }
     let mut buf = Vec::new();
     match TextEncoder::new().encode(&e.metrics.registry.gather(), &mut buf) {
         Ok(()) => (

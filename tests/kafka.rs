@@ -320,7 +320,13 @@ fn restart_after_sigterm_resumes_from_committed_offsets() {
 fn http_endpoint_serves_metrics_health_and_current_alerts() {
     let broker = Broker::start();
     let dir = TempDir::new("http");
-    let cfg = config(&dir.0, ESTATE, &broker.addr, "http", "");
+    let cfg = config(
+        &dir.0,
+        ESTATE,
+        &broker.addr,
+        "http",
+        "properties = { \"statistics.interval.ms\" = 200 }",
+    );
     topics(&broker, "http", 2);
     // pay fails from 100 s to the end: its alert is still firing when the stream stops.
     let events = requests(base_ms(), &["pay", "cart"], 0, 200, &["pay"], (100, 200));
@@ -349,6 +355,43 @@ fn http_endpoint_serves_metrics_health_and_current_alerts() {
     assert!(
         metrics.contains("forewarn_detection_latency_seconds_bucket"),
         "{metrics}"
+    );
+    let value = |metrics: &str, series: &str| -> Option<f64> {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    let series = |name: &str, labels: &[(&str, &str)]| {
+        let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        format!("{name}{{{}}} ", l.join(","))
+    };
+    let critical = [("alertname", "ErrorRateHigh"), ("severity", "critical")];
+    let firing_transitions = series(
+        "forewarn_transitions_total",
+        &[critical[0], critical[1], ("status", "firing")],
+    );
+    assert_eq!(value(&metrics, &firing_transitions), Some(1.0), "{metrics}");
+    let firing_now = series(
+        "forewarn_alerts",
+        &[critical[0], critical[1], ("state", "firing")],
+    );
+    assert_eq!(value(&metrics, &firing_now), Some(1.0), "{metrics}");
+    assert!(value(&metrics, "forewarn_event_processing_seconds_count").unwrap() > 0.0);
+    // Per-partition gauges: watermark delay (from the 1 s tick) and consumer lag
+    // (from librdkafka's statistics, every 200 ms here).
+    let mut last = String::new();
+    eventually(WAIT, "watermark delay and consumer lag exported", || {
+        last = support::http_get(&addr, "/metrics").1;
+        last.contains("forewarn_watermark_delay_seconds{")
+            && last.contains("forewarn_consumer_lag{")
+    });
+    let delay = value(&last, "forewarn_watermark_delay_seconds{").unwrap();
+    // The stream's event time ends about 2 h ago (base_ms), lateness is zero.
+    assert!(
+        (6_000.0..8_000.0).contains(&delay),
+        "watermark delay {delay}"
     );
 
     let (status, body) = support::http_get(&addr, "/api/v1/alerts");

@@ -11,7 +11,9 @@ pub fn consumer_config(k: &KafkaConfig) -> ClientConfig {
     c.set("group.id", &k.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set_default("auto.offset.reset", "earliest");
+        .set_default("auto.offset.reset", "earliest")
+        // Consumer lag per partition comes from librdkafka's statistics.
+        .set_default("statistics.interval.ms", "5000");
     c
 }
 

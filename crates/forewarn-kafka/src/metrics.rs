@@ -4,8 +4,8 @@
 //! is between the two increments (always, outside the processing of one message).
 
 use prometheus::{
-    exponential_buckets, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry,
+    exponential_buckets, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 /// What happened to a consumed message.
@@ -69,6 +69,18 @@ pub struct Metrics {
     pub commit_failures: IntCounter,
     /// Consumer errors reported by librdkafka (broker down, fetch errors).
     pub consumer_errors: IntCounter,
+    transitions: IntCounterVec,
+    alerts: IntGaugeVec,
+    /// Wall clock minus the shard's watermark, by topic and partition.
+    pub watermark_delay: GaugeVec,
+    /// Messages between the consumer's position and the partition's end.
+    pub consumer_lag: IntGaugeVec,
+    /// Applied events a signal could not track because a new group would exceed
+    /// `max_groups` (the cardinality cap).
+    pub groups_refused: IntCounter,
+    /// Time from polling a message to its outputs being queued (decode, apply,
+    /// evaluate, render), sampled one message in 64.
+    pub processing: Histogram,
 }
 
 /// Handles for one topic's counters, resolved once so counting costs an atomic add.
@@ -207,8 +219,68 @@ impl Metrics {
             "forewarn_consumer_errors_total",
             "Errors reported by the Kafka consumer.",
         );
+        let transitions = counter_vec(
+            &registry,
+            "forewarn_transitions_total",
+            "Alert transitions emitted, by rule, severity and new status (pending, firing, resolved, inactive).",
+            &["alertname", "severity", "status"],
+        );
+        let alerts = IntGaugeVec::new(
+            Opts::new(
+                "forewarn_alerts",
+                "Alert instances currently pending or firing, by rule and severity.",
+            ),
+            &["alertname", "severity", "state"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(alerts.clone()))
+            .expect("unique metric");
+        let watermark_delay = GaugeVec::new(
+            Opts::new(
+                "forewarn_watermark_delay_seconds",
+                "Wall clock minus the partition shard's event-time watermark.",
+            ),
+            &["topic", "partition"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(watermark_delay.clone()))
+            .expect("unique metric");
+        let consumer_lag = IntGaugeVec::new(
+            Opts::new(
+                "forewarn_consumer_lag",
+                "Messages between the consumer's position and the end of the partition (librdkafka statistics).",
+            ),
+            &["topic", "partition"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(consumer_lag.clone()))
+            .expect("unique metric");
+        let groups_refused = counter(
+            "forewarn_groups_refused_total",
+            "Events a signal could not track because a new group would exceed max_groups.",
+        );
+        let processing = Histogram::with_opts(
+            HistogramOpts::new(
+                "forewarn_event_processing_seconds",
+                "Time from polling a message to its outputs being queued (decode, apply, evaluate), sampled 1 in 64.",
+            )
+            .buckets(exponential_buckets(0.000_000_25, 2.0, 20).expect("valid buckets")),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(processing.clone()))
+            .expect("unique metric");
         Metrics {
             registry,
+            transitions,
+            alerts,
+            watermark_delay,
+            consumer_lag,
+            groups_refused,
+            processing,
             consumed,
             events,
             dead_letter_reasons,
@@ -253,6 +325,31 @@ impl Metrics {
     /// Counts a delivery given up.
     pub fn dropped(&self, output: Output) {
         self.dropped.with_label_values(&[output.as_str()]).inc();
+    }
+
+    /// Counts an alert transition.
+    pub fn transition(&self, alertname: &str, severity: &str, status: &str) {
+        self.transitions
+            .with_label_values(&[alertname, severity, status])
+            .inc();
+    }
+
+    /// Replaces the current-alerts gauge with `alerts` (pending and firing ones).
+    pub fn set_active(&self, alerts: &[forewarn_core::Alert]) {
+        self.alerts.reset();
+        for a in alerts {
+            let label = |k: &str| a.labels.get(k).map_or("", String::as_str);
+            self.alerts
+                .with_label_values(&[label("alertname"), label("severity"), a.status])
+                .inc();
+        }
+    }
+
+    /// Forgets the per-partition gauges of a partition this process no longer owns.
+    pub fn forget_partition(&self, topic: &str, partition: i32) {
+        let p = partition.to_string();
+        let _ = self.watermark_delay.remove_label_values(&[topic, &p]);
+        let _ = self.consumer_lag.remove_label_values(&[topic, &p]);
     }
 
     /// Totals over every topic.

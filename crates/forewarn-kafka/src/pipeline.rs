@@ -69,6 +69,8 @@ struct Shard {
     engine: Engine,
     offsets: PartitionOffsets,
     counters: TopicCounters,
+    /// `refused_groups` of the engine at the last tick.
+    refused_seen: u64,
 }
 
 /// Everything the message loop and the rebalance callbacks share.
@@ -87,6 +89,8 @@ struct Core {
     acks: Vec<Ack>,
     /// Set on shutdown: revocation then waits no further for deliveries.
     stopping: bool,
+    /// Messages processed (for sampling the processing-time histogram).
+    processed: u64,
 }
 
 fn wall_ms() -> Millis {
@@ -109,6 +113,7 @@ impl Core {
                 engine: Engine::new(self.cfg.clone()),
                 offsets: PartitionOffsets::default(),
                 counters: self.metrics.topic(topic),
+                refused_seen: 0,
             };
             self.locations.insert(id, (topic.to_string(), partition));
             self.shards
@@ -162,6 +167,12 @@ impl Core {
         }
         self.send_transitions(id, Some(offset), consumed_at, &mut transitions);
         self.transitions = transitions;
+        self.processed += 1;
+        if self.processed % 64 == 0 {
+            self.metrics
+                .processing
+                .observe(consumed_at.elapsed().as_secs_f64());
+        }
         if let Some((reason, error)) = rejected {
             self.metrics.dead_letter_reason(reason);
             let headers = dead_letter_headers(
@@ -217,6 +228,11 @@ impl Core {
                 evaluated_at = %alert.evaluated_at,
                 fingerprint = %alert.fingerprint,
                 "alert transition"
+            );
+            self.metrics.transition(
+                alert.labels.get("alertname").map_or("", String::as_str),
+                alert.labels.get("severity").map_or("", String::as_str),
+                alert.status,
             );
             self.outputs.send(Box::new(Pending {
                 output: Output::Alerts,
@@ -291,6 +307,30 @@ impl Core {
         let now = wall_ms();
         let at = Instant::now();
         let mut emitted: Vec<(u64, Vec<Transition>)> = Vec::new();
+        for (topic, parts) in self.shards.iter_mut() {
+            for (partition, shard) in parts.iter_mut() {
+                let clock = shard.engine.clock();
+                if clock.watermark != Millis::MIN {
+                    self.metrics
+                        .watermark_delay
+                        .with_label_values(&[topic.as_str(), &partition.to_string()])
+                        .set((now - clock.watermark) as f64 / 1000.0);
+                }
+                let refused = shard.engine.stats().refused_groups;
+                if refused > shard.refused_seen {
+                    let new = refused - shard.refused_seen;
+                    self.metrics.groups_refused.inc_by(new);
+                    tracing::warn!(
+                        topic = %topic,
+                        partition,
+                        refused = new,
+                        max_groups = self.cfg.max_groups,
+                        "events for new groups refused: max_groups reached (a flood of distinct service or label values?)"
+                    );
+                    shard.refused_seen = refused;
+                }
+            }
+        }
         for shard in self.shards.values_mut().flat_map(|p| p.values_mut()) {
             let mut transitions = Vec::new();
             shard.engine.tick(now, &mut transitions);
@@ -386,6 +426,20 @@ impl ClientContext for SourceContext {
         self.metrics.consumer_errors.inc();
         tracing::warn!(client = "consumer", %error, reason, "kafka client error");
     }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (name, topic) in &statistics.topics {
+            for (id, p) in &topic.partitions {
+                // librdkafka reports -1 until it knows; partition -1 is its internal queue.
+                if *id >= 0 && p.consumer_lag >= 0 {
+                    self.metrics
+                        .consumer_lag
+                        .with_label_values(&[name.as_str(), &id.to_string()])
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
 }
 
 impl ConsumerContext for SourceContext {
@@ -421,6 +475,7 @@ impl ConsumerContext for SourceContext {
             {
                 core.locations.remove(&shard.id);
             }
+            self.metrics.forget_partition(e.topic(), e.partition());
         }
         self.metrics.assigned_partitions.set(0);
         tracing::info!(partitions = %describe(revoked), "partitions revoked");
@@ -544,6 +599,7 @@ impl Pipeline {
             transitions: Vec::new(),
             acks: Vec::new(),
             stopping: false,
+            processed: 0,
         }));
         let consumer: BaseConsumer<SourceContext> =
             consumer_config(&kafka).create_with_context(SourceContext {
