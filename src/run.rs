@@ -33,6 +33,13 @@ pub struct Args {
     /// Address of the HTTP endpoint (/metrics, /healthz, /readyz, /api/v1/alerts).
     #[arg(long, default_value = "127.0.0.1:9898", env = "FOREWARN_LISTEN")]
     listen: String,
+    /// Alertmanager base URL to push firing and resolved alerts to (repeat the
+    /// flag, or comma-separate, for an HA set).
+    #[arg(long, env = "FOREWARN_ALERTMANAGER", value_delimiter = ',')]
+    alertmanager: Vec<String>,
+    /// How often firing alerts are re-sent to Alertmanager.
+    #[arg(long, default_value = "1m", value_parser = duration)]
+    alertmanager_resend: Duration,
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -75,6 +82,21 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let notifier = (!args.alertmanager.is_empty()).then(|| {
+        let n = Arc::new(forewarn_outputs::Notifier::start(
+            forewarn_outputs::AlertmanagerOptions {
+                urls: args.alertmanager.clone(),
+                resend_interval: args.alertmanager_resend,
+                ..Default::default()
+            },
+            &endpoint.metrics.registry,
+            runtime.handle(),
+        ));
+        let sink = Arc::clone(&n);
+        pipeline.add_alert_sink(Box::new(move |a| sink.notify(a)));
+        tracing::info!(urls = ?args.alertmanager, "alerts go to Alertmanager too");
+        n
+    });
     let accounting = runtime.block_on(async {
         let bound = crate::http::serve(&args.listen, endpoint).await?;
         tracing::info!(addr = %bound, "http endpoint listening: /metrics /healthz /readyz /api/v1/alerts");
@@ -88,7 +110,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         // The pipeline bounds its own wait for deliveries; leaving the group can
         // still hang on an unreachable coordinator, so the process bounds it too.
         let hard_limit = shutdown_timeout + Duration::from_secs(15);
-        tokio::select! {
+        let done = tokio::select! {
             done = &mut worker => done?.map_err(anyhow::Error::from),
             signal = shutdown_signal() => {
                 tracing::warn!(signal, "second signal: exiting without waiting");
@@ -98,7 +120,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 tracing::error!(?hard_limit, "shutdown did not finish in time; exiting");
                 std::process::exit(1);
             }
+        };
+        if let Some(n) = &notifier {
+            n.close(shutdown_timeout).await;
         }
+        done
     })?;
     eprintln!(
         "run: consumed {} = applied {} + dead-lettered {} + late {}; alerts delivered {}, dead letters delivered {}, dropped {}",

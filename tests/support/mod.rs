@@ -616,3 +616,138 @@ impl Forewarn {
             .map(|a| a.split_whitespace().next().unwrap_or("").to_string())
     }
 }
+
+/// A webhook receiver: every POSTed JSON body, in arrival order.
+pub struct Webhook {
+    pub url: String,
+    pub received: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Webhook {
+    pub fn start() -> Webhook {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let store = Arc::clone(&received);
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                if let Some(body) = read_request_body(&mut conn) {
+                    if let Ok(v) = serde_json::from_slice(&body) {
+                        store.lock().unwrap().push(v);
+                    }
+                }
+                use std::io::Write;
+                let _ = conn.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
+        });
+        Webhook { url, received }
+    }
+
+    pub fn all(&self) -> Vec<Value> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+/// Reads one HTTP/1.1 request and returns its body (Content-Length framing).
+fn read_request_body(conn: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = conn.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            while buf.len() < end + 4 + len {
+                let n = conn.read(&mut chunk).ok()?;
+                if n == 0 {
+                    return None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            return Some(buf[end + 4..end + 4 + len].to_vec());
+        }
+    }
+}
+
+/// A real Alertmanager (Debian's prometheus-alertmanager) on a free loopback
+/// port, routing everything to `webhook` with no group wait; stopped on drop.
+pub struct Alertmanager {
+    child: Option<Child>,
+    pub url: String,
+    dir: TempDir,
+    port: u16,
+}
+
+impl Alertmanager {
+    pub fn start(webhook: &str) -> Alertmanager {
+        let dir = TempDir::new("alertmanager");
+        let config = format!(
+            "route:\n  receiver: hook\n  group_by: ['alertname', 'service']\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: '{webhook}'\n        send_resolved: true\n"
+        );
+        std::fs::write(dir.0.join("alertmanager.yml"), config).unwrap();
+        let port = free_port();
+        let mut am = Alertmanager {
+            child: None,
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+            port,
+        };
+        am.restart();
+        am
+    }
+
+    /// (Re)starts the process on the same port and storage.
+    pub fn restart(&mut self) {
+        let log = File::create(self.dir.0.join("alertmanager.log")).unwrap();
+        let child = Command::new("prometheus-alertmanager")
+            .arg(format!(
+                "--config.file={}",
+                self.dir.0.join("alertmanager.yml").display()
+            ))
+            .arg(format!(
+                "--storage.path={}",
+                self.dir.0.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
+            .arg("--cluster.listen-address=")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start prometheus-alertmanager (Debian package prometheus-alertmanager)");
+        self.child = Some(child);
+        let addr = format!("127.0.0.1:{}", self.port);
+        eventually(Duration::from_secs(30), "alertmanager ready", || {
+            TcpStream::connect(&addr).is_ok() && http_get(&addr, "/-/ready").0 == 200
+        });
+    }
+
+    /// SIGTERM (it saves its notification log) and waits for exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

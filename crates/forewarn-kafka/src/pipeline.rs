@@ -91,7 +91,13 @@ struct Core {
     stopping: bool,
     /// Messages processed (for sampling the processing-time histogram).
     processed: u64,
+    /// Further destinations of every rendered alert (e.g. Alertmanager).
+    sinks: Vec<AlertSink>,
 }
+
+/// A further destination of every rendered alert transition; called on the
+/// pipeline thread, so it must not block.
+pub type AlertSink = Box<dyn Fn(&forewarn_core::Alert) + Send>;
 
 fn wall_ms() -> Millis {
     SystemTime::now()
@@ -229,6 +235,9 @@ impl Core {
                 fingerprint = %alert.fingerprint,
                 "alert transition"
             );
+            for sink in &self.sinks {
+                sink(&alert);
+            }
             self.metrics.transition(
                 alert.labels.get("alertname").map_or("", String::as_str),
                 alert.labels.get("severity").map_or("", String::as_str),
@@ -600,6 +609,7 @@ impl Pipeline {
             acks: Vec::new(),
             stopping: false,
             processed: 0,
+            sinks: Vec::new(),
         }));
         let consumer: BaseConsumer<SourceContext> =
             consumer_config(&kafka).create_with_context(SourceContext {
@@ -614,6 +624,11 @@ impl Pipeline {
             options,
             topics: kafka.topics,
         })
+    }
+
+    /// Adds a destination for every alert transition (besides the alerts topic).
+    pub fn add_alert_sink(&self, sink: AlertSink) {
+        lock(&self.core).sinks.push(sink);
     }
 
     /// A view of the current alerts that stays valid while the pipeline runs.
