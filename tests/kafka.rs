@@ -387,6 +387,27 @@ fn http_endpoint_serves_metrics_health_and_current_alerts() {
         last.contains("forewarn_watermark_delay_seconds{")
             && last.contains("forewarn_consumer_lag{")
     });
+    // The exposition passes Prometheus's own linter.
+    let mut lint = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus)");
+    use std::io::Write;
+    lint.stdin
+        .take()
+        .unwrap()
+        .write_all(last.as_bytes())
+        .unwrap();
+    let lint = lint.wait_with_output().unwrap();
+    assert!(
+        lint.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&lint.stdout),
+        String::from_utf8_lossy(&lint.stderr)
+    );
     let delay = value(&last, "forewarn_watermark_delay_seconds{").unwrap();
     // The stream's event time ends about 2 h ago (base_ms), lateness is zero.
     assert!(
