@@ -35,10 +35,14 @@ pub fn register_build_info(metrics: &Metrics) {
 }
 
 async fn metrics(State(e): State<Endpoint>) -> Response {
-    // The current-alerts gauge is computed at scrape time, from every shard.
+    // Current alerts, signal values and risk are computed at scrape time, from
+    // every shard.
     let view = e.alerts.clone();
-    if let Ok(active) = tokio::task::spawn_blocking(move || view.list()).await {
+    if let Ok((active, readings)) =
+        tokio::task::spawn_blocking(move || (view.list(), view.readings())).await
+    {
         e.metrics.set_active(&active);
+        e.metrics.set_readings(&readings);
     }
     let mut buf = Vec::new();
     match TextEncoder::new().encode(&e.metrics.registry.gather(), &mut buf) {

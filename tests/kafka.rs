@@ -379,6 +379,20 @@ fn http_endpoint_serves_metrics_health_and_current_alerts() {
     );
     assert_eq!(value(&metrics, &firing_now), Some(1.0), "{metrics}");
     assert!(value(&metrics, "forewarn_event_processing_seconds_count").unwrap() > 0.0);
+    // Risk per service: pay's critical alert is firing; cart is healthy.
+    assert_eq!(
+        value(&metrics, "forewarn_risk_score{service=\"pay\"} "),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(value(&metrics, "forewarn_risk_score{service=\"cart\"} ").unwrap() < 0.1);
+    // The latest error rate per service: half of pay's requests fail.
+    let pay = value(
+        &metrics,
+        "forewarn_signal_value{group=\"\",rule=\"ErrorRateHigh\",service=\"pay\",signal=\"error_rate\"} ",
+    )
+    .unwrap_or_else(|| panic!("{metrics}"));
+    assert!((0.45..=0.55).contains(&pay), "pay error rate {pay}");
     // Per-partition gauges: watermark delay (from the 1 s tick) and consumer lag
     // (from librdkafka's statistics, every 200 ms here).
     let mut last = String::new();

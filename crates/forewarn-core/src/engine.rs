@@ -140,6 +140,24 @@ pub struct Engine {
     resolved: Vec<u32>,
     /// When enabled, every window a threshold rule evaluated (tests, debugging).
     trace: Option<Vec<Evaluation>>,
+    /// Per rule, per group: the latest evaluated value (NaN: none yet). For
+    /// dashboards only, so not part of snapshots; f32 keeps it at 4 bytes.
+    latest: Vec<Vec<f32>>,
+}
+
+/// The latest evaluation of one rule for one group, with its alert state.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RuleReading {
+    /// Rule index.
+    pub rule: u32,
+    /// Group id within the rule's grouping.
+    pub group: u32,
+    /// Latest value (NaN when undefined or not evaluated since start/restore).
+    pub value: f64,
+    /// The most severe state among the rule's levels for this group.
+    pub state: State,
+    /// 0–1 risk score ([`crate::risk::rule_risk`]).
+    pub risk: f64,
 }
 
 /// One window value computed for a threshold rule, recorded when tracing is on.
@@ -226,6 +244,7 @@ impl Engine {
             groupings: grouping_labels.into_iter().map(Grouping::new).collect(),
             resolved: vec![UNRESOLVED; cfg.signals.len()],
             rules: vec![RuleState::default(); cfg.rules.len()],
+            latest: vec![Vec::new(); cfg.rules.len()],
             family_grouping: family_key.iter().map(|k| k.0).collect(),
             family_signal: members.iter().map(|m| m[0]).collect(),
             signal_grouping,
@@ -422,6 +441,7 @@ impl Engine {
             rules,
             stats,
             trace,
+            latest,
             ..
         } = self;
         let fam = &mut families[fi];
@@ -439,10 +459,15 @@ impl Engine {
             if rs.instances.len() < groups * levels {
                 grow(&mut rs.instances, groups * levels, Instance::default);
             }
+            if latest[ri].len() < groups {
+                grow(&mut latest[ri], groups, || f32::NAN);
+            }
             always |= breaches_when_empty[ri];
         }
         // Earliest time at which an absent rule could fire for a group not yet firing.
         let mut absent_wake = Millis::MAX;
+        // `g` indexes the store, the instances and the latest values alike.
+        #[allow(clippy::needless_range_loop)]
         for g in 0..groups {
             for &ri in family_rules {
                 let rule = &cfg.rules[ri];
@@ -468,6 +493,7 @@ impl Engine {
                         } else {
                             empty_value(def.aggregate)
                         };
+                        latest[ri][g] = value.value.map_or(f32::NAN, |v| v as f32);
                         if let Some(t) = trace.as_mut() {
                             t.push(Evaluation {
                                 rule: ri as u32,
@@ -505,6 +531,7 @@ impl Engine {
                             continue;
                         }
                         let silent = at - seen >= *for_;
+                        latest[ri][g] = ((at - seen) / 1000) as f32;
                         let inst = &mut rs.instances[g];
                         let before = *inst;
                         if let Some(kind) = step_absent(inst, at, silent) {
@@ -613,6 +640,46 @@ impl Engine {
             episode: format!("{:016x}", alert::episode(fp, t.active_since)),
             evaluated_at: format_rfc3339(t.at),
         }
+    }
+
+    /// The latest value, state and risk of every (rule, group) evaluated so far.
+    pub fn readings(&self) -> Vec<RuleReading> {
+        let mut out = Vec::new();
+        for (ri, (rule, rs)) in self.cfg.rules.iter().zip(&self.rules).enumerate() {
+            let levels = match &rule.spec {
+                RuleSpec::Threshold(t) => t.levels.len(),
+                RuleSpec::Absent { .. } => 1,
+            };
+            for (g, v) in self.latest[ri].iter().enumerate() {
+                let Some(states) = rs.instances.get(g * levels..(g + 1) * levels) else {
+                    continue;
+                };
+                let states: Vec<State> = states.iter().map(|i| i.state).collect();
+                let value = f64::from(*v);
+                out.push(RuleReading {
+                    rule: ri as u32,
+                    group: g as u32,
+                    value,
+                    state: states
+                        .iter()
+                        .copied()
+                        .max_by_key(|s| *s as u8)
+                        .unwrap_or_default(),
+                    risk: crate::risk::rule_risk(&rule.spec, value, &states),
+                });
+            }
+        }
+        out
+    }
+
+    /// Label pairs identifying `group` of `rule`'s grouping (`service` first).
+    pub fn rule_group_labels(&self, rule: u32, group: u32) -> Vec<(String, String)> {
+        let r = &self.cfg.rules[rule as usize];
+        let key = self.group_key(r.signal, group);
+        let names = &self.cfg.signals[r.signal].group_by;
+        let mut out = vec![("service".to_string(), key.service.clone())];
+        out.extend(names.iter().cloned().zip(key.labels.iter().cloned()));
+        out
     }
 
     /// Current pending and firing instances, as transitions describing their state.

@@ -14,6 +14,7 @@ pub mod event;
 pub mod filter;
 pub mod groups;
 pub mod lifecycle;
+pub mod risk;
 pub mod sketch;
 pub mod time;
 pub mod window;

@@ -19,4 +19,4 @@ pub mod pipeline;
 
 pub use metrics::{Accounting, Metrics};
 pub use offsets::{OffsetTracker, PartitionOffsets};
-pub use pipeline::{ActiveAlerts, AlertSink, Options, Pipeline, PipelineError};
+pub use pipeline::{ActiveAlerts, AlertSink, GroupReading, Options, Pipeline, PipelineError};

@@ -81,6 +81,8 @@ pub struct Metrics {
     /// Time from polling a message to its outputs being queued (decode, apply,
     /// evaluate, render), sampled one message in 64.
     pub processing: Histogram,
+    signal_value: GaugeVec,
+    risk: GaugeVec,
 }
 
 /// Handles for one topic's counters, resolved once so counting costs an atomic add.
@@ -273,8 +275,32 @@ impl Metrics {
         registry
             .register(Box::new(processing.clone()))
             .expect("unique metric");
+        let signal_value = GaugeVec::new(
+            Opts::new(
+                "forewarn_signal_value",
+                "Latest window value of each rule's signal, per service (group: the signal's group_by labels).",
+            ),
+            &["rule", "signal", "service", "group"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(signal_value.clone()))
+            .expect("unique metric");
+        let risk = GaugeVec::new(
+            Opts::new(
+                "forewarn_risk_score",
+                "0-1 risk per service: 1 critical firing, 0.7 critical pending, 0.5 warning firing, 0.3 warning pending, up to 0.25 approaching the warning level.",
+            ),
+            &["service"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(risk.clone()))
+            .expect("unique metric");
         Metrics {
             registry,
+            signal_value,
+            risk,
             transitions,
             alerts,
             watermark_delay,
@@ -342,6 +368,36 @@ impl Metrics {
             self.alerts
                 .with_label_values(&[label("alertname"), label("severity"), a.status])
                 .inc();
+        }
+    }
+
+    /// Replaces the signal-value and risk gauges with `readings` (NaN values
+    /// are left out; a service's risk is the largest of its rules').
+    pub fn set_readings(&self, readings: &[crate::pipeline::GroupReading]) {
+        self.signal_value.reset();
+        self.risk.reset();
+        let mut risk: std::collections::HashMap<&str, f64> = std::collections::HashMap::new();
+        for r in readings {
+            let service = r.labels.first().map_or("", |l| l.1.as_str());
+            let group: Vec<String> = r.labels[1.min(r.labels.len())..]
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            if r.value.is_finite() {
+                self.signal_value
+                    .with_label_values(&[
+                        r.rule.as_str(),
+                        r.signal.as_str(),
+                        service,
+                        &group.join(","),
+                    ])
+                    .set(r.value);
+            }
+            let e = risk.entry(service).or_insert(0.0);
+            *e = e.max(r.risk);
+        }
+        for (service, r) in risk {
+            self.risk.with_label_values(&[service]).set(r);
         }
     }
 

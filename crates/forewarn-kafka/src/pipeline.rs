@@ -544,6 +544,26 @@ impl ActiveAlerts {
             .collect()
     }
 
+    /// The latest value and risk of every (rule, group) of every shard.
+    pub fn readings(&self) -> Vec<GroupReading> {
+        let core = lock(&self.core);
+        let mut out = Vec::new();
+        for shard in core.shards.values().flat_map(|p| p.values()) {
+            let cfg = shard.engine.config();
+            for r in shard.engine.readings() {
+                let rule = &cfg.rules[r.rule as usize];
+                out.push(GroupReading {
+                    rule: rule.name.clone(),
+                    signal: cfg.signals[rule.signal].name.clone(),
+                    labels: shard.engine.rule_group_labels(r.rule, r.group),
+                    value: r.value,
+                    risk: r.risk,
+                });
+            }
+        }
+        out
+    }
+
     /// Groups (services, or services × `group_by` labels) tracked: per shard,
     /// the most of any signal.
     pub fn groups_watched(&self) -> usize {
@@ -559,6 +579,21 @@ impl ActiveAlerts {
             })
             .sum()
     }
+}
+
+/// One rule's latest evaluation for one group, for the metrics endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupReading {
+    /// Rule name.
+    pub rule: String,
+    /// The rule's signal.
+    pub signal: String,
+    /// `service` first, then the signal's `group_by` labels.
+    pub labels: Vec<(String, String)>,
+    /// Latest value (NaN: none).
+    pub value: f64,
+    /// 0–1 risk score.
+    pub risk: f64,
 }
 
 /// A consumer-group member running engine shards.
