@@ -375,7 +375,12 @@ fn http_endpoint_serves_metrics_health_and_current_alerts() {
     assert_eq!(value(&metrics, &firing_transitions), Some(1.0), "{metrics}");
     let firing_now = series(
         "forewarn_alerts",
-        &[critical[0], critical[1], ("state", "firing")],
+        &[
+            critical[0],
+            ("service", "pay"),
+            critical[1],
+            ("state", "firing"),
+        ],
     );
     assert_eq!(value(&metrics, &firing_now), Some(1.0), "{metrics}");
     assert!(value(&metrics, "forewarn_event_processing_seconds_count").unwrap() > 0.0);

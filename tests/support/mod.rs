@@ -586,15 +586,12 @@ pub fn outcomes(alerts: &[rdkafka::message::OwnedMessage]) -> Vec<(String, Strin
 pub const FAST_REBALANCE: &str =
     "properties = { \"session.timeout.ms\" = 6000, \"heartbeat.interval.ms\" = 500 }";
 
-/// A plain HTTP/1.1 GET: (status code, body).
+/// A plain HTTP GET: (status code, body).
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     use std::io::Write;
     let mut s = TcpStream::connect(addr).expect("connect to the HTTP endpoint");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    // HTTP/1.0: the whole body, unchunked, then the connection closes.
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     let status = resp

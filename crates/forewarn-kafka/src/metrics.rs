@@ -230,9 +230,9 @@ impl Metrics {
         let alerts = IntGaugeVec::new(
             Opts::new(
                 "forewarn_alerts",
-                "Alert instances currently pending or firing, by rule and severity.",
+                "Alert instances currently pending or firing, by rule, service and severity.",
             ),
-            &["alertname", "severity", "state"],
+            &["alertname", "service", "severity", "state"],
         )
         .expect("valid metric");
         registry
@@ -297,6 +297,11 @@ impl Metrics {
         registry
             .register(Box::new(risk.clone()))
             .expect("unique metric");
+        for output in [Output::Alerts, Output::DeadLetters] {
+            for c in [&delivered, &delivery_errors, &dropped] {
+                c.with_label_values(&[output.as_str()]);
+            }
+        }
         Metrics {
             registry,
             signal_value,
@@ -366,7 +371,12 @@ impl Metrics {
         for a in alerts {
             let label = |k: &str| a.labels.get(k).map_or("", String::as_str);
             self.alerts
-                .with_label_values(&[label("alertname"), label("severity"), a.status])
+                .with_label_values(&[
+                    label("alertname"),
+                    label("service"),
+                    label("severity"),
+                    a.status,
+                ])
                 .inc();
         }
     }

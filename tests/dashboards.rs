@@ -1,0 +1,168 @@
+//! Every PromQL expression in every shipped Grafana dashboard returns data from
+//! a real Prometheus (Debian's package) scraping a real `forewarn run` — no
+//! broken panels — and the shipped meta-alert rules load into it.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{base_ms, config, eventually, http_get, requests, Broker, Forewarn, TempDir, ESTATE};
+
+const WAIT: Duration = Duration::from_secs(60);
+const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
+
+/// Percent-encodes a query parameter.
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Every target expression of a dashboard, with Grafana's variables filled in.
+fn expressions(dashboard: &Value, service: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for p in dashboard["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            let expr = t["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$__rate_interval", "1m")
+                .replace("$service", service);
+            out.push((p["title"].as_str().unwrap().to_string(), expr));
+        }
+    }
+    out
+}
+
+struct Prometheus(Child);
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn every_dashboard_expression_returns_data() {
+    let broker = Broker::start();
+    let dir = TempDir::new("dash");
+    let cfg = config(
+        &dir.0,
+        ESTATE,
+        &broker.addr,
+        "dash",
+        "properties = { \"statistics.interval.ms\" = 500 }",
+    );
+    for (t, p) in [("dash-events", 2), ("dash-alerts", 1), ("dash-dead", 1)] {
+        broker.create_topic(t, p);
+    }
+    // pay fails from 100 s on (its alert is firing at the end), plus one bad event.
+    let mut events = requests(base_ms(), &["pay", "cart"], 0, 200, &["pay"], (100, 200));
+    events.insert(50, (Some("pay".into()), b"{not json".to_vec()));
+    broker.produce("dash-events", &events);
+    let run = Forewarn::start(&cfg, &dir.0, "run");
+    eventually(WAIT, "consumed", || {
+        broker.all_committed("dash-group", "dash-events")
+    });
+    let target = run.http_addr().unwrap();
+
+    // Prometheus scraping forewarn every second, with the shipped rules loaded.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let prom_addr = format!("127.0.0.1:{port}");
+    let rules = Path::new(DEPLOY).join("prometheus/rules/forewarn-meta.rules.yml");
+    std::fs::write(
+        dir.0.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: forewarn\n    static_configs:\n      - targets: ['{target}']\n",
+            rules.display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.0.join("prometheus.log")).unwrap();
+    let _prom = Prometheus(
+        Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.0.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.0.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address={prom_addr}"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("prometheus (Debian package prometheus)"),
+    );
+    eventually(WAIT, "prometheus ready", || {
+        std::net::TcpStream::connect(&prom_addr).is_ok()
+            && http_get(&prom_addr, "/-/ready").0 == 200
+    });
+    let query = |expr: &str| -> Value {
+        let (status, body) = http_get(&prom_addr, &format!("/api/v1/query?query={}", enc(expr)));
+        assert_eq!(status, 200, "{expr}: {body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    eventually(WAIT, "a few scrapes", || {
+        query("count_over_time(up{job=\"forewarn\"}[1m]) >= 4")["data"]["result"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+    });
+
+    // The service variable's query has values.
+    let (_, series) = http_get(
+        &prom_addr,
+        &format!("/api/v1/series?match[]={}", enc("forewarn_risk_score")),
+    );
+    assert!(series.contains("\"service\":\"pay\""), "{series}");
+
+    let mut checked = 0;
+    for file in [
+        "service-risk-overview",
+        "service-drilldown",
+        "pipeline-health",
+    ] {
+        let path = Path::new(DEPLOY).join(format!("grafana/dashboards/{file}.json"));
+        let dashboard: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(dashboard["panels"][0]["datasource"]["uid"], "prometheus");
+        for (title, expr) in expressions(&dashboard, "pay") {
+            let mut last = Value::Null;
+            let ok = (0..100).any(|_| {
+                last = query(&expr);
+                let has = last["data"]["result"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty());
+                if !has {
+                    std::thread::sleep(Duration::from_millis(200)); // next scrape
+                }
+                has
+            });
+            assert!(ok, "{file} / {title}: `{expr}` returned no data: {last}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} expressions");
+
+    // The meta-alert rules loaded.
+    let (_, rules) = http_get(&prom_addr, "/api/v1/rules");
+    let rules: Value = serde_json::from_str(&rules).unwrap();
+    let group = &rules["data"]["groups"][0];
+    assert_eq!(group["name"], "forewarn-meta");
+    assert_eq!(group["rules"].as_array().unwrap().len(), 7);
+    run.terminate(WAIT);
+}
