@@ -23,7 +23,9 @@ pub struct Args {
     /// RNG seed: the same seed gives the same events and ground truth.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Simulated start time (RFC 3339).
+    /// Simulated start time: RFC 3339, `now`, or `now-DURATION` (e.g. `now-3h`:
+    /// with `--speed 10` the whole scenario plays in about 20 minutes and never
+    /// runs ahead of the wall clock).
     #[arg(long, default_value = "2026-11-20T11:00:00Z")]
     start: String,
     /// Simulated duration, e.g. "3h" (default: the scenario's).
@@ -149,10 +151,30 @@ impl Pacer {
     }
 }
 
+/// `--start`: RFC 3339, `now` or `now-DURATION`.
+fn parse_start(s: &str) -> anyhow::Result<i64> {
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    };
+    match s.strip_prefix("now") {
+        Some("") => Ok(now()),
+        Some(rest) => {
+            let ago = rest
+                .strip_prefix('-')
+                .ok_or_else(|| anyhow::anyhow!("--start `{s}`: expected now or now-DURATION"))?;
+            let d = parse_duration(ago).map_err(|e| anyhow::anyhow!("--start `{s}`: {e}"))?;
+            Ok(now() - d)
+        }
+        None => parse_rfc3339(s)
+            .with_context(|| format!("--start `{s}` is neither RFC 3339 nor now[-DURATION]")),
+    }
+}
+
 /// Runs the simulation to completion.
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let start = parse_rfc3339(&args.start)
-        .with_context(|| format!("--start `{}` is not RFC 3339", args.start))?;
+    let start = parse_start(&args.start)?;
     let mut scenario = match (&args.scenario_file, args.scenario.as_str()) {
         (Some(path), _) => {
             let name = path.display().to_string();
