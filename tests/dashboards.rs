@@ -5,26 +5,17 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command};
+
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{base_ms, config, eventually, http_get, requests, Broker, Forewarn, TempDir, ESTATE};
+use support::{
+    base_ms, config, eventually, http_get, percent_encode, requests, Broker, Forewarn, Prometheus,
+    TempDir, ESTATE,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
 const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
-
-/// Percent-encodes a query parameter.
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 /// Every target expression of a dashboard, with Grafana's variables filled in.
 fn expressions(dashboard: &Value, service: &str) -> Vec<(String, String)> {
@@ -40,15 +31,6 @@ fn expressions(dashboard: &Value, service: &str) -> Vec<(String, String)> {
         }
     }
     out
-}
-
-struct Prometheus(Child);
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
@@ -76,47 +58,16 @@ fn every_dashboard_expression_returns_data() {
     let target = run.http_addr().unwrap();
 
     // Prometheus scraping forewarn every second, with the shipped rules loaded.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let prom_addr = format!("127.0.0.1:{port}");
     let rules = Path::new(DEPLOY).join("prometheus/rules/forewarn-meta.rules.yml");
-    std::fs::write(
-        dir.0.join("prometheus.yml"),
-        format!(
+    let prom = Prometheus::start(
+        &format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: forewarn\n    static_configs:\n      - targets: ['{target}']\n",
             rules.display()
         ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.0.join("prometheus.log")).unwrap();
-    let _prom = Prometheus(
-        Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.0.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.0.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address={prom_addr}"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("prometheus (Debian package prometheus)"),
+        &dir.0,
     );
-    eventually(WAIT, "prometheus ready", || {
-        std::net::TcpStream::connect(&prom_addr).is_ok()
-            && http_get(&prom_addr, "/-/ready").0 == 200
-    });
-    let query = |expr: &str| -> Value {
-        let (status, body) = http_get(&prom_addr, &format!("/api/v1/query?query={}", enc(expr)));
-        assert_eq!(status, 200, "{expr}: {body}");
-        serde_json::from_str(&body).unwrap()
-    };
+    let prom_addr = prom.addr.clone();
+    let query = |expr: &str| prom.query(expr);
     eventually(WAIT, "a few scrapes", || {
         query("count_over_time(up{job=\"forewarn\"}[1m]) >= 4")["data"]["result"]
             .as_array()
@@ -126,7 +77,10 @@ fn every_dashboard_expression_returns_data() {
     // The service variable's query has values.
     let (_, series) = http_get(
         &prom_addr,
-        &format!("/api/v1/series?match[]={}", enc("forewarn_risk_score")),
+        &format!(
+            "/api/v1/series?match[]={}",
+            percent_encode("forewarn_risk_score")
+        ),
     );
     assert!(series.contains("\"service\":\"pay\""), "{series}");
 

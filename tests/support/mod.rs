@@ -688,9 +688,14 @@ pub struct Alertmanager {
 
 impl Alertmanager {
     pub fn start(webhook: &str) -> Alertmanager {
+        Alertmanager::start_with_group_wait(webhook, "0s")
+    }
+
+    /// With the route's `group_wait` (Alertmanager's default is 30s).
+    pub fn start_with_group_wait(webhook: &str, group_wait: &str) -> Alertmanager {
         let dir = TempDir::new("alertmanager");
         let config = format!(
-            "route:\n  receiver: hook\n  group_by: ['alertname', 'service']\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: '{webhook}'\n        send_resolved: true\n"
+            "route:\n  receiver: hook\n  group_by: ['alertname', 'service']\n  group_wait: {group_wait}\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: '{webhook}'\n        send_resolved: true\n"
         );
         std::fs::write(dir.0.join("alertmanager.yml"), config).unwrap();
         let port = free_port();
@@ -747,4 +752,68 @@ impl Drop for Alertmanager {
             let _ = c.wait();
         }
     }
+}
+
+/// A real Prometheus (Debian's package) on a free loopback port with `config`
+/// (YAML text); killed on drop.
+pub struct Prometheus {
+    child: Child,
+    pub addr: String,
+}
+
+impl Prometheus {
+    pub fn start(config: &str, dir: &Path) -> Prometheus {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+        let log = File::create(dir.join("prometheus.log")).unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("prometheus (Debian package prometheus)");
+        let p = Prometheus { child, addr };
+        eventually(Duration::from_secs(60), "prometheus ready", || {
+            TcpStream::connect(&p.addr).is_ok() && http_get(&p.addr, "/-/ready").0 == 200
+        });
+        p
+    }
+
+    /// An instant query's JSON answer.
+    pub fn query(&self, expr: &str) -> Value {
+        let (status, body) = http_get(
+            &self.addr,
+            &format!("/api/v1/query?query={}", percent_encode(expr)),
+        );
+        assert_eq!(status, 200, "{expr}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Percent-encodes a query parameter.
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
