@@ -1,6 +1,6 @@
 //! The HTTP endpoint of `forewarn run` and `forewarn demo`: `/metrics`
 //! (Prometheus text format), `/healthz` (the process is alive), `/readyz`
-//! (partitions are assigned) and `/api/v1/alerts` (current pending and firing
+//! (partitions are assigned and the pipeline is polling) and `/api/v1/alerts` (current pending and firing
 //! alerts, in the shape of Prometheus's alerts API).
 
 use std::net::SocketAddr;
@@ -62,21 +62,32 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// The pipeline loop polls at least every 100 ms; this much silence means it is stuck.
+const STALLED_AFTER_SECS: i64 = 30;
+
 async fn readyz(State(e): State<Endpoint>) -> Response {
     let assigned = e.metrics.assigned_partitions.get();
-    if assigned > 0 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let silent = now - e.metrics.last_poll.get();
+    let (status, text) = if assigned == 0 {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no partitions assigned\n".to_string(),
+        )
+    } else if silent > STALLED_AFTER_SECS {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: the pipeline has not polled for {silent} s\n"),
+        )
+    } else {
         (
             StatusCode::OK,
             format!("ready: {assigned} partitions assigned\n"),
         )
-            .into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: no partitions assigned\n",
-        )
-            .into_response()
-    }
+    };
+    (status, text).into_response()
 }
 
 async fn alerts(State(e): State<Endpoint>) -> Response {

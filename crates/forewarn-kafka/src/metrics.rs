@@ -69,6 +69,9 @@ pub struct Metrics {
     pub commit_failures: IntCounter,
     /// Consumer errors reported by librdkafka (broker down, fetch errors).
     pub consumer_errors: IntCounter,
+    /// Unix time (seconds) of the pipeline loop's last poll: readiness fails when
+    /// it stops moving (a stalled pipeline).
+    pub last_poll: IntGauge,
     transitions: IntCounterVec,
     alerts: IntGaugeVec,
     /// Wall clock minus the shard's watermark, by topic and partition.
@@ -206,6 +209,10 @@ impl Metrics {
             "forewarn_assigned_partitions",
             "Event-topic partitions assigned to this process.",
         );
+        let last_poll = gauge(
+            "forewarn_last_poll_timestamp_seconds",
+            "Unix time of the pipeline's last consumer poll.",
+        );
         let counter = |name: &str, help: &str| {
             let c = IntCounter::new(name, help).expect("valid metric");
             registry
@@ -322,6 +329,7 @@ impl Metrics {
             assigned_partitions,
             commit_failures,
             consumer_errors,
+            last_poll,
         }
     }
 

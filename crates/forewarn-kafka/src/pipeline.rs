@@ -692,6 +692,9 @@ impl Pipeline {
             let timeout = if waiting_outputs { 1 } else { 100 };
             let polled = self.consumer.poll(Duration::from_millis(timeout));
             let now = Instant::now();
+            if polled.is_none() {
+                self.metrics.last_poll.set(wall_ms() / 1000);
+            }
             let mut core = lock(&self.core);
             let idle = match polled {
                 Some(Ok(msg)) => {
@@ -714,6 +717,7 @@ impl Pipeline {
             waiting_outputs = core.outputs.outstanding() > 0;
             if now.duration_since(last_tick) >= self.options.tick_interval {
                 last_tick = now;
+                self.metrics.last_poll.set(wall_ms() / 1000);
                 core.tick();
             }
             if now.duration_since(last_commit) >= self.options.commit_interval {
