@@ -27,18 +27,19 @@ use support::{Alertmanager, Broker, Forewarn, Prometheus, TempDir, Webhook};
 const SERVICES: usize = 6;
 const RATE: u64 = 200; // requests per second per service
 
-/// forewarn's rule: error rate over a 5 s window sliding by 1 s.
+/// forewarn's rule: error rate over a 3 s window sliding by 500 ms, with 1 s of
+/// allowed lateness (the stream is live: event time = wall time).
 const FOREWARN_RULES: &str = r#"
 [time]
-allowed_lateness = "0s"
+allowed_lateness = "1s"
 
 [[signals]]
 name = "error_rate"
 aggregate = "rate"
 filter = { outcome = ["error", "timeout"] }
 of = { kind = "request" }
-window = "5s"
-slide = "1s"
+window = "3s"
+slide = "500ms"
 
 [[rules]]
 name = "ErrorRateHigh"
@@ -200,9 +201,12 @@ fn main() {
             Arc::clone(&stop),
         );
         std::thread::spawn(move || {
+            // One request in flight: Tansu may append concurrent requests of one
+            // connection out of order (seen as late events in a first run).
             let p: BaseProducer = ClientConfig::new()
                 .set("bootstrap.servers", &addr)
                 .set("linger.ms", "2")
+                .set("max.in.flight.requests.per.connection", "1")
                 .create()
                 .unwrap();
             let start = Instant::now();
@@ -269,6 +273,28 @@ fn main() {
                 }
             }
             std::thread::sleep(Duration::from_millis(20)); // polling the webhooks
+        }
+        if times[0].is_nan() || times[1].is_nan() {
+            // Diagnose a missed page: what forewarn logged and counted.
+            let log = forewarn.stderr();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            println!("forewarn did not page for {svc}; last log lines:");
+            for l in tail.iter().rev() {
+                println!("  {l}");
+            }
+            if let Some(addr) = forewarn.http_addr() {
+                let (_, m) = support::http_get(&addr, "/metrics");
+                for l in m.lines().filter(|l| {
+                    !l.starts_with('#')
+                        && (l.contains("transitions")
+                            || l.contains("notifications")
+                            || l.contains(&svc)
+                            || l.contains("events_total")
+                            || l.contains("watermark"))
+                }) {
+                    println!("  {l}");
+                }
+            }
         }
         println!(
             "trial {k} ({svc}): {}",
