@@ -230,3 +230,86 @@ fn unwritable_dead_letter_topic_is_bounded_and_counted() {
     let alerts = mock.read("refuse-alerts", delivered as usize, WAIT);
     assert_eq!(outcomes(&alerts), fired_and_resolved(&["pay"]));
 }
+
+/// A live stream whose fetches stall (the broker answers 6 s late) for longer
+/// than `idle_timeout` (2 s): the partition is not idle, only slow, so its
+/// watermark must not follow the wall clock — the delayed events are applied,
+/// none counted late.
+#[test]
+fn stalled_fetch_does_not_turn_the_backlog_late() {
+    let mock = Mock::start(1);
+    let dir = TempDir::new("stall");
+    topics(&mock, "stall", 1);
+    let cfg = dir.0.join("stall.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}\n[kafka]\nbrokers = \"{}\"\ngroup_id = \"stall-group\"\ntopics = [\"stall-events\"]\nalerts_topic = \"stall-alerts\"\ndead_letter_topic = \"stall-dead\"\n",
+            ESTATE.replace("[time]\n", "[time]\nidle_timeout = \"2s\"\n"),
+            mock.addr
+        ),
+    )
+    .unwrap();
+    let run = Forewarn::start(&cfg, &dir.0, "run");
+    eventually(WAIT, "assigned", || run.assigned());
+    // 10 s of live traffic (event time = wall time), 100 events/s.
+    let addr = mock.addr.clone();
+    let producer = std::thread::spawn(move || {
+        use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+        let p: BaseProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &addr)
+            .set("linger.ms", "5")
+            .create()
+            .unwrap();
+        let start = std::time::Instant::now();
+        let mut sent = 0u64;
+        while start.elapsed() < Duration::from_secs(10) {
+            let ts = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis();
+            let line = format!(r#"{{"ts":{ts},"service":"pay","kind":"request","outcome":"ok"}}"#);
+            while p
+                .send(
+                    BaseRecord::<str, str>::to("stall-events")
+                        .key("pay")
+                        .payload(&line),
+                )
+                .is_err()
+            {
+                p.poll(Duration::from_millis(5));
+            }
+            sent += 1;
+            p.poll(Duration::ZERO);
+            std::thread::sleep(Duration::from_millis(10)); // pacing the live stream
+        }
+        p.flush(Duration::from_secs(60)).unwrap();
+        sent
+    });
+    std::thread::sleep(Duration::from_secs(3)); // fault timing: stall mid-stream
+    mock.cluster
+        .broker_round_trip_time(1, Duration::from_secs(6))
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4)); // longer than idle_timeout
+    mock.cluster
+        .broker_round_trip_time(1, Duration::from_millis(0))
+        .unwrap();
+    let sent = producer.join().unwrap();
+    let addr = run.http_addr().unwrap();
+    eventually(WAIT, "everything consumed", || {
+        support::http_get(&addr, "/metrics")
+            .1
+            .lines()
+            .find(|l| l.starts_with("forewarn_events_consumed_total{"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            == Some(sent)
+    });
+    let stderr = run.terminate(WAIT);
+    let [consumed, applied, dead, late, ..] = accounting(&stderr);
+    assert_eq!(consumed, sent, "{stderr}");
+    assert_eq!(
+        (applied, dead, late),
+        (sent, 0, 0),
+        "nothing late: {stderr}"
+    );
+}

@@ -73,6 +73,11 @@ impl PartitionOffsets {
         None
     }
 
+    /// One past the highest offset consumed, if any.
+    pub fn next_offset(&self) -> Option<i64> {
+        self.next
+    }
+
     /// Outputs still in flight.
     pub fn in_flight(&self) -> usize {
         self.pending.iter().map(|p| p.1 as usize).sum()

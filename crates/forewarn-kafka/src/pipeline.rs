@@ -311,9 +311,13 @@ impl Core {
         self.acks = acks;
     }
 
-    /// Idle advancement of every shard by the wall clock.
-    fn tick(&mut self) {
+    /// Idle advancement of every shard by the wall clock — only for a partition
+    /// the broker confirms is caught up (`caught_up(topic, partition, next
+    /// offset)`): a partition whose fetch is merely stalled is not idle, and
+    /// advancing it would turn its delayed backlog into late events.
+    fn tick(&mut self, caught_up: &mut dyn FnMut(&str, i32, i64) -> bool) {
         let now = wall_ms();
+        let idle_after = self.cfg.time.idle_timeout;
         let at = Instant::now();
         let mut emitted: Vec<(u64, Vec<Transition>)> = Vec::new();
         for (topic, parts) in self.shards.iter_mut() {
@@ -340,11 +344,24 @@ impl Core {
                 }
             }
         }
-        for shard in self.shards.values_mut().flat_map(|p| p.values_mut()) {
-            let mut transitions = Vec::new();
-            shard.engine.tick(now, &mut transitions);
-            if !transitions.is_empty() {
-                emitted.push((shard.id, transitions));
+        for (topic, parts) in self.shards.iter_mut() {
+            for (partition, shard) in parts.iter_mut() {
+                let last = shard.engine.clock().last_event_wall;
+                if last == Millis::MIN || now - last < idle_after {
+                    continue;
+                }
+                let Some(next) = shard.offsets.next_offset() else {
+                    continue;
+                };
+                if !caught_up(topic, *partition, next) {
+                    tracing::debug!(topic = %topic, partition, "idle but not caught up: not advancing");
+                    continue;
+                }
+                let mut transitions = Vec::new();
+                shard.engine.tick(now, &mut transitions);
+                if !transitions.is_empty() {
+                    emitted.push((shard.id, transitions));
+                }
             }
         }
         for (id, mut transitions) in emitted {
@@ -718,7 +735,18 @@ impl Pipeline {
             if now.duration_since(last_tick) >= self.options.tick_interval {
                 last_tick = now;
                 self.metrics.last_poll.set(wall_ms() / 1000);
-                core.tick();
+                // At most a few broker round trips per tick, each bounded.
+                let mut budget = 4;
+                let consumer = &self.consumer;
+                core.tick(&mut |topic, partition, next| {
+                    if budget == 0 {
+                        return false;
+                    }
+                    budget -= 1;
+                    consumer
+                        .fetch_watermarks(topic, partition, Duration::from_millis(500))
+                        .is_ok_and(|(_, high)| next >= high)
+                });
             }
             if now.duration_since(last_commit) >= self.options.commit_interval {
                 last_commit = now;
