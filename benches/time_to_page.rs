@@ -6,9 +6,14 @@
 //! each with Alertmanager `group_wait` 0s and the default 30s (four Alertmanagers,
 //! each with its own webhook, so one incident is measured four ways).
 //!
-//! `cargo bench --bench time_to_page` (env FOREWARN_TTP_TRIALS, default 5, at most 6).
-//! Traffic: 6 services × 200 requests/s, event time = wall time; trial k steps
+//! `cargo bench --bench time_to_page` (env FOREWARN_TTP_TRIALS, default 6, at most 8).
+//! Traffic: 8 services × 200 requests/s, event time = wall time; trial k steps
 //! service k at T0 and waits until all four webhooks have paged for it.
+//!
+//! Each trial gets a fresh Tansu and a fresh `forewarn run`: Tansu 0.6.0's
+//! in-memory storage starts stalling fetches for 60 s after ~7 minutes of this
+//! load, which would measure the broker, not forewarn. The Prometheus path keeps
+//! one long-lived Prometheus (it needs a minute of history before a step).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -20,11 +25,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord};
 use rdkafka::ClientConfig;
 use support::{Alertmanager, Broker, Forewarn, Prometheus, TempDir, Webhook};
 
-const SERVICES: usize = 6;
+const SERVICES: usize = 8;
 const RATE: u64 = 200; // requests per second per service
 
 /// forewarn's rule: error rate over a 3 s window sliding by 500 ms, with 1 s of
@@ -129,6 +134,73 @@ fn paged_at(
     None
 }
 
+/// The forewarn path of one trial: its own broker and `forewarn run`.
+struct ForewarnPath {
+    forewarn: Forewarn,
+    broker: Broker,
+}
+
+impl ForewarnPath {
+    fn start(dir: &TempDir, k: usize, alertmanagers: &str) -> ForewarnPath {
+        let broker = Broker::start();
+        for (t, p) in [("ttp-events", 2), ("ttp-alerts", 1), ("ttp-dead", 1)] {
+            broker.create_topic(t, p);
+        }
+        let cfg = dir.0.join(format!("forewarn-{k}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "{FOREWARN_RULES}\n[kafka]\nbrokers = \"{}\"\ngroup_id = \"ttp\"\ntopics = [\"ttp-events\"]\nalerts_topic = \"ttp-alerts\"\ndead_letter_topic = \"ttp-dead\"\n",
+                broker.addr
+            ),
+        )
+        .unwrap();
+        let forewarn = Forewarn::start_with(
+            &cfg,
+            &dir.0,
+            &format!("forewarn-{k}"),
+            &["--alertmanager", alertmanagers],
+            &[],
+        );
+        ForewarnPath { forewarn, broker }
+    }
+
+    /// Events forewarn has applied so far (from its `/metrics`).
+    fn applied(&self) -> f64 {
+        let Some(addr) = self.forewarn.http_addr() else {
+            return 0.0;
+        };
+        let (_, m) = support::http_get(&addr, "/metrics");
+        m.lines()
+            .filter(|l| l.starts_with("forewarn_events_total{") && l.contains("result=\"applied\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Prints what forewarn logged and counted, when it missed a page.
+    fn diagnose(&self, svc: &str) {
+        let log = self.forewarn.stderr();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        println!("forewarn did not page for {svc}; last log lines:");
+        for l in tail.iter().rev() {
+            println!("  {l}");
+        }
+        if let Some(addr) = self.forewarn.http_addr() {
+            let (_, m) = support::http_get(&addr, "/metrics");
+            for l in m.lines().filter(|l| {
+                !l.starts_with('#')
+                    && (l.contains("transitions")
+                        || l.contains("notifications")
+                        || l.contains(svc)
+                        || l.contains("events_total")
+                        || l.contains("watermark"))
+            }) {
+                println!("  {l}");
+            }
+        }
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -136,13 +208,9 @@ fn main() {
     let trials: usize = std::env::var("FOREWARN_TTP_TRIALS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(5)
+        .unwrap_or(6)
         .min(SERVICES);
     let dir = TempDir::new("ttp");
-    let broker = Broker::start();
-    for (t, p) in [("ttp-events", 2), ("ttp-alerts", 1), ("ttp-dead", 1)] {
-        broker.create_topic(t, p);
-    }
     // Four Alertmanagers: forewarn and Prometheus paths × group_wait 0s and 30s.
     let hooks: Vec<Webhook> = (0..4).map(|_| Webhook::start()).collect();
     let ams: Vec<Alertmanager> = hooks
@@ -158,23 +226,7 @@ fn main() {
         "Prometheus, group_wait 0s",
         "Prometheus, group_wait 30s",
     ];
-
-    let cfg = dir.0.join("forewarn.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "{FOREWARN_RULES}\n[kafka]\nbrokers = \"{}\"\ngroup_id = \"ttp\"\ntopics = [\"ttp-events\"]\nalerts_topic = \"ttp-alerts\"\ndead_letter_topic = \"ttp-dead\"\n",
-            broker.addr
-        ),
-    )
-    .unwrap();
-    let forewarn = Forewarn::start_with(
-        &cfg,
-        &dir.0,
-        "forewarn",
-        &["--alertmanager", &format!("{},{}", ams[0].url, ams[1].url)],
-        &[],
-    );
+    let forewarn_ams = format!("{},{}", ams[0].url, ams[1].url);
 
     let counters: Arc<Mutex<BTreeMap<String, Counters>>> = Arc::default();
     let target = exporter(Arc::clone(&counters));
@@ -190,25 +242,21 @@ fn main() {
         &dir.0,
     );
 
-    // Traffic: every service at 0.5% errors; `failing` services at 10%.
+    // Traffic: every service at 0.5% errors; `failing` services at 10%. The
+    // same requests are counted for Prometheus and, when a trial's broker is
+    // up, produced to it for forewarn.
     let failing: Arc<Mutex<Vec<String>>> = Arc::default();
+    let brokers: Arc<Mutex<Option<String>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let generator = {
-        let (addr, counters, failing, stop) = (
-            broker.addr.clone(),
+        let (brokers, counters, failing, stop) = (
+            Arc::clone(&brokers),
             Arc::clone(&counters),
             Arc::clone(&failing),
             Arc::clone(&stop),
         );
         std::thread::spawn(move || {
-            // One request in flight: Tansu may append concurrent requests of one
-            // connection out of order (seen as late events in a first run).
-            let p: BaseProducer = ClientConfig::new()
-                .set("bootstrap.servers", &addr)
-                .set("linger.ms", "2")
-                .set("max.in.flight.requests.per.connection", "1")
-                .create()
-                .unwrap();
+            let mut producer: Option<(String, BaseProducer)> = None;
             let start = Instant::now();
             let mut tick: u64 = 0;
             while !stop.load(Ordering::Relaxed) {
@@ -216,6 +264,20 @@ fn main() {
                 let due = start + Duration::from_millis(10 * tick);
                 if let Some(w) = due.checked_duration_since(Instant::now()) {
                     std::thread::sleep(w); // pacing, not synchronisation
+                }
+                let want = brokers.lock().unwrap().clone();
+                if want.as_deref() != producer.as_ref().map(|(a, _)| a.as_str()) {
+                    // One request in flight: Tansu may append concurrent requests
+                    // of one connection out of order (seen as late events).
+                    producer = want.map(|addr| {
+                        let p: BaseProducer = ClientConfig::new()
+                            .set("bootstrap.servers", &addr)
+                            .set("linger.ms", "2")
+                            .set("max.in.flight.requests.per.connection", "1")
+                            .create()
+                            .unwrap();
+                        (addr, p)
+                    });
                 }
                 let failing = failing.lock().unwrap().clone();
                 let mut c = counters.lock().unwrap();
@@ -227,36 +289,49 @@ fn main() {
                         // Deterministic spread: every (1/share)-th request fails.
                         let bad = ((n as f64 * share).floor() - ((n as f64 - 1.0) * share).floor())
                             >= 1.0;
-                        let line = format!(
-                            r#"{{"ts":{},"service":"{svc}","kind":"request","outcome":"{}"}}"#,
-                            wall_ms(),
-                            if bad { "error" } else { "ok" }
-                        );
-                        let _ = p.send(
-                            BaseRecord::<str, str>::to("ttp-events")
-                                .key(&svc)
-                                .payload(&line),
-                        );
+                        if let Some((_, p)) = &producer {
+                            let line = format!(
+                                r#"{{"ts":{},"service":"{svc}","kind":"request","outcome":"{}"}}"#,
+                                wall_ms(),
+                                if bad { "error" } else { "ok" }
+                            );
+                            let _ = p.send(
+                                BaseRecord::<str, str>::to("ttp-events")
+                                    .key(&svc)
+                                    .payload(&line),
+                            );
+                        }
                         let e = c.entry(svc.clone()).or_default();
                         e.requests += 1;
                         e.errors += u64::from(bad);
                     }
                 }
                 drop(c);
-                p.poll(Duration::ZERO);
+                if let Some((_, p)) = &producer {
+                    p.poll(Duration::ZERO);
+                }
                 tick += 1;
             }
-            p.flush(Duration::from_secs(10)).unwrap();
         })
     };
 
-    // Warm-up: both paths need a minute of healthy history.
+    // Warm-up: the Prometheus path needs a minute of healthy history.
     println!("warming up for 75 s (Prometheus needs a full 1m range of healthy samples)");
     std::thread::sleep(Duration::from_secs(75)); // a fixed warm-up, not synchronisation
     let seen = Mutex::new(BTreeMap::new());
     let mut results: Vec<[f64; 4]> = Vec::new();
     for k in 0..trials {
         let svc = format!("svc-{k}");
+        let path = ForewarnPath::start(&dir, k, &forewarn_ams);
+        *brokers.lock().unwrap() = Some(path.broker.addr.clone());
+        // forewarn's window is 3 s: 10 s of healthy traffic applied is history
+        // enough (and proves the path is flowing before the step).
+        let warm = (SERVICES as u64 * RATE * 10) as f64;
+        support::eventually(
+            Duration::from_secs(120),
+            "forewarn applied 10 s of traffic",
+            || path.applied() >= warm,
+        );
         // Start each step at a different phase of Prometheus's 15 s scrape and
         // evaluation grid (trials would otherwise align with it).
         std::thread::sleep(Duration::from_millis(500 + (k as u64 * 6_700) % 15_000));
@@ -275,26 +350,7 @@ fn main() {
             std::thread::sleep(Duration::from_millis(20)); // polling the webhooks
         }
         if times[0].is_nan() || times[1].is_nan() {
-            // Diagnose a missed page: what forewarn logged and counted.
-            let log = forewarn.stderr();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            println!("forewarn did not page for {svc}; last log lines:");
-            for l in tail.iter().rev() {
-                println!("  {l}");
-            }
-            if let Some(addr) = forewarn.http_addr() {
-                let (_, m) = support::http_get(&addr, "/metrics");
-                for l in m.lines().filter(|l| {
-                    !l.starts_with('#')
-                        && (l.contains("transitions")
-                            || l.contains("notifications")
-                            || l.contains(&svc)
-                            || l.contains("events_total")
-                            || l.contains("watermark"))
-                }) {
-                    println!("  {l}");
-                }
-            }
+            path.diagnose(&svc);
         }
         println!(
             "trial {k} ({svc}): {}",
@@ -308,6 +364,8 @@ fn main() {
         results.push(times);
         // Healthy again before the next trial, so each step starts from baseline.
         failing.lock().unwrap().retain(|s| s != &svc);
+        *brokers.lock().unwrap() = None;
+        drop(path);
     }
     stop.store(true, Ordering::Relaxed);
     generator.join().unwrap();
@@ -329,5 +387,4 @@ fn main() {
             pr / fw
         );
     }
-    drop(forewarn);
 }
