@@ -135,10 +135,12 @@ pipeline = dashboard("forewarn-pipeline", "forewarn: pipeline health", [
            "sum by (output) (rate(forewarn_output_errors_total[$__rate_interval]))",
            "sum by (output) (rate(forewarn_output_dropped_total[$__rate_interval]))"],
           0, 24, unit="ops", legend=["delivered {{output}}", "errors {{output}}", "dropped {{output}}"]),
-    panel(8, "Assigned partitions, groups refused, commit failures", "timeseries",
+    panel(8, "Assigned partitions, groups refused and reclaimed, commit failures", "timeseries",
           ["sum(forewarn_assigned_partitions)", "sum(rate(forewarn_groups_refused_total[$__rate_interval]))",
+           "sum(rate(forewarn_groups_reclaimed_total[$__rate_interval]))",
            "sum(rate(forewarn_commit_failures_total[$__rate_interval]))"],
-          12, 24, legend=["partitions", "groups refused/s", "commit failures/s"]),
+          12, 24, legend=["partitions", "events of refused groups/s", "idle groups reclaimed/s",
+                          "commit failures/s"]),
 ])
 
 for name, d in [("service-risk-overview", overview), ("service-drilldown", drilldown),

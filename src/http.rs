@@ -66,28 +66,32 @@ async fn healthz() -> &'static str {
 const STALLED_AFTER_SECS: i64 = 30;
 
 async fn readyz(State(e): State<Endpoint>) -> Response {
-    let assigned = e.metrics.assigned_partitions.get();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     let silent = now - e.metrics.last_poll.get();
-    let (status, text) = if assigned == 0 {
+    readiness(e.metrics.assigned_partitions.get(), silent).into_response()
+}
+
+/// Ready means consuming: partitions assigned, and the pipeline loop polled
+/// within the last [`STALLED_AFTER_SECS`] (a stuck loop stops taking traffic).
+fn readiness(assigned: i64, silent_secs: i64) -> (StatusCode, String) {
+    if assigned == 0 {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: no partitions assigned\n".to_string(),
         )
-    } else if silent > STALLED_AFTER_SECS {
+    } else if silent_secs > STALLED_AFTER_SECS {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: the pipeline has not polled for {silent} s\n"),
+            format!("not ready: the pipeline has not polled for {silent_secs} s\n"),
         )
     } else {
         (
             StatusCode::OK,
             format!("ready: {assigned} partitions assigned\n"),
         )
-    };
-    (status, text).into_response()
+    }
 }
 
 async fn alerts(State(e): State<Endpoint>) -> Response {
@@ -122,4 +126,21 @@ pub async fn serve(addr: &str, endpoint: Endpoint) -> anyhow::Result<SocketAddr>
         }
     });
     Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_while_assigned_and_polling() {
+        assert_eq!(readiness(2, 0).0, StatusCode::OK);
+        assert_eq!(readiness(2, STALLED_AFTER_SECS).0, StatusCode::OK);
+        let (status, text) = readiness(0, 0);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(text.contains("no partitions assigned"), "{text}");
+        let (status, text) = readiness(2, STALLED_AFTER_SECS + 1);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(text.contains("has not polled for 31 s"), "{text}");
+    }
 }

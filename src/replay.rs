@@ -131,7 +131,7 @@ pub fn run(
     let s = engine.stats();
     let reasons: Vec<String> = rejected.iter().map(|(k, v)| format!("{k}={v}")).collect();
     eprintln!(
-        "replay: {} events: {} applied, {} rejected{}, {} late; {} transitions; {} groups refused by max_groups",
+        "replay: {} events: {} applied, {} rejected{}, {} late; {} transitions; {} events refused by max_groups, {} idle groups reclaimed",
         s.applied + s.late + rejected_total,
         s.applied,
         rejected_total,
@@ -139,6 +139,7 @@ pub fn run(
         s.late,
         s.transitions,
         s.refused_groups,
+        s.reclaimed_groups,
     );
     if s.applied + s.late + rejected_total == 0 && lines > 0 {
         bail!("no events in {}", path.display());

@@ -117,6 +117,6 @@ fn every_dashboard_expression_returns_data() {
     let rules: Value = serde_json::from_str(&rules).unwrap();
     let group = &rules["data"]["groups"][0];
     assert_eq!(group["name"], "forewarn-meta");
-    assert_eq!(group["rules"].as_array().unwrap().len(), 7);
+    assert_eq!(group["rules"].as_array().unwrap().len(), 8);
     run.terminate(WAIT);
 }

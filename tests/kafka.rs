@@ -316,6 +316,125 @@ fn restart_after_sigterm_resumes_from_committed_offsets() {
 /// The HTTP endpoint of `forewarn run`: liveness, readiness once partitions are
 /// assigned, Prometheus metrics whose counters match what was consumed, and the
 /// alert still firing at the end of the stream in `/api/v1/alerts`.
+/// A flood of distinct `service` values (a buggy producer, or an attack) is held
+/// to `max_groups`: refused events are counted and logged (not once per event),
+/// memory stays flat however long the flood goes on, and once the flood's
+/// windows have passed its groups are reclaimed, so a real service that appears
+/// afterwards is tracked and pages.
+#[test]
+fn a_flood_of_services_is_capped_and_a_later_newcomer_still_pages() {
+    let broker = Broker::start();
+    let dir = TempDir::new("flood");
+    let base = format!("[limits]\nmax_groups = 100\n{ESTATE}");
+    // A small prefetch queue, so the consumer's buffers do not blur the memory
+    // measurement.
+    let cfg = config(
+        &dir.0,
+        &base,
+        &broker.addr,
+        "flood",
+        "properties = { \"queued.max.messages.kbytes\" = 2048 }",
+    );
+    topics(&broker, "flood", 1);
+    let t0 = base_ms();
+    const FLOOD: usize = 100_000;
+    // Phase k: a minute of steady traffic from pay and cart, then FLOOD distinct
+    // services at its end (all at one timestamp: one partition, no lateness).
+    let phase = |k: i64| {
+        let mut m = requests(t0, &["pay", "cart"], 60 * k, 60 * (k + 1), &[], (0, 0));
+        let at = t0 + 60_000 * (k + 1);
+        m.extend((0..FLOOD).map(|i| {
+            let svc = format!("bogus-{k}-{i:06}");
+            let line =
+                format!(r#"{{"ts":{at},"service":"{svc}","kind":"request","outcome":"ok"}}"#);
+            (Some(svc), line.into_bytes())
+        }));
+        m
+    };
+    let run = Forewarn::start(&cfg, &dir.0, "run");
+    let mut rss = Vec::new();
+    for k in 0..3 {
+        broker.produce("flood-events", &phase(k));
+        eventually(WAIT, "flood phase consumed and committed", || {
+            broker.all_committed("flood-group", "flood-events")
+        });
+        rss.push(run.rss_kib());
+    }
+    println!("resident memory after each flood phase (KiB): {rss:?}");
+    // 200,000 more distinct services between the first and last measurement:
+    // tracked, they would take ≥ 400 bytes each (80 MB); capped, nothing grows.
+    assert!(
+        rss[2] < rss[0] + 16 * 1024,
+        "resident memory grew from {} KiB to {} KiB over the flood: {rss:?}",
+        rss[0],
+        rss[2]
+    );
+
+    // After the flood, a new service that fails from 300 s on must page.
+    broker.produce(
+        "flood-events",
+        &requests(
+            t0,
+            &["pay", "cart", "newcomer"],
+            180,
+            420,
+            &["newcomer"],
+            (300, 420),
+        ),
+    );
+    let alerts = broker.read_until("flood-alerts", WAIT, |got| {
+        outcomes(got).contains(&("newcomer".to_string(), "firing".to_string()))
+    });
+    eventually(WAIT, "offsets committed", || {
+        broker.all_committed("flood-group", "flood-events")
+    });
+    let addr = run.http_addr().expect("endpoint address");
+    let (_, metrics) = support::http_get(&addr, "/metrics");
+    let stderr = run.terminate(WAIT);
+
+    let services: Vec<String> = outcomes(&alerts).into_iter().map(|o| o.0).collect();
+    assert_eq!(
+        services,
+        vec!["newcomer".to_string()],
+        "only the newcomer pages"
+    );
+    let counter = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last()?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    assert!(
+        counter("forewarn_groups_refused_total") >= (3 * FLOOD - 300) as f64,
+        "{metrics}"
+    );
+    assert!(
+        counter("forewarn_groups_reclaimed_total") >= 98.0,
+        "{metrics}"
+    );
+    let risk_series = metrics
+        .lines()
+        .filter(|l| l.starts_with("forewarn_risk_score{"))
+        .count();
+    assert!(
+        (3..=100).contains(&risk_series),
+        "risk score series stay within max_groups: {risk_series}"
+    );
+    let warnings = stderr.matches("max_groups reached").count();
+    assert!(
+        (1..=5).contains(&warnings),
+        "refusals are logged, but not per event: {warnings} warnings"
+    );
+    let [consumed, applied, dead, late, ..] = accounting(&stderr);
+    assert_eq!(consumed, applied + dead + late, "{stderr}");
+    assert_eq!(
+        (dead, late),
+        (0, 0),
+        "refused groups are applied events, not lost ones"
+    );
+}
+
 #[test]
 fn http_endpoint_serves_metrics_health_and_current_alerts() {
     let broker = Broker::start();

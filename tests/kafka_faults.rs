@@ -147,6 +147,47 @@ fn broker_down_and_up_mid_stream_loses_nothing() {
     assert_eq!(outcomes(&alerts), fired_and_resolved(&["pay"]));
 }
 
+/// Started while the broker is down, forewarn is alive but not ready (so an
+/// orchestrator keeps traffic and rollouts waiting), serves its metrics, and
+/// becomes ready by itself once the broker is back.
+#[test]
+fn not_ready_until_the_broker_is_reachable() {
+    let mock = Mock::start(1);
+    let dir = TempDir::new("unready");
+    let cfg = config(&dir.0, ESTATE, &mock.addr, "unready", "");
+    topics(&mock, "unready", 2);
+    mock.cluster.broker_down(1).unwrap();
+    let run = Forewarn::start(&cfg, &dir.0, "run");
+    eventually(WAIT, "the endpoint is up", || run.http_addr().is_some());
+    let addr = run.http_addr().unwrap();
+    assert_eq!(support::http_get(&addr, "/healthz").0, 200);
+    let (status, text) = support::http_get(&addr, "/readyz");
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("no partitions assigned"), "{text}");
+    let (status, metrics) = support::http_get(&addr, "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("forewarn_assigned_partitions 0"),
+        "{metrics}"
+    );
+
+    mock.cluster.broker_up(1).unwrap();
+    eventually(WAIT, "ready once the broker is back", || {
+        support::http_get(&addr, "/readyz").0 == 200
+    });
+    let events = requests(base_ms(), &["pay"], 0, 30, &[], (0, 0));
+    mock.produce("unready-events", &events);
+    eventually(WAIT, "consumed and committed", || {
+        mock.all_committed("unready-group", "unready-events")
+    });
+    let stderr = run.terminate(WAIT);
+    let [consumed, applied, ..] = accounting(&stderr);
+    assert_eq!(
+        (consumed, applied),
+        (events.len() as u64, events.len() as u64)
+    );
+}
+
 /// Produce requests fail (retriable errors that librdkafka retries, then errors
 /// it reports, which forewarn retries itself) and offset commits fail: every
 /// alert and dead letter is still delivered, nothing is dropped, and the

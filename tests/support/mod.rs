@@ -437,6 +437,17 @@ impl Forewarn {
         }
     }
 
+    /// Resident memory of the process, in KiB (Linux `/proc`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmRSS in {status}"))
+    }
+
     /// SIGKILL: no chance to flush or commit.
     pub fn kill(mut self) {
         self.child.kill().unwrap();

@@ -41,6 +41,10 @@ pub struct Stats {
     /// Applied events that a signal could not track because a new group would
     /// exceed `max_groups`.
     pub refused_groups: u64,
+    /// Idle groups released to make room under `max_groups` (see
+    /// [`Engine::reclaim_idle_groups`]).
+    #[serde(default)]
+    pub reclaimed_groups: u64,
     /// Alert transitions emitted.
     pub transitions: u64,
 }
@@ -97,6 +101,16 @@ pub struct Snapshot {
     groupings: Vec<Vec<GroupKey>>,
     families: Vec<FamilyState>,
     rules: Vec<RuleState>,
+    /// Pending reclaim pass and the watermark of the last one (absent in
+    /// snapshots from before idle groups were reclaimed).
+    #[serde(default)]
+    reclaim_wanted: bool,
+    #[serde(default = "min_millis")]
+    last_reclaim: Millis,
+}
+
+fn min_millis() -> Millis {
+    Millis::MIN
 }
 
 const SNAPSHOT_VERSION: u32 = 1;
@@ -132,6 +146,15 @@ pub struct Engine {
     family_rules: Vec<Vec<usize>>,
     /// Rules whose empty window breaches (e.g. count below N): never skipped.
     breaches_when_empty: Vec<bool>,
+    /// Grouping → whether its idle groups may be released. Not when a rule on
+    /// it pages on silence (absent, or breaching on an empty window).
+    reclaimable: Vec<bool>,
+    /// A new group was refused since the last reclaim pass.
+    reclaim_wanted: bool,
+    /// Watermark of the last reclaim pass (passes are at least a slide apart).
+    last_reclaim: Millis,
+    /// The shortest slide of any signal.
+    min_slide: Millis,
     families: Vec<FamilyState>,
     rules: Vec<RuleState>,
     clock: Clock,
@@ -215,7 +238,7 @@ impl Engine {
         for (i, r) in cfg.rules.iter().enumerate() {
             family_rules[signal_family[r.signal].0].push(i);
         }
-        let breaches_when_empty = cfg
+        let breaches_when_empty: Vec<bool> = cfg
             .rules
             .iter()
             .map(|r| match &r.spec {
@@ -228,6 +251,13 @@ impl Engine {
                 RuleSpec::Absent { .. } => false,
             })
             .collect();
+        let mut reclaimable = vec![true; grouping_labels.len()];
+        for (ri, r) in cfg.rules.iter().enumerate() {
+            if breaches_when_empty[ri] || matches!(r.spec, RuleSpec::Absent { .. }) {
+                reclaimable[signal_grouping[r.signal]] = false;
+            }
+        }
+        let min_slide = cfg.signals.iter().map(|s| s.slide).min().unwrap_or(1);
         let lateness = cfg.time.allowed_lateness;
         let families = members
             .iter()
@@ -251,6 +281,10 @@ impl Engine {
             signal_family,
             family_rules,
             breaches_when_empty,
+            reclaimable,
+            reclaim_wanted: false,
+            last_reclaim: Millis::MIN,
+            min_slide,
             families,
             clock: Clock::default(),
             stats: Stats::default(),
@@ -291,7 +325,7 @@ impl Engine {
 
     /// Number of groups tracked by the grouping of `signal`.
     pub fn groups(&self, signal: usize) -> usize {
-        self.groupings[self.signal_grouping[signal]].len()
+        self.groupings[self.signal_grouping[signal]].live()
     }
 
     /// Takes one event observed at wall-clock time `now`; appends transitions to `out`.
@@ -344,6 +378,7 @@ impl Engine {
             families,
             resolved,
             stats,
+            reclaim_wanted,
             ..
         } = self;
         resolved.fill(UNRESOLVED);
@@ -387,6 +422,7 @@ impl Engine {
         }
         if refused {
             stats.refused_groups += 1;
+            *reclaim_wanted = true;
         }
     }
 
@@ -421,6 +457,79 @@ impl Engine {
                 next_eval = next_eval.max(wake_boundary);
             }
             self.families[fi].next_eval = next_eval;
+        }
+        if self.reclaim_wanted && w >= self.last_reclaim.saturating_add(self.min_slide) {
+            self.reclaim_idle_groups();
+        }
+    }
+
+    /// Releases every group that can no longer influence an alert: no event in
+    /// any window still to be evaluated, and no pending or firing instance. Its
+    /// state is emptied and its id reused, so after a flood of distinct services
+    /// (or churning label values) real newcomers are tracked again instead of
+    /// being refused for ever. Runs when `max_groups` refused a group, at most
+    /// once per slide of event time; O(groups × families).
+    ///
+    /// Groupings with a rule that pages on silence (absent, or breaching on an
+    /// empty window) are never reclaimed: there, an idle group is the signal.
+    pub fn reclaim_idle_groups(&mut self) {
+        self.reclaim_wanted = false;
+        self.last_reclaim = self.clock.watermark;
+        for gi in 0..self.groupings.len() {
+            if !self.reclaimable[gi] {
+                continue;
+            }
+            let fams: Vec<usize> = (0..self.families.len())
+                .filter(|&fi| self.family_grouping[fi] == gi)
+                .collect();
+            for g in 0..self.groupings[gi].len() {
+                if self.groupings[gi].is_free(g as u32) || !self.is_idle(&fams, g) {
+                    continue;
+                }
+                self.groupings[gi].release(g as u32);
+                for &fi in &fams {
+                    self.families[fi].store.reset_group(g);
+                    for &ri in &self.family_rules[fi] {
+                        let levels = self.levels(ri);
+                        if let Some(insts) = self.rules[ri]
+                            .instances
+                            .get_mut(g * levels..(g + 1) * levels)
+                        {
+                            insts.fill(Instance::default());
+                        }
+                        if let Some(v) = self.latest[ri].get_mut(g) {
+                            *v = f32::NAN;
+                        }
+                    }
+                }
+                self.stats.reclaimed_groups += 1;
+            }
+        }
+    }
+
+    /// Whether group `g` of the families `fams` holds no data a window still to
+    /// be evaluated could see, and no active alert instance. Windows evaluated
+    /// from now on end after the watermark, so they start after `watermark − window`.
+    fn is_idle(&self, fams: &[usize], g: usize) -> bool {
+        fams.iter().all(|&fi| {
+            let window = self.cfg.signals[self.family_signal[fi]].window;
+            let quiet = self.families[fi].store.newest(g) < self.clock.watermark - window;
+            quiet
+                && self.family_rules[fi].iter().all(|&ri| {
+                    let levels = self.levels(ri);
+                    self.rules[ri]
+                        .instances
+                        .get(g * levels..(g + 1) * levels)
+                        .is_none_or(|i| i.iter().all(|i| i.state == State::Inactive))
+                })
+        })
+    }
+
+    /// Alert levels (instances per group) of rule `ri`.
+    fn levels(&self, ri: usize) -> usize {
+        match &self.cfg.rules[ri].spec {
+            RuleSpec::Threshold(t) => t.levels.len(),
+            RuleSpec::Absent { .. } => 1,
         }
     }
 
@@ -650,7 +759,11 @@ impl Engine {
                 RuleSpec::Threshold(t) => t.levels.len(),
                 RuleSpec::Absent { .. } => 1,
             };
+            let grouping = &self.groupings[self.signal_grouping[rule.signal]];
             for (g, v) in self.latest[ri].iter().enumerate() {
+                if grouping.is_free(g as u32) {
+                    continue;
+                }
                 let Some(states) = rs.instances.get(g * levels..(g + 1) * levels) else {
                     continue;
                 };
@@ -723,6 +836,8 @@ impl Engine {
             groupings: self.groupings.iter().map(|g| g.keys().to_vec()).collect(),
             families: self.families.clone(),
             rules: self.rules.clone(),
+            reclaim_wanted: self.reclaim_wanted,
+            last_reclaim: self.last_reclaim,
         }
     }
 
@@ -762,6 +877,8 @@ impl Engine {
         e.rules = snap.rules;
         e.clock = snap.clock;
         e.stats = snap.stats;
+        e.reclaim_wanted = snap.reclaim_wanted;
+        e.last_reclaim = snap.last_reclaim;
         Ok(e)
     }
 

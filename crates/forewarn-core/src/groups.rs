@@ -2,7 +2,7 @@
 //! that per-group state lives in flat vectors and an event costs one hash lookup per
 //! distinct grouping.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -21,13 +21,19 @@ pub struct GroupKey {
     pub labels: Vec<String>,
 }
 
-/// Interns the groups of one `group_by` list.
+/// Interns the groups of one `group_by` list. Ids of released groups are reused,
+/// so the state vectors indexed by id never outgrow `max_groups`.
 #[derive(Debug, Clone)]
 pub struct Grouping {
     /// Label names beyond service.
     pub labels: Vec<String>,
     index: HashMap<Box<str>, u32, ahash::RandomState>,
+    /// By id; a released id holds a key with an empty service (the decoder
+    /// rejects empty services, so no live group has one).
     keys: Vec<GroupKey>,
+    /// Released ids, reused lowest first before new ones are allocated (an
+    /// order a snapshot reproduces, so a restored engine assigns the same ids).
+    free: BTreeSet<u32>,
     scratch: String,
 }
 
@@ -47,6 +53,7 @@ impl Grouping {
             labels,
             index: HashMap::default(),
             keys: Vec::new(),
+            free: BTreeSet::new(),
             scratch: String::new(),
         }
     }
@@ -55,6 +62,10 @@ impl Grouping {
     pub fn from_keys(labels: Vec<String>, keys: Vec<GroupKey>) -> Grouping {
         let mut g = Grouping::new(labels);
         for (i, k) in keys.iter().enumerate() {
+            if k.service.is_empty() {
+                g.free.insert(i as u32);
+                continue;
+            }
             let composite = g.compose_owned(k);
             g.index.insert(composite.into_boxed_str(), i as u32);
         }
@@ -88,30 +99,60 @@ impl Grouping {
         if let Some(&id) = self.index.get(key) {
             return Lookup::Group(id);
         }
-        if self.keys.len() >= cap {
+        if self.live() >= cap {
             return Lookup::Refused;
         }
-        let id = self.keys.len() as u32;
+        let id = self.free.pop_first().unwrap_or(self.keys.len() as u32);
         self.index.insert(key.into(), id);
-        self.keys.push(GroupKey {
+        let key = GroupKey {
             service: e.service.to_string(),
             labels: self
                 .labels
                 .iter()
                 .map(|n| e.labels.get(n).unwrap_or("").to_string())
                 .collect(),
-        });
+        };
+        match self.keys.get_mut(id as usize) {
+            Some(slot) => *slot = key,
+            None => self.keys.push(key),
+        }
         Lookup::Group(id)
     }
 
-    /// Number of groups.
+    /// Forgets group `id`: its key no longer resolves, and the id is handed to
+    /// the next new group. The caller resets the state stored under the id.
+    pub fn release(&mut self, id: u32) {
+        if self.is_free(id) {
+            return;
+        }
+        let composite = self.compose_owned(&self.keys[id as usize]);
+        self.index.remove(composite.as_str());
+        self.keys[id as usize] = GroupKey {
+            service: String::new(),
+            labels: Vec::new(),
+        };
+        self.free.insert(id);
+    }
+
+    /// Whether `id` is a released slot (no group).
+    pub fn is_free(&self, id: u32) -> bool {
+        self.keys[id as usize].service.is_empty()
+    }
+
+    /// Number of id slots (live groups and released ones): the extent of the
+    /// state vectors indexed by group id.
     pub fn len(&self) -> usize {
         self.keys.len()
     }
 
+    /// Number of live groups.
+    pub fn live(&self) -> usize {
+        self.keys.len() - self.free.len()
+    }
+
     /// True when no group exists.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.live() == 0
     }
 
     /// The key of group `id`.
@@ -156,5 +197,32 @@ mod tests {
         let r = Grouping::from_keys(g.labels.clone(), g.keys().to_vec());
         let mut r = r;
         assert_eq!(r.lookup(&b, 2), Lookup::Group(1));
+    }
+
+    #[test]
+    fn released_ids_are_reused_and_keys_forgotten() {
+        let mut g = Grouping::new(vec!["region".into()]);
+        let line = |s: &str| format!(r#"{{"ts":0,"service":"{s}","labels":{{"region":"eu"}}}}"#);
+        let (la, lb, lc) = (line("a"), line("b"), line("c"));
+        let a = decode(la.as_bytes()).unwrap();
+        let b = decode(lb.as_bytes()).unwrap();
+        let c = decode(lc.as_bytes()).unwrap();
+        assert_eq!(g.lookup(&a, 2), Lookup::Group(0));
+        assert_eq!(g.lookup(&b, 2), Lookup::Group(1));
+        assert_eq!(g.lookup(&c, 2), Lookup::Refused);
+        g.release(0);
+        assert!(g.is_free(0));
+        assert_eq!((g.len(), g.live()), (2, 1));
+        // The freed slot goes to the newcomer; the old key no longer resolves.
+        assert_eq!(g.lookup(&c, 2), Lookup::Group(0));
+        assert_eq!(g.key(0).service, "c");
+        assert_eq!(g.lookup(&a, 2), Lookup::Refused);
+        assert_eq!(g.lookup(&c, 2), Lookup::Group(0));
+        // A snapshot keeps released slots released.
+        g.release(1);
+        let mut r = Grouping::from_keys(g.labels.clone(), g.keys().to_vec());
+        assert_eq!((r.len(), r.live()), (2, 1));
+        assert_eq!(r.lookup(&c, 2), Lookup::Group(0));
+        assert_eq!(r.lookup(&a, 2), Lookup::Group(1));
     }
 }

@@ -201,6 +201,37 @@ impl FamilyStore {
         }
     }
 
+    /// Newest event time recorded for group `g` by any member (MIN: none).
+    pub fn newest(&self, g: usize) -> Millis {
+        let from = g * self.members;
+        self.heads
+            .get(from..from + self.members)
+            .map_or(Millis::MIN, |h| {
+                h.iter().map(|h| h.last_touch).max().unwrap_or(Millis::MIN)
+            })
+    }
+
+    /// Empties group `g`'s state, as if no event had been recorded for it, so its
+    /// id can serve a new group. Sketch buffers keep their capacity.
+    pub fn reset_group(&mut self, g: usize) {
+        if g >= self.groups() {
+            return;
+        }
+        let (m, q) = (self.members, self.quantiles);
+        self.heads[g * m..(g + 1) * m].fill(Head::NEW);
+        self.accs[g * m..(g + 1) * m].fill(Acc::NEW);
+        for s in &mut self.window_sketches[g * q..(g + 1) * q] {
+            s.clear();
+        }
+        for slot in 0..self.ring {
+            let (p, k) = (self.at(slot, g, m), self.at(slot, g, q));
+            self.panes[p..p + m].fill(Pane::EMPTY);
+            for s in &mut self.sketches[k..k + q] {
+                s.clear();
+            }
+        }
+    }
+
     /// Index of the first member of group `g` in ring slot `slot`, in units of
     /// `per_group` entries.
     #[inline]

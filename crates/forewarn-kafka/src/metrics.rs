@@ -81,6 +81,8 @@ pub struct Metrics {
     /// Applied events a signal could not track because a new group would exceed
     /// `max_groups` (the cardinality cap).
     pub groups_refused: IntCounter,
+    /// Idle groups released to make room under `max_groups`.
+    pub groups_reclaimed: IntCounter,
     /// Time from polling a message to its outputs being queued (decode, apply,
     /// evaluate, render), sampled one message in 64.
     pub processing: Histogram,
@@ -271,6 +273,10 @@ impl Metrics {
             "forewarn_groups_refused_total",
             "Events a signal could not track because a new group would exceed max_groups.",
         );
+        let groups_reclaimed = counter(
+            "forewarn_groups_reclaimed_total",
+            "Idle groups (no data in open windows, no active alert) released to make room under max_groups.",
+        );
         let processing = Histogram::with_opts(
             HistogramOpts::new(
                 "forewarn_event_processing_seconds",
@@ -318,6 +324,7 @@ impl Metrics {
             watermark_delay,
             consumer_lag,
             groups_refused,
+            groups_reclaimed,
             processing,
             consumed,
             events,

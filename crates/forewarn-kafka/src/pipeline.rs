@@ -61,6 +61,9 @@ pub enum PipelineError {
     Kafka(#[from] KafkaError),
 }
 
+/// At most one "groups refused" warning per shard per this interval.
+const REFUSED_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
 /// The engine shard of one assigned partition.
 struct Shard {
     /// Unique per assignment, so a delivery acknowledged after its partition was
@@ -69,8 +72,13 @@ struct Shard {
     engine: Engine,
     offsets: PartitionOffsets,
     counters: TopicCounters,
-    /// `refused_groups` of the engine at the last tick.
+    /// `refused_groups` and `reclaimed_groups` of the engine at the last tick.
     refused_seen: u64,
+    reclaimed_seen: u64,
+    /// Refusals not yet logged, and when they were last logged: a flood is
+    /// reported once a minute, not on every tick.
+    refused_unlogged: u64,
+    refused_logged_at: Option<Instant>,
 }
 
 /// Everything the message loop and the rebalance callbacks share.
@@ -120,6 +128,9 @@ impl Core {
                 offsets: PartitionOffsets::default(),
                 counters: self.metrics.topic(topic),
                 refused_seen: 0,
+                reclaimed_seen: 0,
+                refused_unlogged: 0,
+                refused_logged_at: None,
             };
             self.locations.insert(id, (topic.to_string(), partition));
             self.shards
@@ -329,18 +340,28 @@ impl Core {
                         .with_label_values(&[topic.as_str(), &partition.to_string()])
                         .set((now - clock.watermark) as f64 / 1000.0);
                 }
-                let refused = shard.engine.stats().refused_groups;
-                if refused > shard.refused_seen {
-                    let new = refused - shard.refused_seen;
-                    self.metrics.groups_refused.inc_by(new);
+                let stats = shard.engine.stats();
+                let new = stats.refused_groups - shard.refused_seen;
+                self.metrics.groups_refused.inc_by(new);
+                shard.refused_seen = stats.refused_groups;
+                shard.refused_unlogged += new;
+                let reclaimed = stats.reclaimed_groups - shard.reclaimed_seen;
+                self.metrics.groups_reclaimed.inc_by(reclaimed);
+                shard.reclaimed_seen = stats.reclaimed_groups;
+                let log_due = shard
+                    .refused_logged_at
+                    .is_none_or(|t| at.duration_since(t) >= REFUSED_LOG_INTERVAL);
+                if shard.refused_unlogged > 0 && log_due {
                     tracing::warn!(
                         topic = %topic,
                         partition,
-                        refused = new,
+                        refused = shard.refused_unlogged,
+                        reclaimed_so_far = stats.reclaimed_groups,
                         max_groups = self.cfg.max_groups,
-                        "events for new groups refused: max_groups reached (a flood of distinct service or label values?)"
+                        "events for new groups refused: max_groups reached (a flood of distinct service or label values?); idle groups are released as their windows pass"
                     );
-                    shard.refused_seen = refused;
+                    shard.refused_unlogged = 0;
+                    shard.refused_logged_at = Some(at);
                 }
             }
         }

@@ -559,6 +559,102 @@ fn cardinality_cap_refuses_new_groups_and_counts_them() {
     );
 }
 
+const ERRORS_ONLY: &str = r#"
+[limits]
+max_groups = 3
+[time]
+allowed_lateness = "5s"
+[[signals]]
+name = "err"
+aggregate = "rate"
+filter = { outcome = "error" }
+window = "1m"
+slide = "10s"
+[[rules]]
+name = "Err"
+kind = "threshold"
+signal = "err"
+critical = 0.5
+min_events = 4
+"#;
+
+/// Services `steady` every second over `0..secs`, plus `extra(t)` at second t.
+fn timeline(steady: &[&str], secs: i64, extra: impl Fn(i64) -> Vec<String>) -> Vec<String> {
+    let mut lines = Vec::new();
+    for t in 0..secs {
+        lines.extend(steady.iter().map(|s| req(s, t, "ok")));
+        lines.extend(extra(t));
+    }
+    lines
+}
+
+#[test]
+fn idle_groups_are_reclaimed_so_a_newcomer_is_tracked_after_a_flood() {
+    let mut e = Engine::new(cfg(ERRORS_ONLY));
+    // At 1 s a flood of 20 one-off services: the first takes the last free
+    // slot, 19 are refused. From 200 s a new service "c" fails every request.
+    let lines = timeline(&["a", "b"], 300, |t| match t {
+        1 => (0..20)
+            .map(|i| req(&format!("flood{i}"), t, "ok"))
+            .collect(),
+        200.. => vec![req("c", t, "error")],
+        _ => vec![],
+    });
+    let got = run(&mut e, &lines, FAR_FUTURE);
+    assert!(
+        got.iter().any(|l| l.starts_with("firing Err c critical")),
+        "the newcomer pages: {got:?}"
+    );
+    // c's first event is refused; it makes the next slide release flood0 (idle
+    // since 1 s, no alert), and c's later events get its slot.
+    assert_eq!(e.stats().refused_groups, 20);
+    assert_eq!(e.stats().reclaimed_groups, 1);
+    assert_eq!(e.groups(0), 3, "never more than max_groups");
+    let services: Vec<String> = e
+        .readings()
+        .iter()
+        .map(|r| e.rule_group_labels(r.rule, r.group)[0].1.clone())
+        .collect();
+    assert!(
+        !services.iter().any(|s| s.is_empty() || s == "flood0"),
+        "{services:?}"
+    );
+    // Cut anywhere around the reclaim (incl. while flood0's slot is free), a
+    // snapshot restored under the same config continues exactly.
+    let first_c = lines
+        .iter()
+        .position(|l| l.contains(r#""service":"c""#))
+        .unwrap();
+    for cut in first_c - 4..first_c + 12 {
+        let mut before = Engine::new(cfg(ERRORS_ONLY));
+        let mut joined = run(&mut before, &lines[..cut], FAR_FUTURE);
+        let mut after = Engine::restore(cfg(ERRORS_ONLY), before.snapshot()).unwrap();
+        joined.extend(run(&mut after, &lines[cut..], FAR_FUTURE));
+        assert_eq!(joined, got, "cut at line {cut}");
+        assert_eq!(after.snapshot(), e.snapshot(), "cut at line {cut}");
+    }
+}
+
+#[test]
+fn groups_watched_for_silence_are_never_reclaimed() {
+    // SIMPLE has an absent rule per service: a service gone quiet is exactly
+    // what it pages on, so its group must stay even when the cap is reached.
+    let src = format!("[limits]\nmax_groups = 2\n{SIMPLE}");
+    let mut e = Engine::new(cfg(&src));
+    let lines = timeline(&["a"], 300, |t| match t {
+        0..10 => vec![req("quiet", t, "ok")],
+        200.. => vec![req("c", t, "ok")],
+        _ => vec![],
+    });
+    let got = run(&mut e, &lines, FAR_FUTURE);
+    assert!(
+        got.iter().any(|l| l.starts_with("firing Silent quiet")),
+        "{got:?}"
+    );
+    assert_eq!(e.stats().reclaimed_groups, 0);
+    assert_eq!(e.stats().refused_groups, 100, "every event of c is refused");
+}
+
 // ---------------------------------------------------------------- debouncing
 
 fn flapping(trigger: &str) -> Vec<String> {
