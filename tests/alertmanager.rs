@@ -1,9 +1,15 @@
 //! forewarn → a real Alertmanager (Debian's package) → a webhook: the firing
 //! page arrives with the right labels and grouping, an Alertmanager outage
-//! during the incident loses nothing, and the resolved notification follows.
+//! during the incident loses nothing, and the resolved notification follows;
+//! with an HA set, every instance is notified and one that is down or hung holds
+//! back none of the others.
 
 mod support;
 
+use std::io::Read;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -95,5 +101,108 @@ fn alertmanager_pages_through_an_outage_then_resolves() {
         notified(&hook, "cart", "firing").is_empty(),
         "healthy cart never paged"
     );
+    run.terminate(WAIT);
+}
+
+/// An "Alertmanager" that accepts connections and never answers (a hung
+/// instance). Counts connections the client has closed (its timeout).
+struct Hung {
+    url: String,
+    closed: Arc<AtomicUsize>,
+}
+
+impl Hung {
+    fn start() -> Hung {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let closed = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&closed);
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let seen = Arc::clone(&seen);
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    // Read and never answer, until the client gives up.
+                    while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
+                    seen.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Hung { url, closed }
+    }
+}
+
+/// An HA set of three: one hung, one down until mid-incident, one healthy. The
+/// healthy one pages before the hung one's request has even timed out; the one
+/// that was down gets the firing alert once it is back; both live ones get the
+/// resolved notification.
+#[test]
+fn every_alertmanager_of_an_ha_set_is_notified_and_none_holds_back_another() {
+    let broker = Broker::start();
+    let hung = Hung::start();
+    let (hook_a, hook_b) = (Webhook::start(), Webhook::start());
+    let am_a = Alertmanager::start(&hook_a.url);
+    let mut am_b = Alertmanager::start(&hook_b.url);
+    am_b.stop();
+    let dir = TempDir::new("am-ha");
+    let cfg = config(&dir.0, ESTATE, &broker.addr, "amha", "");
+    for (t, p) in [("amha-events", 2), ("amha-alerts", 1), ("amha-dead", 1)] {
+        broker.create_topic(t, p);
+    }
+    // The hung instance first: a sequential client would wait out its 10 s
+    // request timeout before trying the others.
+    let urls = format!("{},{},{}", hung.url, am_a.url, am_b.url);
+    let run = Forewarn::start_with(
+        &cfg,
+        &dir.0,
+        "run",
+        &["--alertmanager", &urls, "--alertmanager-resend", "1s"],
+        &[],
+    );
+    let base = base_ms();
+    let services = ["pay", "cart"];
+    broker.produce(
+        "amha-events",
+        &requests(base, &services, 0, 170, &["pay"], (100, 200)),
+    );
+    eventually(WAIT, "firing page through the healthy instance", || {
+        !notified(&hook_a, "pay", "firing").is_empty()
+    });
+    assert_eq!(
+        hung.closed.load(Ordering::SeqCst),
+        0,
+        "the healthy instance paged while the hung one's first request was still open"
+    );
+    assert!(notified(&hook_b, "pay", "firing").is_empty());
+    let addr = run.http_addr().unwrap();
+    eventually(WAIT, "the down instance's failures counted", || {
+        metric(
+            &addr,
+            &format!(
+                "forewarn_notifications_failed_total{{alertmanager=\"{}/api/v2/alerts\"}}",
+                am_b.url
+            ),
+        ) >= 1.0
+    });
+
+    am_b.restart();
+    eventually(WAIT, "firing page through the restarted instance", || {
+        !notified(&hook_b, "pay", "firing").is_empty()
+    });
+    broker.produce(
+        "amha-events",
+        &requests(base, &services, 170, 400, &["pay"], (100, 200)),
+    );
+    eventually(WAIT, "resolved through both live instances", || {
+        !notified(&hook_a, "pay", "resolved").is_empty()
+            && !notified(&hook_b, "pay", "resolved").is_empty()
+    });
+    for hook in [&hook_a, &hook_b] {
+        assert!(
+            notified(hook, "cart", "firing").is_empty(),
+            "cart never paged"
+        );
+    }
     run.terminate(WAIT);
 }

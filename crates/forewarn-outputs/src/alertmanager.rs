@@ -4,21 +4,24 @@
 //! a few intervals ahead, so they stay active while forewarn runs and expire on
 //! their own if it dies; a resolved alert is sent with its `endsAt`.
 //!
-//! During an outage nothing is lost: the queue keeps the latest state of each
-//! alert (a resolve replaces the firing it follows) and is retried with backoff
-//! (100 ms doubling to 10 s) until an Alertmanager accepts it. The queue is
-//! bounded (`max_queue` distinct alerts); if it ever overflows, the oldest entry
-//! is dropped and counted.
+//! Each Alertmanager has its own worker and queue, so an instance that is down
+//! or hangs neither delays the others nor loses what it missed. During an outage
+//! nothing is lost: the queue keeps the latest state of each alert (a resolve
+//! replaces the firing it follows) and is retried with backoff (100 ms doubling
+//! to 10 s) until that Alertmanager accepts it. Each queue is bounded
+//! (`max_queue` distinct alerts); if one ever overflows, its oldest entry is
+//! dropped and counted.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use forewarn_core::time::format_rfc3339;
 use forewarn_core::Alert;
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 use serde::Serialize;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 /// Where and how to notify.
 #[derive(Debug, Clone)]
@@ -29,7 +32,7 @@ pub struct AlertmanagerOptions {
     pub resend_interval: Duration,
     /// Per-request timeout.
     pub timeout: Duration,
-    /// Most distinct alerts held while no Alertmanager accepts them.
+    /// Most distinct alerts held per Alertmanager while it does not accept them.
     pub max_queue: usize,
 }
 
@@ -62,7 +65,7 @@ struct NotifierMetrics {
     sent: IntCounterVec,
     failed: IntCounterVec,
     dropped: IntCounter,
-    queued: IntGauge,
+    queued: IntGaugeVec,
 }
 
 impl NotifierMetrics {
@@ -85,12 +88,15 @@ impl NotifierMetrics {
         .expect("valid metric");
         let dropped = IntCounter::new(
             "forewarn_notifications_dropped_total",
-            "Alerts dropped because the notification queue was full.",
+            "Alerts dropped because an Alertmanager's notification queue was full.",
         )
         .expect("valid metric");
-        let queued = IntGauge::new(
-            "forewarn_notifications_queued",
-            "Alerts waiting to be accepted by an Alertmanager.",
+        let queued = IntGaugeVec::new(
+            Opts::new(
+                "forewarn_notifications_queued",
+                "Alerts waiting to be accepted, by Alertmanager URL.",
+            ),
+            &["alertmanager"],
         )
         .expect("valid metric");
         for c in [
@@ -223,6 +229,29 @@ impl Queue {
     }
 }
 
+/// One Alertmanager's delivery: its endpoint, queue and wake-up.
+struct Target {
+    url: String,
+    queue: Mutex<Queue>,
+    wake: tokio::sync::Notify,
+}
+
+impl Target {
+    fn put(&self, key: &str, p: &Postable, max: usize, m: &NotifierMetrics) {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if q.put(key.to_string(), p.clone(), max) {
+            m.dropped.inc();
+            tracing::error!(url = %self.url, fingerprint = key, "alertmanager queue full; oldest alert dropped");
+        }
+        m.queued.with_label_values(&[&self.url]).set(q.len() as i64);
+        drop(q);
+        self.wake.notify_one();
+    }
+}
+
+/// Turns pipeline alerts into postable states, keeps the firing ones for
+/// re-sending, and hands every state to each Alertmanager's queue; on close,
+/// waits for the workers to drain.
 async fn run(options: AlertmanagerOptions, mut rx: mpsc::Receiver<Alert>, m: NotifierMetrics) {
     let client = match reqwest::Client::builder().timeout(options.timeout).build() {
         Ok(c) => c,
@@ -231,86 +260,135 @@ async fn run(options: AlertmanagerOptions, mut rx: mpsc::Receiver<Alert>, m: Not
             return;
         }
     };
-    let urls: Vec<String> = options
+    let targets: Vec<Arc<Target>> = options
         .urls
         .iter()
-        .map(|u| format!("{}/api/v2/alerts", u.trim_end_matches('/')))
+        .map(|u| {
+            let url = format!("{}/api/v2/alerts", u.trim_end_matches('/'));
+            m.queued.with_label_values(&[&url]).set(0);
+            Arc::new(Target {
+                url,
+                queue: Mutex::new(Queue::default()),
+                wake: tokio::sync::Notify::new(),
+            })
+        })
+        .collect();
+    let closing = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = targets
+        .iter()
+        .map(|t| {
+            tokio::spawn(deliver(
+                Arc::clone(t),
+                client.clone(),
+                m.clone(),
+                Arc::clone(&closing),
+            ))
+        })
         .collect();
     let hold = options.resend_interval * 4;
     let ends_at_for_firing = || format_rfc3339(wall_ms() + hold.as_millis() as i64);
     let mut firing: HashMap<String, Postable> = HashMap::new();
-    let mut queue = Queue::default();
     let mut resend = tokio::time::interval(options.resend_interval);
     resend.tick().await;
-    let mut backoff = Duration::ZERO;
-    let mut next_attempt = Instant::now();
-    let mut open = true;
-    while open || queue.len() > 0 {
+    loop {
         tokio::select! {
-            got = rx.recv(), if open => match got {
-                Some(a) => {
-                    let resolved = a.status == "resolved";
-                    let p = Postable {
-                        ends_at: if resolved {
-                            a.ends_at.clone().unwrap_or_else(|| format_rfc3339(wall_ms()))
-                        } else {
-                            ends_at_for_firing()
-                        },
-                        labels: a.labels,
-                        annotations: a.annotations,
-                        starts_at: a.starts_at,
-                        generator_url: a.generator_url,
-                    };
-                    if resolved {
-                        firing.remove(&a.fingerprint);
+            got = rx.recv() => {
+                let Some(a) = got else { break };
+                let resolved = a.status == "resolved";
+                let p = Postable {
+                    ends_at: if resolved {
+                        a.ends_at.clone().unwrap_or_else(|| format_rfc3339(wall_ms()))
                     } else {
-                        firing.insert(a.fingerprint.clone(), p.clone());
-                    }
-                    if queue.put(a.fingerprint, p, options.max_queue) {
-                        m.dropped.inc();
-                    }
+                        ends_at_for_firing()
+                    },
+                    labels: a.labels,
+                    annotations: a.annotations,
+                    starts_at: a.starts_at,
+                    generator_url: a.generator_url,
+                };
+                for t in &targets {
+                    t.put(&a.fingerprint, &p, options.max_queue, &m);
                 }
-                None => open = false,
-            },
+                if resolved {
+                    firing.remove(&a.fingerprint);
+                } else {
+                    firing.insert(a.fingerprint, p);
+                }
+            }
             _ = resend.tick() => {
                 let ends = ends_at_for_firing();
                 for (k, p) in firing.iter_mut() {
                     p.ends_at = ends.clone();
-                    if queue.put(k.clone(), p.clone(), options.max_queue) {
-                        m.dropped.inc();
+                    for t in &targets {
+                        t.put(k, p, options.max_queue, &m);
                     }
                 }
-            }
-            _ = tokio::time::sleep_until(next_attempt), if queue.len() > 0 => {
-                let batch = queue.take(500);
-                let body: Vec<&Postable> = batch.iter().map(|(_, p)| p).collect();
-                let mut accepted = false;
-                for url in &urls {
-                    match client.post(url).json(&body).send().await {
-                        Ok(r) if r.status().is_success() => {
-                            accepted = true;
-                            m.sent.with_label_values(&[url]).inc_by(body.len() as u64);
-                        }
-                        Ok(r) => {
-                            m.failed.with_label_values(&[url]).inc();
-                            tracing::warn!(url, status = %r.status(), "alertmanager refused alerts");
-                        }
-                        Err(e) => {
-                            m.failed.with_label_values(&[url]).inc();
-                            tracing::warn!(url, error = %e, "alertmanager unreachable");
-                        }
-                    }
-                }
-                if accepted {
-                    backoff = Duration::ZERO;
-                } else {
-                    queue.requeue(batch);
-                    backoff = (backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(10));
-                }
-                next_attempt = Instant::now() + backoff;
             }
         }
-        m.queued.set(queue.len() as i64);
+    }
+    closing.store(true, Ordering::Release);
+    for t in &targets {
+        t.wake.notify_one();
+    }
+    for w in workers {
+        let _ = w.await;
+    }
+}
+
+/// One Alertmanager's worker: posts its queue in batches, retrying failures
+/// with backoff; exits once closing and drained.
+async fn deliver(
+    target: Arc<Target>,
+    client: reqwest::Client,
+    m: NotifierMetrics,
+    closing: Arc<AtomicBool>,
+) {
+    let url = target.url.as_str();
+    let mut backoff = Duration::ZERO;
+    loop {
+        let batch = target
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(500);
+        if batch.is_empty() {
+            if closing.load(Ordering::Acquire) {
+                return;
+            }
+            // A wake-up sent before this wait is stored, so none is missed.
+            target.wake.notified().await;
+            continue;
+        }
+        let body: Vec<&Postable> = batch.iter().map(|(_, p)| p).collect();
+        let ok = match client.post(url).json(&body).send().await {
+            Ok(r) if r.status().is_success() => true,
+            Ok(r) => {
+                tracing::warn!(url, status = %r.status(), "alertmanager refused alerts");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(url, error = %e, "alertmanager unreachable");
+                false
+            }
+        };
+        let sent = body.len() as u64;
+        if ok {
+            m.sent.with_label_values(&[url]).inc_by(sent);
+            backoff = Duration::ZERO;
+        } else {
+            m.failed.with_label_values(&[url]).inc();
+            backoff = (backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(10));
+        }
+        {
+            let mut q = target.queue.lock().unwrap_or_else(|p| p.into_inner());
+            if !ok {
+                q.requeue(batch);
+            }
+            m.queued.with_label_values(&[url]).set(q.len() as i64);
+        }
+        if !backoff.is_zero() {
+            tokio::time::sleep(backoff).await;
+        }
     }
 }
 
