@@ -11,10 +11,13 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::alert::{self, Alert, Transition};
+use crate::config::Op;
 use crate::config::{Aggregate, Config, RuleSpec, SignalDef};
 use crate::event::Event;
 use crate::groups::{GroupKey, Grouping, Lookup};
-use crate::lifecycle::{read, step, step_absent, Instance, Reading, State, TransitionKind};
+use crate::lifecycle::{
+    read, read_judged, step, step_absent, Instance, Reading, State, TransitionKind,
+};
 use crate::time::{format_duration, format_rfc3339, Millis};
 use crate::window::{empty_value, grow, FamilyStore};
 
@@ -611,9 +614,24 @@ impl Engine {
                                 value,
                             });
                         }
+                        // With `confidence`, the breach is judged on the bound toward
+                        // the level: the evidence, not the estimate.
+                        let evidence = match (spec.confidence, def.aggregate, value.value) {
+                            (Some(c), Aggregate::Rate, Some(p)) if has_data => {
+                                let (lo, hi) = crate::confidence::wilson(p, value.events, c.z);
+                                Some(if spec.op == Op::Above { lo } else { hi })
+                            }
+                            (Some(c), Aggregate::Quantile(q), Some(_)) if has_data => {
+                                let (lo, hi) =
+                                    crate::confidence::quantile_ranks(q, value.events, c.z);
+                                let rank = if spec.op == Op::Above { lo } else { hi };
+                                fam.store.window_quantile(g, m, rank)
+                            }
+                            _ => None,
+                        };
                         for (level, inst) in spec.levels.iter().zip(insts.iter_mut()) {
                             let before = *inst;
-                            let reading = read(spec, level, value);
+                            let reading = read_judged(spec, level, value, evidence);
                             if let Some(kind) = step(inst, spec, def.slide, at, reading) {
                                 track_active(&mut rs.active, before.state, inst.state);
                                 stats.transitions += 1;

@@ -79,6 +79,17 @@ pub enum Reading {
 
 /// Reads a window value against a level.
 pub fn read(spec: &ThresholdSpec, level: &Level, w: WindowValue) -> Reading {
+    read_judged(spec, level, w, None)
+}
+
+/// Reads a window value against a level, judging the breach on `evidence` (the
+/// confidence bound toward the level) when given, and recovery on the value.
+pub fn read_judged(
+    spec: &ThresholdSpec,
+    level: &Level,
+    w: WindowValue,
+    evidence: Option<f64>,
+) -> Reading {
     let Some(v) = w.value else {
         return if w.events == 0 {
             Reading::Clear
@@ -93,9 +104,10 @@ pub fn read(spec: &ThresholdSpec, level: &Level, w: WindowValue) -> Reading {
             Reading::Insufficient
         };
     }
+    let e = evidence.unwrap_or(v);
     let (beyond, healthy) = match spec.op {
-        Op::Above => (v > level.value, v <= level.clear),
-        Op::Below => (v < level.value, v >= level.clear),
+        Op::Above => (e > level.value, v <= level.clear),
+        Op::Below => (e < level.value, v >= level.clear),
     };
     if beyond {
         Reading::Breach

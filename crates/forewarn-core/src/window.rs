@@ -390,6 +390,16 @@ impl FamilyStore {
         }
     }
 
+    /// The `q`-quantile of member `m`'s window sketch for group `g`, as left by
+    /// the last [`FamilyStore::window`] call for them (a second read of the same
+    /// window at another rank, for confidence bounds).
+    pub fn window_quantile(&self, g: usize, m: usize, q: f64) -> Option<f64> {
+        let qi = self.quantile_of.get(m).copied().flatten()?;
+        self.window_sketches
+            .get(g * self.quantiles + qi)?
+            .quantile(q)
+    }
+
     /// Bytes held by each part: (heads, panes, sketch headers, sketch buckets).
     pub fn breakdown(&self) -> [usize; 4] {
         [

@@ -176,6 +176,19 @@ pub struct ThresholdSpec {
     pub keep_firing_for: Millis,
     /// Fewest events for the value to count.
     pub min_events: u64,
+    /// When set, a level is breached only if the one-sided confidence bound of
+    /// the signal is beyond it (see [`crate::confidence`]); recovery still reads
+    /// the estimate against `clear`.
+    pub confidence: Option<Confidence>,
+}
+
+/// A rule's required confidence and its normal quantile.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Confidence {
+    /// E.g. 0.95.
+    pub level: f64,
+    /// One-sided standard normal quantile of `level`.
+    pub z: f64,
 }
 
 /// What a rule checks.
@@ -404,8 +417,11 @@ impl Config {
                     } else {
                         String::new()
                     };
+                    let conf = t.confidence.map_or(String::new(), |c| {
+                        format!(", breach at {}% confidence", c.level * 100.0)
+                    });
                     out.push_str(&format!(
-                        "  {}: threshold, {}, {trig}, min {} events{keep}\n",
+                        "  {}: threshold, {}, {trig}, min {} events{conf}{keep}\n",
                         r.name,
                         levels.join("; "),
                         t.min_events
@@ -872,6 +888,7 @@ fn rule(
                 (r.m_of_n.is_some(), "m_of_n"),
                 (r.keep_firing_for.is_some(), "keep_firing_for"),
                 (r.min_events.is_some(), "min_events"),
+                (r.confidence.is_some(), "confidence"),
             ] {
                 if given {
                     return Err(at(
@@ -1003,12 +1020,37 @@ fn rule(
                     ))
                 }
             };
+            let confidence = match &r.confidence {
+                None => None,
+                Some(c) => {
+                    let level = *c.get_ref();
+                    if !(0.5..1.0).contains(&level) {
+                        return Err(cx.err(
+                            c.span(),
+                            format!("rule `{name}`: confidence {level} must be at least 0.5 and below 1"),
+                            "e.g. confidence = 0.95: breach only when 95% sure the true value is beyond the level",
+                        ));
+                    }
+                    if !matches!(sdef.aggregate, Aggregate::Rate | Aggregate::Quantile(_)) {
+                        return Err(cx.err(
+                            c.span(),
+                            format!("rule `{name}`: confidence applies to rate and quantile signals, and `{}` is {}", sdef.name, sdef.aggregate),
+                            "remove `confidence` (use `min_events` against small samples), or put the rule on a rate or quantile signal",
+                        ));
+                    }
+                    Some(Confidence {
+                        level,
+                        z: crate::confidence::z_for(level),
+                    })
+                }
+            };
             RuleSpec::Threshold(ThresholdSpec {
                 op,
                 levels,
                 trigger,
                 keep_firing_for,
                 min_events,
+                confidence,
             })
         }
     };

@@ -227,6 +227,9 @@ pub struct RawRule {
     pub keep_firing_for: Option<Spanned<String>>,
     /// Fewest events in the window for the value to count.
     pub min_events: Option<Spanned<i64>>,
+    /// Breach only when the confidence bound (not just the estimate) is beyond
+    /// the level: rate and quantile signals.
+    pub confidence: Option<Spanned<f64>>,
     /// Severity of an absent rule (warning | critical; default critical).
     pub severity: Option<String>,
     /// Failure category, added as the `category` label.

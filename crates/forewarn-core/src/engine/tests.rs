@@ -655,6 +655,86 @@ fn groups_watched_for_silence_are_never_reclaimed() {
     assert_eq!(e.stats().refused_groups, 100, "every event of c is refused");
 }
 
+/// A rate rule and a p99 rule, each with or without `confidence`.
+fn noisy_rules(confidence: &str) -> String {
+    format!(
+        r#"
+[time]
+allowed_lateness = "0s"
+[[signals]]
+name = "err"
+aggregate = "rate"
+filter = {{ outcome = "error" }}
+window = "10s"
+[[signals]]
+name = "p99"
+aggregate = "quantile"
+quantile = 0.99
+field = "latency_ms"
+window = "10s"
+[[rules]]
+name = "Err"
+kind = "threshold"
+signal = "err"
+warning = 0.15
+min_events = 5
+{confidence}
+[[rules]]
+name = "Slow"
+kind = "threshold"
+signal = "p99"
+warning = 1000
+min_events = 50
+{confidence}
+"#
+    )
+}
+
+/// `per_window` requests in each of the first three 10 s windows, `errors` of
+/// them failing and `slow` of them taking 5 s (the rest 100 ms), then one
+/// request in the fourth window to close the third.
+fn sample(per_window: i64, errors: i64, slow: i64) -> Vec<String> {
+    let mut lines = Vec::new();
+    for w in 0..3 {
+        for i in 0..per_window {
+            let ts = T0 + w * 10_000 + i * 10_000 / per_window;
+            let outcome = if i < errors { "error" } else { "ok" };
+            let latency = if i >= per_window - slow { 5000 } else { 100 };
+            lines.push(format!(
+                r#"{{"ts":{ts},"service":"s","kind":"request","outcome":"{outcome}","latency_ms":{latency}}}"#
+            ));
+        }
+    }
+    lines.push(req("s", 35, "ok"));
+    lines
+}
+
+fn fired(confidence: &str, lines: &[String]) -> Vec<String> {
+    let mut e = Engine::new(cfg(&noisy_rules(confidence)));
+    run(&mut e, lines, FAR_FUTURE)
+        .into_iter()
+        .filter(|l| l.starts_with("firing"))
+        .map(|l| l.split(' ').nth(1).unwrap().to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+#[test]
+fn confidence_keeps_small_samples_from_paging_but_not_real_breaches() {
+    // 2 errors in 10 (20% > 15%) and 2 slow requests in 60 (p99 = 5 s): the
+    // estimates breach, the evidence does not.
+    let small = sample(60, 0, 2);
+    let few = sample(10, 2, 0);
+    assert_eq!(fired("", &small), vec!["Slow"]);
+    assert_eq!(fired("", &few), vec!["Err"]);
+    assert!(fired("confidence = 0.95", &small).is_empty());
+    assert!(fired("confidence = 0.95", &few).is_empty());
+    // 25% errors and 5% slow requests out of 400: certain at 95%.
+    let real = sample(400, 100, 20);
+    assert_eq!(fired("confidence = 0.95", &real), vec!["Err", "Slow"]);
+}
+
 // ---------------------------------------------------------------- debouncing
 
 fn flapping(trigger: &str) -> Vec<String> {

@@ -16,6 +16,7 @@ fn spec(trigger: Trigger, keep: Millis, min_events: u64) -> ThresholdSpec {
         trigger,
         keep_firing_for: keep,
         min_events,
+        confidence: None,
     }
 }
 
