@@ -141,6 +141,12 @@ pipeline = dashboard("forewarn-pipeline", "forewarn: pipeline health", [
            "sum(rate(forewarn_commit_failures_total[$__rate_interval]))"],
           12, 24, legend=["partitions", "events of refused groups/s", "idle groups reclaimed/s",
                           "commit failures/s"]),
+    panel(9, "Alertmanager notifications: accepted and failed per second, queued", "timeseries",
+          ["sum by (alertmanager) (rate(forewarn_notifications_sent_total[$__rate_interval]))",
+           "sum by (alertmanager) (rate(forewarn_notifications_failed_total[$__rate_interval]))",
+           "sum by (alertmanager) (forewarn_notifications_queued)"],
+          0, 32, w=24, legend=["accepted {{alertmanager}}", "failed {{alertmanager}}",
+                               "queued {{alertmanager}}"]),
 ])
 
 for name, d in [("service-risk-overview", overview), ("service-drilldown", drilldown),

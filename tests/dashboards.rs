@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::{
-    base_ms, config, eventually, http_get, percent_encode, requests, Broker, Forewarn, Prometheus,
-    TempDir, ESTATE,
+    base_ms, config, eventually, http_get, percent_encode, requests, Alertmanager, Broker,
+    Forewarn, Prometheus, TempDir, Webhook, ESTATE,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -51,7 +51,10 @@ fn every_dashboard_expression_returns_data() {
     let mut events = requests(base_ms(), &["pay", "cart"], 0, 200, &["pay"], (100, 200));
     events.insert(50, (Some("pay".into()), b"{not json".to_vec()));
     broker.produce("dash-events", &events);
-    let run = Forewarn::start(&cfg, &dir.0, "run");
+    // Alerts go to a real Alertmanager too, so the notification panels have data.
+    let hook = Webhook::start();
+    let am = Alertmanager::start(&hook.url);
+    let run = Forewarn::start_with(&cfg, &dir.0, "run", &["--alertmanager", &am.url], &[]);
     eventually(WAIT, "consumed", || {
         broker.all_committed("dash-group", "dash-events")
     });

@@ -265,7 +265,10 @@ async fn run(options: AlertmanagerOptions, mut rx: mpsc::Receiver<Alert>, m: Not
         .iter()
         .map(|u| {
             let url = format!("{}/api/v2/alerts", u.trim_end_matches('/'));
+            // Every known series from the start: dashboards and rate() see a 0.
             m.queued.with_label_values(&[&url]).set(0);
+            m.sent.with_label_values(&[&url]);
+            m.failed.with_label_values(&[&url]);
             Arc::new(Target {
                 url,
                 queue: Mutex::new(Queue::default()),
