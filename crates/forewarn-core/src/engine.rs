@@ -11,8 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::alert::{self, Alert, Transition};
-use crate::config::Op;
-use crate::config::{Aggregate, Config, RuleSpec, SignalDef};
+use crate::config::{Aggregate, Config, Op, RuleSpec, SignalDef};
 use crate::event::Event;
 use crate::groups::{GroupKey, Grouping, Lookup};
 use crate::lifecycle::{
@@ -493,7 +492,7 @@ impl Engine {
                 for &fi in &fams {
                     self.families[fi].store.reset_group(g);
                     for &ri in &self.family_rules[fi] {
-                        let levels = self.levels(ri);
+                        let levels = self.cfg.rules[ri].spec.levels();
                         if let Some(insts) = self.rules[ri]
                             .instances
                             .get_mut(g * levels..(g + 1) * levels)
@@ -516,24 +515,17 @@ impl Engine {
     fn is_idle(&self, fams: &[usize], g: usize) -> bool {
         fams.iter().all(|&fi| {
             let window = self.cfg.signals[self.family_signal[fi]].window;
-            let quiet = self.families[fi].store.newest(g) < self.clock.watermark - window;
+            let quiet =
+                self.families[fi].store.newest(g) < self.clock.watermark.saturating_sub(window);
             quiet
                 && self.family_rules[fi].iter().all(|&ri| {
-                    let levels = self.levels(ri);
+                    let levels = self.cfg.rules[ri].spec.levels();
                     self.rules[ri]
                         .instances
                         .get(g * levels..(g + 1) * levels)
                         .is_none_or(|i| i.iter().all(|i| i.state == State::Inactive))
                 })
         })
-    }
-
-    /// Alert levels (instances per group) of rule `ri`.
-    fn levels(&self, ri: usize) -> usize {
-        match &self.cfg.rules[ri].spec {
-            RuleSpec::Threshold(t) => t.levels.len(),
-            RuleSpec::Absent { .. } => 1,
-        }
     }
 
     /// Evaluates every rule of family `fi` on the window ending at `at`, one pass
@@ -563,10 +555,7 @@ impl Engine {
         let family_rules = &family_rules[fi];
         let mut always = false;
         for &ri in family_rules {
-            let levels = match &cfg.rules[ri].spec {
-                RuleSpec::Threshold(spec) => spec.levels.len(),
-                RuleSpec::Absent { .. } => 1,
-            };
+            let levels = cfg.rules[ri].spec.levels();
             let rs = &mut rules[ri];
             if rs.instances.len() < groups * levels {
                 grow(&mut rs.instances, groups * levels, Instance::default);
@@ -773,10 +762,7 @@ impl Engine {
     pub fn readings(&self) -> Vec<RuleReading> {
         let mut out = Vec::new();
         for (ri, (rule, rs)) in self.cfg.rules.iter().zip(&self.rules).enumerate() {
-            let levels = match &rule.spec {
-                RuleSpec::Threshold(t) => t.levels.len(),
-                RuleSpec::Absent { .. } => 1,
-            };
+            let levels = rule.spec.levels();
             let grouping = &self.groupings[self.signal_grouping[rule.signal]];
             for (g, v) in self.latest[ri].iter().enumerate() {
                 if grouping.is_free(g as u32) {

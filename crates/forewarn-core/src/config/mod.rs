@@ -191,6 +191,16 @@ pub struct Confidence {
     pub z: f64,
 }
 
+impl RuleSpec {
+    /// Alert instances per group: one per severity level (absent rules have one).
+    pub fn levels(&self) -> usize {
+        match self {
+            RuleSpec::Threshold(t) => t.levels.len(),
+            RuleSpec::Absent { .. } => 1,
+        }
+    }
+}
+
 /// What a rule checks.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RuleSpec {
