@@ -16,6 +16,7 @@ pub mod filter;
 pub mod groups;
 pub mod lifecycle;
 pub mod risk;
+pub mod rules;
 pub mod sketch;
 pub mod time;
 pub mod window;

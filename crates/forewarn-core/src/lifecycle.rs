@@ -4,9 +4,38 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Level, Op, ThresholdSpec, Trigger};
 use crate::time::Millis;
-use crate::window::WindowValue;
+
+/// When a breach becomes an alert.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Trigger {
+    /// The breach holds continuously for this long (0: at once).
+    For(Millis),
+    /// At least `m` of the last `n` evaluations breach.
+    MOfN {
+        /// Breaching evaluations needed.
+        m: u32,
+        /// Evaluations considered.
+        n: u32,
+    },
+}
+
+/// The lifecycle settings every rule kind shares.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lifecycle {
+    /// Debounce: `for` or `m_of_n`.
+    pub trigger: Trigger,
+    /// Stay firing this long after recovery.
+    pub keep_firing_for: Millis,
+}
+
+impl Lifecycle {
+    /// Fire at the first breach, resolve at the first recovery.
+    pub const IMMEDIATE: Lifecycle = Lifecycle {
+        trigger: Trigger::For(0),
+        keep_firing_for: 0,
+    };
+}
 
 /// Lifecycle state of one alert instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -64,7 +93,7 @@ impl Default for Instance {
     }
 }
 
-/// How an evaluation reads against one level.
+/// How an evaluation reads against one level (each rule kind produces these).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reading {
     /// Beyond the breach level with enough events.
@@ -77,47 +106,6 @@ pub enum Reading {
     Insufficient,
 }
 
-/// Reads a window value against a level.
-pub fn read(spec: &ThresholdSpec, level: &Level, w: WindowValue) -> Reading {
-    read_judged(spec, level, w, None)
-}
-
-/// Reads a window value against a level, judging the breach on `evidence` (the
-/// confidence bound toward the level) when given, and recovery on the value.
-pub fn read_judged(
-    spec: &ThresholdSpec,
-    level: &Level,
-    w: WindowValue,
-    evidence: Option<f64>,
-) -> Reading {
-    let Some(v) = w.value else {
-        return if w.events == 0 {
-            Reading::Clear
-        } else {
-            Reading::Insufficient
-        };
-    };
-    if w.events < spec.min_events {
-        return if w.events == 0 {
-            Reading::Clear
-        } else {
-            Reading::Insufficient
-        };
-    }
-    let e = evidence.unwrap_or(v);
-    let (beyond, healthy) = match spec.op {
-        Op::Above => (e > level.value, v <= level.clear),
-        Op::Below => (e < level.value, v >= level.clear),
-    };
-    if beyond {
-        Reading::Breach
-    } else if healthy {
-        Reading::Clear
-    } else {
-        Reading::Elevated
-    }
-}
-
 fn mask(n: u32) -> u64 {
     if n >= 64 {
         u64::MAX
@@ -126,11 +114,11 @@ fn mask(n: u32) -> u64 {
     }
 }
 
-/// Advances one threshold instance by an evaluation at time `at` (a window end,
-/// evaluations `slide` apart). Returns the transition, if any.
+/// Advances one alert instance by an evaluation at time `at` (evaluations
+/// `slide` apart). Returns the transition, if any.
 pub fn step(
     inst: &mut Instance,
-    spec: &ThresholdSpec,
+    spec: &Lifecycle,
     slide: Millis,
     at: Millis,
     reading: Reading,
@@ -206,24 +194,6 @@ pub fn step(
             }
             None
         }
-    }
-}
-
-/// Advances an absent-rule instance: `silent` is whether no matching event was seen
-/// for the rule's `for`.
-pub fn step_absent(inst: &mut Instance, at: Millis, silent: bool) -> Option<TransitionKind> {
-    match (inst.state, silent) {
-        (State::Inactive, true) => {
-            inst.state = State::Firing;
-            inst.active_since = at;
-            inst.fired_at = at;
-            Some(TransitionKind::Firing)
-        }
-        (State::Firing, false) => {
-            *inst = Instance::default();
-            Some(TransitionKind::Resolved)
-        }
-        _ => None,
     }
 }
 

@@ -1,58 +1,17 @@
 //! A 0–1 risk score per (rule, group), for dashboards: how close a rule is to
-//! paging. Firing critical is 1, pending critical 0.7, firing warning 0.5,
-//! pending warning 0.3; below any level, a quarter of the proximity to the lowest
-//! level (0 at a distance of one threshold's magnitude or more, 0.25 right at it).
-//! A service's risk is the largest over its rules.
+//! paging. Each rule kind contributes its own ([`crate::rules::RuleKind::risk`]):
+//! firing critical is 1, pending critical 0.7, firing warning 0.5, pending
+//! warning 0.3; a threshold below any level adds a quarter of its proximity to
+//! the lowest level (0 at a distance of one threshold's magnitude or more, 0.25
+//! right at it). A service's risk is the largest over its rules.
 
-use crate::config::{Op, RuleSpec, Severity, ThresholdSpec};
 use crate::lifecycle::State;
-
-/// Score of one level in `state`.
-fn level_score(severity: Severity, state: State) -> f64 {
-    match (state, severity) {
-        (State::Firing, Severity::Critical) => 1.0,
-        (State::Pending, Severity::Critical) => 0.7,
-        (State::Firing, Severity::Warning) => 0.5,
-        (State::Pending, Severity::Warning) => 0.3,
-        (State::Inactive, _) => 0.0,
-    }
-}
-
-/// How close `value` is to breaching `level` (0..=1; 1 at or beyond it).
-fn proximity(spec: &ThresholdSpec, level: f64, value: f64) -> f64 {
-    let distance = match spec.op {
-        Op::Above => level - value,
-        Op::Below => value - level,
-    };
-    let scale = if level.abs() > f64::EPSILON {
-        level.abs()
-    } else {
-        1.0
-    };
-    (1.0 - distance / scale).clamp(0.0, 1.0)
-}
+use crate::rules::RuleSpec;
 
 /// Risk of one rule for one group, from its latest value (NaN: none) and the
 /// states of its levels (in the rule's level order).
 pub fn rule_risk(spec: &RuleSpec, value: f64, states: &[State]) -> f64 {
-    match spec {
-        RuleSpec::Threshold(t) => {
-            let alerting = t
-                .levels
-                .iter()
-                .zip(states)
-                .map(|(l, s)| level_score(l.severity, *s))
-                .fold(0.0, f64::max);
-            let near = match t.levels.first() {
-                Some(l) if value.is_finite() => 0.25 * proximity(t, l.value, value),
-                _ => 0.0,
-            };
-            alerting.max(near)
-        }
-        RuleSpec::Absent { severity, .. } => {
-            states.first().map_or(0.0, |s| level_score(*severity, *s))
-        }
-    }
+    spec.risk(value, states)
 }
 
 #[cfg(test)]

@@ -592,7 +592,7 @@ impl ActiveAlerts {
                 let rule = &cfg.rules[r.rule as usize];
                 out.push(GroupReading {
                     rule: rule.name.clone(),
-                    signal: cfg.signals[rule.signal].name.clone(),
+                    signal: rule.signal_name(&cfg.signals).to_string(),
                     labels: shard.engine.rule_group_labels(r.rule, r.group),
                     value: r.value,
                     risk: r.risk,

@@ -4,14 +4,19 @@
 //! what to fix.
 
 pub mod kafka;
-mod raw;
+pub(crate) mod raw;
+mod rule;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::ops::Range;
 
-use raw::{OneOrMany, RawConfig, RawFilter, RawLevel, RawRule, RawRuleKind, RawSignal};
+use raw::{OneOrMany, RawConfig, RawFilter, RawSignal};
 pub use raw::{Op, RawAggregate, ValueField};
+
+pub use crate::lifecycle::{Lifecycle, Trigger};
+pub use crate::rules::threshold::{Confidence, Level, Threshold};
+pub use crate::rules::RuleSpec;
 use toml::Spanned;
 
 use crate::event::{Category, Kind, Outcome};
@@ -138,92 +143,18 @@ impl Severity {
     }
 }
 
-/// One severity level of a threshold rule.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Level {
-    /// Which severity.
-    pub severity: Severity,
-    /// Breach when beyond this.
-    pub value: f64,
-    /// Recover only when back on the good side of this.
-    pub clear: f64,
-}
-
-/// When a breach becomes an alert.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Trigger {
-    /// The breach holds continuously for this long (0: at once).
-    For(Millis),
-    /// At least `m` of the last `n` evaluations breach.
-    MOfN {
-        /// Breaching evaluations needed.
-        m: u32,
-        /// Evaluations considered.
-        n: u32,
-    },
-}
-
-/// Threshold rule parameters.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ThresholdSpec {
-    /// Direction.
-    pub op: Op,
-    /// Levels, lowest severity first.
-    pub levels: Vec<Level>,
-    /// Debounce.
-    pub trigger: Trigger,
-    /// Stay firing this long after recovery.
-    pub keep_firing_for: Millis,
-    /// Fewest events for the value to count.
-    pub min_events: u64,
-    /// When set, a level is breached only if the one-sided confidence bound of
-    /// the signal is beyond it (see [`crate::confidence`]); recovery still reads
-    /// the estimate against `clear`.
-    pub confidence: Option<Confidence>,
-}
-
-/// A rule's required confidence and its normal quantile.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Confidence {
-    /// E.g. 0.95.
-    pub level: f64,
-    /// One-sided standard normal quantile of `level`.
-    pub z: f64,
-}
-
-impl RuleSpec {
-    /// Alert instances per group: one per severity level (absent rules have one).
-    pub fn levels(&self) -> usize {
-        match self {
-            RuleSpec::Threshold(t) => t.levels.len(),
-            RuleSpec::Absent { .. } => 1,
-        }
-    }
-}
-
-/// What a rule checks.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RuleSpec {
-    /// Signal beyond a level.
-    Threshold(ThresholdSpec),
-    /// No matching event for `for_`.
-    Absent {
-        /// Silence that fires.
-        for_: Millis,
-        /// Severity of the alert.
-        severity: Severity,
-    },
-}
-
 /// A rule.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuleDef {
     /// Unique name (alertname).
     pub name: String,
-    /// Index into [`Config::signals`].
-    pub signal: usize,
-    /// What it checks.
+    /// What it checks: the kind and its parameters.
     pub spec: RuleSpec,
+    /// `for` / `m_of_n` and `keep_firing_for`.
+    pub lifecycle: Lifecycle,
+    /// Time between evaluations (the driving signal's slide, or the kind's own
+    /// interval).
+    pub period: Millis,
     /// Failure category label.
     pub category: Option<Category>,
     /// Extra labels.
@@ -265,13 +196,14 @@ pub const TEMPLATE_FIELDS: &[&str] = &[
     "category",
 ];
 
-struct Ctx<'a> {
+/// Where a config comes from, for located errors.
+pub(crate) struct Ctx<'a> {
     file: &'a str,
     src: &'a str,
 }
 
 impl Ctx<'_> {
-    fn err(
+    pub(crate) fn err(
         &self,
         span: Range<usize>,
         message: impl Into<String>,
@@ -309,28 +241,10 @@ fn gcd(a: i64, b: i64) -> i64 {
     }
 }
 
-fn is_label_name(s: &str) -> bool {
+pub(crate) fn is_label_name(s: &str) -> bool {
     let mut c = s.chars();
     matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_')
         && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
-}
-
-fn check_template(t: &str) -> Result<(), String> {
-    let mut rest = t;
-    while let Some(open) = rest.find('{') {
-        let after = &rest[open + 1..];
-        let Some(close) = after.find('}') else {
-            return Err(format!("unclosed `{{` in template `{t}`"));
-        };
-        let name = &after[..close];
-        if !TEMPLATE_FIELDS.contains(&name) {
-            return Err(format!(
-                "unknown placeholder `{{{name}}}` in template `{t}`"
-            ));
-        }
-        rest = &after[close + 1..];
-    }
-    Ok(())
 }
 
 impl Config {
@@ -401,49 +315,12 @@ impl Config {
         }
         out.push_str(&format!("{} rule(s):\n", self.rules.len()));
         for r in &self.rules {
-            let sig = &self.signals[r.signal].name;
-            match &r.spec {
-                RuleSpec::Threshold(t) => {
-                    let op = if t.op == Op::Above { ">" } else { "<" };
-                    let levels: Vec<String> = t
-                        .levels
-                        .iter()
-                        .map(|l| {
-                            let clear = if l.clear == l.value {
-                                String::new()
-                            } else {
-                                format!(" (clears at {})", l.clear)
-                            };
-                            format!("{} {sig} {op} {}{clear}", l.severity.as_str(), l.value)
-                        })
-                        .collect();
-                    let trig = match t.trigger {
-                        Trigger::For(0) => "at once".into(),
-                        Trigger::For(d) => format!("for {}", format_duration(d)),
-                        Trigger::MOfN { m, n } => format!("{m} of the last {n} evaluations"),
-                    };
-                    let keep = if t.keep_firing_for > 0 {
-                        format!(", keep firing {}", format_duration(t.keep_firing_for))
-                    } else {
-                        String::new()
-                    };
-                    let conf = t.confidence.map_or(String::new(), |c| {
-                        format!(", breach at {}% confidence", c.level * 100.0)
-                    });
-                    out.push_str(&format!(
-                        "  {}: threshold, {}, {trig}, min {} events{conf}{keep}\n",
-                        r.name,
-                        levels.join("; "),
-                        t.min_events
-                    ));
-                }
-                RuleSpec::Absent { for_, severity } => out.push_str(&format!(
-                    "  {}: absent, {} when no {sig} event for {}\n",
-                    r.name,
-                    severity.as_str(),
-                    format_duration(*for_)
-                )),
-            }
+            out.push_str(&format!(
+                "  {}: {}{}\n",
+                r.name,
+                r.spec.describe(&self.signals),
+                r.lifecycle_text()
+            ));
         }
         out
     }
@@ -514,7 +391,7 @@ fn validate(cx: &Ctx, raw: RawConfig) -> Result<Config, ConfigError> {
     let mut rules = Vec::new();
     let mut rule_names = HashMap::new();
     for r in &raw.rules {
-        let def = rule(cx, r, &by_name, &signals)?;
+        let def = rule::rule(cx, r, &by_name, &signals, time.allowed_lateness)?;
         if rule_names.insert(def.name.clone(), ()).is_some() {
             return Err(cx.err(
                 r.span(),
@@ -636,7 +513,12 @@ fn kafka_section(cx: &Ctx, raw: kafka::RawKafka) -> Result<kafka::KafkaConfig, C
     Ok(k)
 }
 
-fn filter(cx: &Ctx, span: Range<usize>, f: &RawFilter, what: &str) -> Result<Filter, ConfigError> {
+pub(crate) fn filter(
+    cx: &Ctx,
+    span: Range<usize>,
+    f: &RawFilter,
+    what: &str,
+) -> Result<Filter, ConfigError> {
     fn mask<T: Copy>(v: &Option<OneOrMany<T>>, bit: fn(T) -> u8) -> u8 {
         v.as_ref()
             .map_or(0, |v| v.0.iter().fold(0, |m, x| m | bit(*x)))
@@ -817,262 +699,41 @@ fn signal(cx: &Ctx, s: &Spanned<RawSignal>) -> Result<SignalDef, ConfigError> {
     })
 }
 
-fn rule(
-    cx: &Ctx,
-    s: &Spanned<RawRule>,
-    signals_by_name: &HashMap<String, usize>,
-    signals: &[SignalDef],
-) -> Result<RuleDef, ConfigError> {
-    let span = s.span();
-    let r = s.get_ref();
-    let name = &r.name;
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-    {
-        return Err(cx.err(
-            span,
-            format!("rule name `{name}` must be letters, digits, _ and :"),
-            "rename it, e.g. `CheckoutErrorRateHigh`",
-        ));
-    }
-    let at = |m: String, h: &str| cx.err(span.clone(), format!("rule `{name}`: {m}"), h);
-    let Some(&sig) = signals_by_name.get(&r.signal) else {
-        let known: Vec<&str> = signals.iter().map(|s| s.name.as_str()).collect();
-        return Err(at(
-            format!("unknown signal `{}`", r.signal),
-            &format!("use one of: {}", known.join(", ")),
-        ));
-    };
-    let sdef = &signals[sig];
-    for (k, v) in &r.labels {
-        if !is_label_name(k)
-            || ["alertname", "service", "severity", "category"].contains(&k.as_str())
-        {
-            return Err(at(format!("label `{k}` is not allowed"), "use a label name of letters, digits and _, other than alertname, service, severity and category"));
-        }
-        if v.is_empty() {
-            return Err(at(
-                format!("label `{k}` is empty"),
-                "give it a value or remove it",
-            ));
+impl RuleDef {
+    /// The signal driving the rule, if it reads one.
+    pub fn signal(&self) -> Option<usize> {
+        match self.spec.input() {
+            crate::rules::Input::Signal(s) => Some(s),
+            crate::rules::Input::Own { .. } => None,
         }
     }
-    let summary = r.summary.clone().unwrap_or_else(|| match r.kind {
-        RawRuleKind::Threshold => {
-            "{rule}: {signal} of {service} is {value} (threshold {threshold})".into()
+
+    /// The `{signal}` placeholder: the driving signal's name, or the rule's own.
+    pub fn signal_name<'a>(&'a self, signals: &'a [SignalDef]) -> &'a str {
+        self.signal()
+            .map_or(self.name.as_str(), |s| signals[s].name.as_str())
+    }
+
+    /// `, for 1m, keep firing 2m` — the shared lifecycle, for `forewarn check`.
+    fn lifecycle_text(&self) -> String {
+        if !self.spec.has_lifecycle() {
+            return String::new();
         }
-        RawRuleKind::Absent => "{rule}: no {signal} events from {service} for {window}".into(),
-    });
-    for t in std::iter::once(&summary).chain(r.annotations.values()) {
-        check_template(t).map_err(|m| {
-            at(
-                m,
-                &format!(
-                    "placeholders: {}",
-                    TEMPLATE_FIELDS
-                        .iter()
-                        .map(|f| format!("{{{f}}}"))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                ),
+        let trig = match self.lifecycle.trigger {
+            Trigger::For(0) => "at once".into(),
+            Trigger::For(d) => format!("for {}", format_duration(d)),
+            Trigger::MOfN { m, n } => format!("{m} of the last {n} evaluations"),
+        };
+        let keep = if self.lifecycle.keep_firing_for > 0 {
+            format!(
+                ", keep firing {}",
+                format_duration(self.lifecycle.keep_firing_for)
             )
-        })?;
+        } else {
+            String::new()
+        };
+        format!(", {trig}{keep}")
     }
-    for k in r.annotations.keys() {
-        if !is_label_name(k) || k == "summary" || k == "value" {
-            return Err(at(
-                format!("annotation `{k}` is not allowed"),
-                "use a name of letters, digits and _ other than summary and value",
-            ));
-        }
-    }
-    let for_ = r.for_.as_ref().map(|f| cx.duration(f, "for")).transpose()?;
-    let spec = match r.kind {
-        RawRuleKind::Absent => {
-            for (given, field) in [
-                (r.op.is_some(), "op"),
-                (r.warning.is_some(), "warning"),
-                (r.critical.is_some(), "critical"),
-                (r.m_of_n.is_some(), "m_of_n"),
-                (r.keep_firing_for.is_some(), "keep_firing_for"),
-                (r.min_events.is_some(), "min_events"),
-                (r.confidence.is_some(), "confidence"),
-            ] {
-                if given {
-                    return Err(at(
-                        format!("`{field}` does not apply to absent rules"),
-                        &format!("remove `{field}`"),
-                    ));
-                }
-            }
-            let severity = match r.severity.as_deref() {
-                None | Some("critical") => Severity::Critical,
-                Some("warning") => Severity::Warning,
-                Some(other) => {
-                    return Err(at(
-                        format!("severity `{other}` is not warning or critical"),
-                        "write severity = \"warning\" or \"critical\"",
-                    ))
-                }
-            };
-            match for_ {
-                Some(f) if f >= sdef.pane => RuleSpec::Absent { for_: f, severity },
-                Some(_) => {
-                    return Err(at(
-                        format!(
-                            "`for` is shorter than the signal's pane ({})",
-                            format_duration(sdef.pane)
-                        ),
-                        "silence is measured in whole panes; use a longer `for`",
-                    ))
-                }
-                None => {
-                    return Err(at(
-                        "absent rules need `for`, the silence that fires".into(),
-                        "add for = \"5m\"",
-                    ))
-                }
-            }
-        }
-        RawRuleKind::Threshold => {
-            if r.severity.is_some() {
-                return Err(at("`severity` applies to absent rules; threshold rules use `warning` and `critical` levels".into(), "remove `severity`"));
-            }
-            let op = r.op.unwrap_or_default();
-            let mut levels = Vec::new();
-            for (sev, lvl) in [
-                (Severity::Warning, r.warning),
-                (Severity::Critical, r.critical),
-            ] {
-                let Some(RawLevel { value, clear }) = lvl else {
-                    continue;
-                };
-                let clear = clear.unwrap_or(value);
-                if !value.is_finite() || !clear.is_finite() {
-                    return Err(at(
-                        format!("{} level must be a finite number", sev.as_str()),
-                        "use a number",
-                    ));
-                }
-                let wrong_side = match op {
-                    Op::Above => clear > value,
-                    Op::Below => clear < value,
-                };
-                if wrong_side {
-                    let side = if op == Op::Above {
-                        "at or below"
-                    } else {
-                        "at or above"
-                    };
-                    return Err(at(format!("{} clear level {clear} must be {side} its value {value} (op = {op:?})", sev.as_str()).to_lowercase(), "the clear level is where the alert recovers; put it on the healthy side of the breach level"));
-                }
-                levels.push(Level {
-                    severity: sev,
-                    value,
-                    clear,
-                });
-            }
-            if levels.is_empty() {
-                return Err(at(
-                    "threshold rules need `warning`, `critical` or both".into(),
-                    "add e.g. critical = 0.05",
-                ));
-            }
-            if let [w, c] = levels.as_slice() {
-                let inverted = match op {
-                    Op::Above => c.value < w.value,
-                    Op::Below => c.value > w.value,
-                };
-                if inverted {
-                    return Err(at(format!("critical level {} is less severe than warning level {} for op = {op:?}", c.value, w.value).to_lowercase(), "swap them, or change `op`"));
-                }
-            }
-            let trigger = match (for_, &r.m_of_n) {
-                (Some(_), Some(m)) => {
-                    return Err(cx.err(
-                        m.span(),
-                        format!("rule `{name}`: `for` and `m_of_n` are alternatives"),
-                        "keep one: `for` needs a continuous breach, `m_of_n` tolerates flapping",
-                    ))
-                }
-                (Some(f), None) => {
-                    if f > 0 && f < sdef.slide {
-                        let sp = r.for_.as_ref().map_or(span.clone(), |f| f.span());
-                        return Err(cx.err(sp, format!("rule `{name}`: `for` ({}) is shorter than signal `{}`'s slide ({})", format_duration(f), sdef.name, format_duration(sdef.slide)), "rules are evaluated once per slide; use 0s or a multiple of the slide"));
-                    }
-                    Trigger::For(f)
-                }
-                (None, Some(m)) => {
-                    let [mm, n] = *m.get_ref();
-                    if mm == 0 || mm > n || n > MAX_M_OF_N {
-                        return Err(cx.err(m.span(), format!("rule `{name}`: m_of_n = [{mm}, {n}] needs 1 <= m <= n <= {MAX_M_OF_N}"), "e.g. m_of_n = [3, 5]: fire when 3 of the last 5 evaluations breach"));
-                    }
-                    Trigger::MOfN { m: mm, n }
-                }
-                (None, None) => Trigger::For(0),
-            };
-            let keep_firing_for = r
-                .keep_firing_for
-                .as_ref()
-                .map(|k| cx.duration(k, "keep_firing_for"))
-                .transpose()?
-                .unwrap_or(0);
-            let min_events = match &r.min_events {
-                None => 1,
-                Some(m) if *m.get_ref() >= 0 => *m.get_ref() as u64,
-                Some(m) => {
-                    return Err(cx.err(
-                        m.span(),
-                        format!("rule `{name}`: min_events must not be negative"),
-                        "e.g. min_events = 20",
-                    ))
-                }
-            };
-            let confidence = match &r.confidence {
-                None => None,
-                Some(c) => {
-                    let level = *c.get_ref();
-                    if !(0.5..1.0).contains(&level) {
-                        return Err(cx.err(
-                            c.span(),
-                            format!("rule `{name}`: confidence {level} must be at least 0.5 and below 1"),
-                            "e.g. confidence = 0.95: breach only when 95% sure the true value is beyond the level",
-                        ));
-                    }
-                    if !matches!(sdef.aggregate, Aggregate::Rate | Aggregate::Quantile(_)) {
-                        return Err(cx.err(
-                            c.span(),
-                            format!("rule `{name}`: confidence applies to rate and quantile signals, and `{}` is {}", sdef.name, sdef.aggregate),
-                            "remove `confidence` (use `min_events` against small samples), or put the rule on a rate or quantile signal",
-                        ));
-                    }
-                    Some(Confidence {
-                        level,
-                        z: crate::confidence::z_for(level),
-                    })
-                }
-            };
-            RuleSpec::Threshold(ThresholdSpec {
-                op,
-                levels,
-                trigger,
-                keep_firing_for,
-                min_events,
-                confidence,
-            })
-        }
-    };
-    Ok(RuleDef {
-        name: name.clone(),
-        signal: sig,
-        spec,
-        category: r.category,
-        labels: r.labels.clone(),
-        summary,
-        annotations: r.annotations.clone(),
-    })
 }
 
 impl fmt::Display for Aggregate {

@@ -9,7 +9,8 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::event::{Category, Kind, Outcome};
+use crate::event::Category;
+use crate::event::{Kind, Outcome};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -172,16 +173,6 @@ pub struct RawFilter {
     pub below: BTreeMap<ValueField, f64>,
 }
 
-/// Rule kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RawRuleKind {
-    /// Signal beyond a level.
-    Threshold,
-    /// A group went silent.
-    Absent,
-}
-
 /// Direction of a threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -202,46 +193,30 @@ pub struct RawLevel {
     pub clear: Option<f64>,
 }
 
-/// `[[rules]]`
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRule {
-    /// Unique name; becomes the `alertname` label.
-    pub name: String,
-    /// threshold | absent.
-    pub kind: RawRuleKind,
-    /// The signal it watches.
-    pub signal: String,
-    /// Threshold direction (default above).
-    pub op: Option<Op>,
-    /// Warning level.
-    pub warning: Option<RawLevel>,
-    /// Critical level.
-    pub critical: Option<RawLevel>,
-    /// How long the breach must hold before firing (absent: how long the silence).
-    #[serde(rename = "for")]
-    pub for_: Option<Spanned<String>>,
-    /// `[m, n]`: fire when m of the last n evaluations breach.
-    pub m_of_n: Option<Spanned<[u32; 2]>>,
-    /// Keep firing this long after the value recovers.
-    pub keep_firing_for: Option<Spanned<String>>,
-    /// Fewest events in the window for the value to count.
-    pub min_events: Option<Spanned<i64>>,
-    /// Breach only when the confidence bound (not just the estimate) is beyond
-    /// the level: rate and quantile signals.
-    pub confidence: Option<Spanned<f64>>,
-    /// Severity of an absent rule (warning | critical; default critical).
-    pub severity: Option<String>,
-    /// Failure category, added as the `category` label.
-    pub category: Option<Category>,
-    /// Extra alert labels.
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    /// Summary template: {service} {value} {threshold} {severity} {rule} {signal} {window}.
-    pub summary: Option<String>,
-    /// Extra annotations (description, runbook_url …), same placeholders.
-    #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
+/// `[[rules]]`: every field, in file order, with the span of its value. The
+/// common fields are read by `config::rule`, the rest by the rule's kind
+/// (`crate::rules`), each with its own serde struct.
+#[derive(Debug)]
+pub struct RawRule(pub Vec<(String, Spanned<toml::Value>)>);
+
+impl<'de> Deserialize<'de> for RawRule {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawRule;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a rule table")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawRule, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(k) = map.next_key::<String>()? {
+                    fields.push((k, map.next_value::<Spanned<toml::Value>>()?));
+                }
+                Ok(RawRule(fields))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// A single value or a list of them.

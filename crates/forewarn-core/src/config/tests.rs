@@ -20,7 +20,7 @@ fn example_config_is_valid() {
     let RuleSpec::Threshold(t) = &c.rules[0].spec else {
         panic!()
     };
-    assert_eq!(t.trigger, Trigger::MOfN { m: 3, n: 4 });
+    assert_eq!(c.rules[0].lifecycle.trigger, Trigger::MOfN { m: 3, n: 4 });
     assert_eq!(
         t.levels[0],
         Level {

@@ -5,6 +5,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::config::{Aggregate, Config};
 use crate::event::{decode, Event};
+use crate::lifecycle::TransitionKind;
 use crate::sketch::RELATIVE_ERROR;
 use crate::time::parse_rfc3339;
 
@@ -318,8 +319,8 @@ proptest! {
         for t in &trace {
             prop_assert!(seen.insert((t.rule, t.group, t.at)), "window evaluated twice: {:?}", t);
             let rule = &config.rules[t.rule as usize];
-            let def = &config.signals[rule.signal];
-            let service = engine.group_key(rule.signal, t.group).service.clone();
+            let def = &config.signals[rule.signal().unwrap()];
+            let service = engine.group_key(rule.signal().unwrap(), t.group).service.clone();
             let (value, count, vals) = naive(def, &applied, &service, t.at - def.window, t.at);
             prop_assert_eq!(t.value.events, count, "{} {} at {}", def.name, service, t.at);
             match (t.value.value, value, def.aggregate) {
@@ -336,9 +337,9 @@ proptest! {
         // Completeness: every closed window holding data was evaluated.
         let final_w = engine.clock().watermark;
         for (ri, rule) in config.rules.iter().enumerate() {
-            let def = &config.signals[rule.signal];
-            for g in 0..engine.groups(rule.signal) as u32 {
-                let service = engine.group_key(rule.signal, g).service.clone();
+            let def = &config.signals[rule.signal().unwrap()];
+            for g in 0..engine.groups(rule.signal().unwrap()) as u32 {
+                let service = engine.group_key(rule.signal().unwrap(), g).service.clone();
                 let first = applied.iter().map(|e| T0 + e.ts).min().unwrap();
                 let mut at = (first.div_euclid(def.slide) + 1) * def.slide;
                 while at <= final_w {

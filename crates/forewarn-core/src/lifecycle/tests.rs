@@ -1,23 +1,55 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::config::{Level, Op, Severity, ThresholdSpec, Trigger};
+use crate::config::{Level, Op, Severity, Threshold};
+use crate::window::WindowValue;
 
 const SLIDE: Millis = 10_000;
 
-fn spec(trigger: Trigger, keep: Millis, min_events: u64) -> ThresholdSpec {
-    ThresholdSpec {
-        op: Op::Above,
-        levels: vec![Level {
-            severity: Severity::Critical,
-            value: 0.5,
-            clear: 0.3,
-        }],
-        trigger,
+/// A threshold rule's reading and the shared lifecycle, as one rule would pair them.
+struct Spec {
+    rule: Threshold,
+    lifecycle: Lifecycle,
+    levels: Vec<Level>,
+    keep_firing_for: Millis,
+}
+
+fn spec(trigger: Trigger, keep: Millis, min_events: u64) -> Spec {
+    let levels = vec![Level {
+        severity: Severity::Critical,
+        value: 0.5,
+        clear: 0.3,
+    }];
+    Spec {
+        rule: Threshold {
+            signal: 0,
+            op: Op::Above,
+            levels: levels.clone(),
+            min_events,
+            confidence: None,
+            empty_breaches: false,
+        },
+        lifecycle: Lifecycle {
+            trigger,
+            keep_firing_for: keep,
+        },
+        levels,
         keep_firing_for: keep,
-        min_events,
-        confidence: None,
     }
+}
+
+fn read(s: &Spec, level: &Level, w: WindowValue) -> Reading {
+    s.rule.read(level, w)
+}
+
+fn step(
+    inst: &mut Instance,
+    s: &Spec,
+    slide: Millis,
+    at: Millis,
+    r: Reading,
+) -> Option<TransitionKind> {
+    super::step(inst, &s.lifecycle, slide, at, r)
 }
 
 fn trigger() -> impl Strategy<Value = Trigger> {
@@ -58,7 +90,7 @@ proptest! {
             let t = step(&mut inst, &spec, SLIDE, at, reading);
             match t {
                 Some(TransitionKind::Firing) => {
-                    match spec.trigger {
+                    match spec.lifecycle.trigger {
                         Trigger::For(d) => prop_assert!(at - inst.active_since >= d, "fired {}ms after pending, for = {d}", at - inst.active_since),
                         Trigger::MOfN { m, n } => {
                             let recent = breaches.iter().rev().take(n as usize).filter(|b| **b).count();
@@ -180,7 +212,7 @@ fn insufficient_events_hold_a_firing_alert() {
 #[test]
 fn below_rules_mirror_above() {
     let mut s = spec(Trigger::For(0), 0, 1);
-    s.op = Op::Below;
+    s.rule.op = Op::Below;
     s.levels[0] = Level {
         severity: Severity::Warning,
         value: -0.2,
@@ -197,16 +229,18 @@ fn below_rules_mirror_above() {
 }
 
 #[test]
-fn absent_fires_and_resolves() {
+fn immediate_lifecycle_fires_and_resolves_at_once() {
+    let l = Lifecycle::IMMEDIATE;
     let mut inst = Instance::default();
-    assert_eq!(step_absent(&mut inst, 1, false), None);
+    assert_eq!(super::step(&mut inst, &l, SLIDE, 1, Reading::Clear), None);
     assert_eq!(
-        step_absent(&mut inst, 2, true),
+        super::step(&mut inst, &l, SLIDE, 2, Reading::Breach),
         Some(TransitionKind::Firing)
     );
-    assert_eq!(step_absent(&mut inst, 3, true), None);
+    assert_eq!(super::step(&mut inst, &l, SLIDE, 3, Reading::Breach), None);
     assert_eq!(
-        step_absent(&mut inst, 4, false),
+        super::step(&mut inst, &l, SLIDE, 4, Reading::Clear),
         Some(TransitionKind::Resolved)
     );
+    assert_eq!(inst, Instance::default());
 }

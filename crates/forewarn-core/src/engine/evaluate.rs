@@ -1,0 +1,180 @@
+//! Evaluation: one pass over the groups at a window end. Each rule kind reads
+//! the evaluation into one [`Reading`](crate::lifecycle::Reading) per level; the
+//! shared lifecycle ([`step`]) turns readings into transitions, here, for every
+//! kind alike.
+
+use super::{track_active, Engine, Evaluation, RuleState, Stats};
+use crate::alert::Transition;
+use crate::config::RuleDef;
+use crate::lifecycle::{step, Instance, State};
+use crate::rules::EvalCx;
+use crate::time::Millis;
+use crate::window::grow;
+
+/// Where one rule's evaluation writes its results.
+struct Sink<'a> {
+    rule: usize,
+    latest: &'a mut Vec<f32>,
+    trace: &'a mut Option<Vec<Evaluation>>,
+    stats: &'a mut Stats,
+    out: &'a mut Vec<Transition>,
+}
+
+impl Engine {
+    /// Evaluates every rule driven by family `fi` on the window ending at `at`,
+    /// one pass over the groups (each group's state is contiguous). Transitions
+    /// come out ordered by group, then rule, then severity. Returns, when nothing
+    /// can change until then, the time of the next possible change.
+    pub(super) fn evaluate_family(
+        &mut self,
+        fi: usize,
+        at: Millis,
+        out: &mut Vec<Transition>,
+    ) -> Option<Millis> {
+        let groups = self.groupings[self.wiring.family_grouping[fi]].len();
+        let Engine {
+            cfg,
+            wiring,
+            families,
+            rules,
+            stats,
+            trace,
+            latest,
+            ..
+        } = self;
+        let family_rules = &wiring.family_rules[fi];
+        for &ri in family_rules {
+            prepare(&cfg.rules[ri], &mut rules[ri], &mut latest[ri], groups);
+        }
+        let mut wake = Millis::MAX;
+        for g in 0..groups {
+            let mut cx = EvalCx {
+                at,
+                group: g,
+                signals: &cfg.signals,
+                families: &mut families[..],
+                signal_family: &wiring.signal_family,
+            };
+            for &ri in family_rules {
+                let sink = Sink {
+                    rule: ri,
+                    latest: &mut latest[ri],
+                    trace: &mut *trace,
+                    stats: &mut *stats,
+                    out: &mut *out,
+                };
+                wake = wake.min(judge(&cfg.rules[ri], &mut rules[ri], &mut cx, sink));
+            }
+        }
+        let geometry = &cfg.signals[wiring.family_signal[fi]];
+        let next_window_start = at + geometry.slide - geometry.window;
+        if wake <= at || families[fi].newest >= next_window_start {
+            return None;
+        }
+        Some(wake)
+    }
+
+    /// Evaluates rule `ri` (which records events itself) for every live group at `at`.
+    pub(super) fn evaluate_own(&mut self, ri: usize, at: Millis, out: &mut Vec<Transition>) {
+        let grouping = &self.groupings[self.wiring.rule_grouping[ri]];
+        let groups = grouping.len();
+        let Engine {
+            cfg,
+            wiring,
+            families,
+            rules,
+            stats,
+            trace,
+            latest,
+            ..
+        } = self;
+        prepare(&cfg.rules[ri], &mut rules[ri], &mut latest[ri], groups);
+        for g in 0..groups {
+            if grouping.is_free(g as u32) {
+                continue;
+            }
+            let mut cx = EvalCx {
+                at,
+                group: g,
+                signals: &cfg.signals,
+                families: &mut families[..],
+                signal_family: &wiring.signal_family,
+            };
+            let sink = Sink {
+                rule: ri,
+                latest: &mut latest[ri],
+                trace: &mut *trace,
+                stats: &mut *stats,
+                out: &mut *out,
+            };
+            judge(&cfg.rules[ri], &mut rules[ri], &mut cx, sink);
+        }
+    }
+}
+
+/// Sizes a rule's per-group vectors for `groups` groups.
+fn prepare(rule: &RuleDef, rs: &mut RuleState, latest: &mut Vec<f32>, groups: usize) {
+    let levels = rule.spec.levels();
+    if rs.instances.len() < groups * levels {
+        grow(&mut rs.instances, groups * levels, Instance::default);
+    }
+    rs.states.ensure(groups);
+    if latest.len() < groups {
+        grow(latest, groups, || f32::NAN);
+    }
+}
+
+/// Evaluates one rule for one group and runs each level's lifecycle on the
+/// verdict. Returns the earliest time a change could happen without new data.
+fn judge(rule: &RuleDef, rs: &mut RuleState, cx: &mut EvalCx<'_>, sink: Sink<'_>) -> Millis {
+    let (g, at) = (cx.group, cx.at);
+    let levels = rule.spec.levels();
+    let RuleState {
+        instances,
+        active,
+        states,
+        ..
+    } = rs;
+    let insts = &mut instances[g * levels..(g + 1) * levels];
+    let Some(v) = states.evaluate(&rule.spec, cx, insts) else {
+        return Millis::MAX;
+    };
+    sink.latest[g] = v.value.map_or(f32::NAN, |x| x as f32);
+    if let (Some(t), Some(value)) = (sink.trace.as_mut(), v.window) {
+        t.push(Evaluation {
+            rule: sink.rule as u32,
+            group: g as u32,
+            at,
+            value,
+        });
+    }
+    let mut any_active = false;
+    for (i, inst) in insts.iter_mut().enumerate() {
+        let before = *inst;
+        if let Some(kind) = step(inst, &rule.lifecycle, rule.period, at, v.readings[i]) {
+            track_active(active, before.state, inst.state);
+            sink.stats.transitions += 1;
+            let level = rule.spec.level(i);
+            sink.out.push(Transition {
+                rule: sink.rule as u32,
+                group: g as u32,
+                severity: level.severity,
+                threshold: level.threshold,
+                kind,
+                at,
+                active_since: if inst.state == State::Inactive {
+                    before.active_since
+                } else {
+                    inst.active_since
+                },
+                value: v.value,
+            });
+        }
+        any_active |= inst.state != State::Inactive;
+    }
+    if any_active {
+        v.wake_active
+    } else {
+        v.wake_inactive
+    }
+}

@@ -1,0 +1,389 @@
+//! Rule kinds. Each kind is one module implementing [`RuleKind`]: its own config
+//! fields and their validation, the inputs it reads, its per-group state, how it
+//! reads one evaluation into a [`Reading`] per severity, its risk contribution and
+//! its template variables. What turns readings into pending → firing → resolved
+//! ([`crate::lifecycle`]: `for`, `m_of_n`, `keep_firing_for`) is shared by every
+//! kind.
+//!
+//! `rule_kinds!` at the bottom registers the kinds: adding one is a new module
+//! plus one line there. Dispatch is a `match` over an enum, so the evaluation
+//! loop stays allocation-free and monomorphic per kind.
+
+pub mod absent;
+mod cx;
+pub mod threshold;
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+pub use cx::{struct_fields, EvalCx, RuleCx};
+
+use crate::config::{ConfigError, Severity, SignalDef};
+use crate::event::Event;
+use crate::lifecycle::{Instance, Reading, State};
+use crate::time::Millis;
+use crate::window::WindowValue;
+
+/// Most alert instances one rule has per group: one per severity.
+pub const MAX_LEVELS: usize = 2;
+
+/// What drives a rule's evaluations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// Evaluated with this signal's family, each time its window slides.
+    Signal(usize),
+    /// Records matching events itself ([`RuleKind::observe`]) and is evaluated
+    /// every `interval` of event time.
+    Own {
+        /// Evaluation period.
+        interval: Millis,
+    },
+}
+
+/// One severity level of a rule: what it is called and the level shown as the
+/// alert's `threshold`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LevelInfo {
+    /// Severity label of the instance.
+    pub severity: Severity,
+    /// Shown as `threshold` (NaN: none).
+    pub threshold: f64,
+}
+
+/// One evaluation of one rule for one group.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Verdict {
+    /// The value shown in annotations and on dashboards.
+    pub value: Option<f64>,
+    /// How the evaluation reads for each level, in the rule's level order.
+    pub readings: [Reading; MAX_LEVELS],
+    /// Earliest event time at which this (rule, group) could change without new
+    /// data once its levels are all inactive after this evaluation:
+    /// `Millis::MIN` for the next evaluation, `Millis::MAX` for never.
+    pub wake_inactive: Millis,
+    /// The same while any level is pending or firing.
+    pub wake_active: Millis,
+    /// The window value behind it, for [`crate::Engine::set_trace`].
+    pub window: Option<WindowValue>,
+}
+
+/// The interface every rule kind implements.
+pub trait RuleKind: Sized + Clone + PartialEq + Debug {
+    /// Its `kind = "…"` spelling.
+    const NAME: &'static str;
+    /// Whether the shared lifecycle fields (`for`, `m_of_n`, `keep_firing_for`)
+    /// apply; a kind that gives `for` its own meaning (absent) sets false.
+    const LIFECYCLE: bool;
+    /// Template placeholders this kind adds to the common ones.
+    const VARS: &'static [&'static str] = &[];
+    /// Its own config fields (`deny_unknown_fields`, a doc comment per field).
+    type Raw: DeserializeOwned;
+    /// Per-group state beyond the alert instances; part of snapshots.
+    type State: Default + Clone + PartialEq + Debug + Serialize + DeserializeOwned;
+
+    /// Checks the raw fields against each other and the signals.
+    fn validate(raw: Self::Raw, cx: &RuleCx) -> Result<Self, ConfigError>;
+    /// What drives evaluations.
+    fn input(&self) -> Input;
+    /// Labels beyond `service` that split its groups.
+    fn group_by<'a>(&'a self, signals: &'a [SignalDef]) -> &'a [String] {
+        match self.input() {
+            Input::Signal(s) => &signals[s].group_by,
+            Input::Own { .. } => &[],
+        }
+    }
+    /// Number of levels (alert instances per group), 1..=[`MAX_LEVELS`].
+    fn levels(&self) -> usize;
+    /// Level `i`.
+    fn level(&self, i: usize) -> LevelInfo;
+    /// The summary used when the rule gives none.
+    fn default_summary(&self) -> &'static str;
+    /// Whether an empty window breaches (it must then be evaluated even for
+    /// groups without data).
+    fn breaches_when_empty(&self, _signals: &[SignalDef]) -> bool {
+        false
+    }
+    /// Whether silence is what this rule pages on (its groups are never
+    /// reclaimed while idle).
+    fn pages_on_silence(&self) -> bool {
+        false
+    }
+    /// For [`Input::Own`] kinds: records one event, if it matches.
+    fn observe(&self, _st: &mut Self::State, _e: &Event) {}
+    /// For [`Input::Own`] kinds: whether an event concerns this rule at all.
+    fn matches(&self, _e: &Event) -> bool {
+        false
+    }
+    /// Newest event time the group's own state holds (idle-group reclaim).
+    fn newest(&self, _st: &Self::State) -> Millis {
+        Millis::MIN
+    }
+    /// How long an [`Input::Own`] group keeps influencing alerts after its last
+    /// event.
+    fn memory(&self) -> Millis {
+        0
+    }
+    /// Evaluates group `cx.group` at `cx.at`; `None` skips it (nothing to judge
+    /// and nothing active).
+    fn evaluate(
+        &self,
+        cx: &mut EvalCx<'_>,
+        st: &mut Self::State,
+        insts: &[Instance],
+    ) -> Option<Verdict>;
+    /// 0–1 risk from the latest value and the levels' states.
+    fn risk(&self, value: f64, states: &[State]) -> f64;
+    /// The `{window}` placeholder.
+    fn window_text(&self, signals: &[SignalDef]) -> String;
+    /// Extra annotations from the group's state (e.g. SLO burn rates).
+    fn annotate(&self, _st: &Self::State, _out: &mut BTreeMap<String, String>) {}
+    /// One line for `forewarn check`.
+    fn describe(&self, signals: &[SignalDef]) -> String;
+    /// Heap bytes of one group's state.
+    fn state_bytes(_st: &Self::State) -> usize {
+        0
+    }
+}
+
+/// Score of one level in `state`: firing critical 1, pending critical 0.7,
+/// firing warning 0.5, pending warning 0.3.
+pub fn level_score(severity: Severity, state: State) -> f64 {
+    match (state, severity) {
+        (State::Firing, Severity::Critical) => 1.0,
+        (State::Pending, Severity::Critical) => 0.7,
+        (State::Firing, Severity::Warning) => 0.5,
+        (State::Pending, Severity::Warning) => 0.3,
+        (State::Inactive, _) => 0.0,
+    }
+}
+
+/// The alert-state part of any rule's risk: the largest level score.
+pub fn alerting_score<K: RuleKind>(k: &K, states: &[State]) -> f64 {
+    states
+        .iter()
+        .enumerate()
+        .map(|(i, s)| level_score(k.level(i).severity, *s))
+        .fold(0.0, f64::max)
+}
+
+macro_rules! rule_kinds {
+    ($($variant:ident => $module:ident :: $ty:ident),+ $(,)?) => {
+        /// What a rule checks: one variant per rule kind.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum RuleSpec {
+            $(
+                #[doc = concat!("`kind = \"", stringify!($module), "\"`")]
+                $variant($module::$ty)
+            ),+
+        }
+
+        /// Per-group states of one rule, typed by its kind (in snapshots).
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        pub enum KindStates {
+            $(
+                #[doc = concat!("States of a `", stringify!($module), "` rule.")]
+                $variant(Vec<<$module::$ty as RuleKind>::State>)
+            ),+
+        }
+
+        /// Every kind's name and its own fields, for error messages and docs.
+        pub fn kinds() -> Vec<(&'static str, bool, &'static [&'static str])> {
+            vec![$((
+                <$module::$ty as RuleKind>::NAME,
+                <$module::$ty as RuleKind>::LIFECYCLE,
+                struct_fields::<<$module::$ty as RuleKind>::Raw>(),
+            )),+]
+        }
+
+        impl RuleSpec {
+            /// Validates the fields of a rule of kind `kind`.
+            pub fn validate(kind: &str, cx: &RuleCx) -> Result<RuleSpec, ConfigError> {
+                $(
+                    if kind == <$module::$ty as RuleKind>::NAME {
+                        let raw = cx.raw::<$module::$ty>()?;
+                        return <$module::$ty as RuleKind>::validate(raw, cx).map(RuleSpec::$variant);
+                    }
+                )+
+                Err(cx.unknown_kind(kind))
+            }
+
+            /// Empty per-group state of this rule.
+            pub fn new_states(&self) -> KindStates {
+                match self { $(RuleSpec::$variant(_) => KindStates::$variant(Vec::new())),+ }
+            }
+
+            /// Whether the shared lifecycle fields apply.
+            pub fn has_lifecycle(&self) -> bool {
+                match self { $(RuleSpec::$variant(_) => <$module::$ty as RuleKind>::LIFECYCLE),+ }
+            }
+
+            /// Template placeholders of this kind beyond the common ones.
+            pub fn vars(&self) -> &'static [&'static str] {
+                match self { $(RuleSpec::$variant(_) => <$module::$ty as RuleKind>::VARS),+ }
+            }
+
+            /// See [`RuleKind::input`].
+            pub fn input(&self) -> Input {
+                match self { $(RuleSpec::$variant(k) => k.input()),+ }
+            }
+
+            /// See [`RuleKind::group_by`].
+            pub fn group_by<'a>(&'a self, signals: &'a [SignalDef]) -> &'a [String] {
+                match self { $(RuleSpec::$variant(k) => k.group_by(signals)),+ }
+            }
+
+            /// Alert instances per group: one per severity level.
+            pub fn levels(&self) -> usize {
+                match self { $(RuleSpec::$variant(k) => k.levels()),+ }
+            }
+
+            /// See [`RuleKind::level`].
+            pub fn level(&self, i: usize) -> LevelInfo {
+                match self { $(RuleSpec::$variant(k) => k.level(i)),+ }
+            }
+
+            /// See [`RuleKind::default_summary`].
+            pub fn default_summary(&self) -> &'static str {
+                match self { $(RuleSpec::$variant(k) => k.default_summary()),+ }
+            }
+
+            /// See [`RuleKind::breaches_when_empty`].
+            pub fn breaches_when_empty(&self, signals: &[SignalDef]) -> bool {
+                match self { $(RuleSpec::$variant(k) => k.breaches_when_empty(signals)),+ }
+            }
+
+            /// See [`RuleKind::pages_on_silence`].
+            pub fn pages_on_silence(&self) -> bool {
+                match self { $(RuleSpec::$variant(k) => k.pages_on_silence()),+ }
+            }
+
+            /// See [`RuleKind::matches`].
+            #[inline]
+            pub fn matches(&self, e: &Event) -> bool {
+                match self { $(RuleSpec::$variant(k) => k.matches(e)),+ }
+            }
+
+            /// See [`RuleKind::memory`].
+            pub fn memory(&self) -> Millis {
+                match self { $(RuleSpec::$variant(k) => k.memory()),+ }
+            }
+
+            /// See [`RuleKind::risk`].
+            pub fn risk(&self, value: f64, states: &[State]) -> f64 {
+                match self { $(RuleSpec::$variant(k) => k.risk(value, states)),+ }
+            }
+
+            /// See [`RuleKind::window_text`].
+            pub fn window_text(&self, signals: &[SignalDef]) -> String {
+                match self { $(RuleSpec::$variant(k) => k.window_text(signals)),+ }
+            }
+
+            /// See [`RuleKind::describe`].
+            pub fn describe(&self, signals: &[SignalDef]) -> String {
+                match self { $(RuleSpec::$variant(k) => k.describe(signals)),+ }
+            }
+        }
+
+        impl KindStates {
+            /// Makes room for `groups` groups.
+            pub fn ensure(&mut self, groups: usize) {
+                match self {
+                    $(KindStates::$variant(v) => {
+                        if v.len() < groups {
+                            v.resize_with(groups, Default::default);
+                        }
+                    }),+
+                }
+            }
+
+            /// Empties group `g`'s state (idle-group reclaim).
+            pub fn reset(&mut self, g: usize) {
+                match self {
+                    $(KindStates::$variant(v) => {
+                        if let Some(s) = v.get_mut(g) {
+                            *s = Default::default();
+                        }
+                    }),+
+                }
+            }
+
+            /// Evaluates group `cx.group` under `spec` (of the same kind).
+            #[inline]
+            pub fn evaluate(
+                &mut self,
+                spec: &RuleSpec,
+                cx: &mut EvalCx<'_>,
+                insts: &[Instance],
+            ) -> Option<Verdict> {
+                match (spec, self) {
+                    $((RuleSpec::$variant(k), KindStates::$variant(v)) => {
+                        k.evaluate(cx, &mut v[cx.group], insts)
+                    }),+
+                    #[allow(unreachable_patterns)]
+                    _ => None,
+                }
+            }
+
+            /// Records an event for group `g` under `spec`.
+            #[inline]
+            pub fn observe(&mut self, spec: &RuleSpec, g: usize, e: &Event) {
+                match (spec, self) {
+                    $((RuleSpec::$variant(k), KindStates::$variant(v)) => k.observe(&mut v[g], e),)+
+                    #[allow(unreachable_patterns)]
+                    _ => {}
+                }
+            }
+
+            /// Newest event time group `g`'s own state holds.
+            pub fn newest(&self, spec: &RuleSpec, g: usize) -> Millis {
+                match (spec, self) {
+                    $((RuleSpec::$variant(k), KindStates::$variant(v)) => {
+                        v.get(g).map_or(Millis::MIN, |s| k.newest(s))
+                    }),+
+                    #[allow(unreachable_patterns)]
+                    _ => Millis::MIN,
+                }
+            }
+
+            /// Extra annotations for group `g`.
+            pub fn annotate(&self, spec: &RuleSpec, g: usize, out: &mut BTreeMap<String, String>) {
+                match (spec, self) {
+                    $((RuleSpec::$variant(k), KindStates::$variant(v)) => {
+                        if let Some(s) = v.get(g) {
+                            k.annotate(s, out);
+                        }
+                    }),+
+                    #[allow(unreachable_patterns)]
+                    _ => {}
+                }
+            }
+
+            /// Whether this holds the states of a rule of `spec`'s kind.
+            pub fn is_for(&self, spec: &RuleSpec) -> bool {
+                match (spec, self) {
+                    $((RuleSpec::$variant(_), KindStates::$variant(_)) => true,)+
+                    #[allow(unreachable_patterns)]
+                    _ => false,
+                }
+            }
+
+            /// Heap bytes held.
+            pub fn heap_bytes(&self) -> usize {
+                match self {
+                    $(KindStates::$variant(v) => {
+                        v.capacity() * std::mem::size_of::<<$module::$ty as RuleKind>::State>()
+                            + v.iter().map(<$module::$ty as RuleKind>::state_bytes).sum::<usize>()
+                    }),+
+                }
+            }
+        }
+    };
+}
+
+rule_kinds! {
+    Threshold => threshold::Threshold,
+    Absent => absent::Absent,
+}
