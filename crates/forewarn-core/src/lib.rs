@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alert;
+pub mod budget;
 pub mod confidence;
 pub mod config;
 pub mod engine;

@@ -236,3 +236,46 @@ fn kafka_section_errors_are_located() {
         );
     }
 }
+
+const SLO: &str = "[[rules]]\nname = \"Avail\"\nkind = \"slo\"\ntotal = { kind = \"request\" }\ngood = { outcome = \"ok\" }\n";
+
+#[test]
+fn slo_rules_take_a_30_day_budget_and_the_workbook_pairs() {
+    let c = Config::parse(&format!("{SLO}objective = 0.999\n"), "slo.toml").unwrap();
+    let RuleSpec::Slo(s) = &c.rules[0].spec else {
+        panic!()
+    };
+    assert_eq!(s.period, 30 * 86_400_000);
+    assert_eq!(s.pairs.len(), 4);
+    assert_eq!(s.interval, 30_000);
+    let summary = c.summary();
+    assert!(
+        summary.contains("critical 14.4x over 1h and 5m")
+            && summary.contains("warning 1x over 3d and 6h"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn bad_slo_rules_say_what_to_fix() {
+    let cases: &[(&str, &str, &str, usize)] = &[
+        ("objective = 1.0\n", "must be above 0 and below 1", "no error budget", 6),
+        ("objective = 99.9\n", "must be above 0 and below 1", "objective = 0.999", 6),
+        ("objective = 0.99\npairs = [{ long = \"5m\", short = \"1h\", burn = 14.4, severity = \"critical\" }]\n", "must be shorter than the long one", "long = \"1h\"", 7),
+        ("objective = 0.99\npairs = [{ long = \"1h\", short = \"5m\", burn = 14.4 }]\n", "pair 1 has no severity", "severity = \"critical\"", 7),
+        ("objective = 0.99\ninterval = \"7s\"\n", "not a multiple of the evaluation interval", "divides every window", 7),
+        ("objective = 0.99\nperiod = \"2h\"\n", "longer than the period", "30d", 7),
+        ("objective = 0.99\nsignal = \"x\"\n", "`signal` does not apply to slo rules", "slo rules take", 7),
+        ("objective = 0.99\nwarning = 1\n", "`warning` does not apply to slo rules", "remove `warning`", 7),
+        ("objective = 0.99\nmin_events = \"x\"\n", "`min_events`", "slo rules take", 7),
+    ];
+    for (extra, message, help, line) in cases {
+        let src = format!("{SLO}{extra}");
+        let e = err(&src);
+        assert!(e.message.contains(message), "expected `{message}` in: {e}");
+        assert!(e.help.contains(help), "expected help `{help}` in: {e}");
+        if *line > 0 {
+            assert_eq!(e.line, *line, "{e}");
+        }
+    }
+}

@@ -54,6 +54,7 @@ impl Engine {
                 signals: &cfg.signals,
                 families: &mut families[..],
                 signal_family: &wiring.signal_family,
+                driver: fi,
             };
             for &ri in family_rules {
                 let sink = Sink {
@@ -99,6 +100,7 @@ impl Engine {
                 signals: &cfg.signals,
                 families: &mut families[..],
                 signal_family: &wiring.signal_family,
+                driver: usize::MAX,
             };
             let sink = Sink {
                 rule: ri,

@@ -294,7 +294,7 @@ impl Engine {
     }
 
     /// The group of `e` in grouping `gi`, resolved once per event.
-    #[inline]
+    #[inline(always)]
     fn resolve(&mut self, gi: usize, e: &Event) -> Option<usize> {
         if self.resolved[gi] == UNRESOLVED {
             self.resolved[gi] = match self.groupings[gi].lookup(e, self.cfg.max_groups) {

@@ -274,29 +274,38 @@ pub struct EvalCx<'a> {
     pub(crate) families: &'a mut [FamilyState],
     /// Signal → (family, member).
     pub(crate) signal_family: &'a [(usize, usize)],
+    /// The family being evaluated (MAX: none): its signals end exactly at `at`.
+    pub(crate) driver: usize,
 }
 
 impl EvalCx<'_> {
     /// Window end of `signal` as of this evaluation: its latest slide boundary at
     /// or before `at` (exactly `at` for the driving signal).
+    #[inline]
     pub fn end(&self, signal: usize) -> Millis {
+        if self.signal_family[signal].0 == self.driver {
+            return self.at;
+        }
         let slide = self.signals[signal].slide;
         self.at - self.at.rem_euclid(slide)
     }
 
     /// Newest-event bookkeeping of `signal` for this group.
+    #[inline]
     pub fn head(&self, signal: usize) -> Option<&Head> {
         let (f, m) = self.signal_family[signal];
         self.families[f].store.head(self.group, m)
     }
 
     /// Whether `signal` recorded any event for this group in its current window.
+    #[inline]
     pub fn has_data(&self, signal: usize) -> bool {
         let start = self.end(signal) - self.signals[signal].window;
         self.head(signal).is_some_and(|h| h.last_touch >= start)
     }
 
     /// `signal`'s value for this group over its window ending at [`Self::end`].
+    #[inline]
     pub fn window(&mut self, signal: usize) -> WindowValue {
         let (f, m) = self.signal_family[signal];
         let end = self.end(signal);
@@ -306,6 +315,7 @@ impl EvalCx<'_> {
 
     /// The value at `rank` (0..=1) of `signal`'s last computed window sketch
     /// (call [`Self::window`] first).
+    #[inline]
     pub fn window_quantile(&self, signal: usize, rank: f64) -> Option<f64> {
         let (f, m) = self.signal_family[signal];
         self.families[f].store.window_quantile(self.group, m, rank)

@@ -131,6 +131,7 @@ impl RuleKind for Threshold {
         self.empty_breaches
     }
 
+    #[inline]
     fn evaluate(&self, cx: &mut EvalCx<'_>, _st: &mut (), insts: &[Instance]) -> Option<Verdict> {
         let s = self.signal;
         let has_data = cx.has_data(s);
@@ -211,6 +212,7 @@ impl Threshold {
     /// Reads a window value against a level, judging the breach on `evidence`
     /// (the confidence bound toward the level) when given, and recovery on the
     /// value.
+    #[inline]
     pub fn read_judged(&self, level: &Level, w: WindowValue, evidence: Option<f64>) -> Reading {
         let Some(v) = w.value else {
             return if w.events == 0 {
