@@ -68,6 +68,15 @@ RISK_STEPS = {"mode": "absolute", "steps": [
     {"color": "green", "value": None}, {"color": "yellow", "value": 0.25},
     {"color": "orange", "value": 0.5}, {"color": "red", "value": 0.7}]}
 
+BUDGET_STEPS = {"mode": "absolute", "steps": [
+    {"color": "red", "value": None}, {"color": "orange", "value": 0.25},
+    {"color": "green", "value": 0.5}]}
+# The Workbook's burn-rate factors, drawn as lines on the burn-rate panel.
+BURN_STEPS = {"mode": "absolute", "steps": [
+    {"color": "green", "value": None}, {"color": "blue", "value": 1},
+    {"color": "yellow", "value": 3}, {"color": "orange", "value": 6},
+    {"color": "red", "value": 14.4}]}
+
 overview = dashboard("forewarn-overview", "forewarn: service risk overview", [
     panel(1, "Risk score by service (0-1)", "bargauge",
           ["sort_desc(forewarn_risk_score)"], 0, 0, w=12, h=10, unit="percentunit",
@@ -109,6 +118,19 @@ drilldown = dashboard("forewarn-service", "forewarn: service drill-down", [
           ['forewarn_signal_value{service="$service"}'], 0, 15, w=24, h=7,
           extra={"targets": [{"refId": "A", "expr": 'forewarn_signal_value{service="$service"}',
                               "format": "table", "instant": True, "datasource": DS}]}),
+    panel(5, "SLO error budget remaining (30d)", "bargauge",
+          ['forewarn_slo_error_budget_remaining_ratio{service="$service"}'], 0, 22, w=8, h=8,
+          unit="percentunit", legend=["{{slo}}"],
+          extra={"fieldConfig": {"defaults": {"unit": "percentunit", "min": 0, "max": 1,
+                                              "thresholds": BUDGET_STEPS}, "overrides": []},
+                 "options": {"orientation": "horizontal", "displayMode": "gradient"}}),
+    panel(6, "SLO burn rate by window (page at 14.4x over 1h and 6x over 6h, ticket at 3x over 1d and 1x over 3d)",
+          "timeseries",
+          ['forewarn_slo_burn_rate{service="$service", window=~"5m|1h|6h|1d|3d"}'],
+          8, 22, w=16, h=8, legend=["{{slo}} {{window}}"],
+          extra={"fieldConfig": {"defaults": {"unit": "x", "min": 0,
+                                              "custom": {"thresholdsStyle": {"mode": "line"}},
+                                              "thresholds": BURN_STEPS}, "overrides": []}}),
 ], variables=[service_variable()])
 
 pipeline = dashboard("forewarn-pipeline", "forewarn: pipeline health", [

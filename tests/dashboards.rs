@@ -33,13 +33,24 @@ fn expressions(dashboard: &Value, service: &str) -> Vec<(String, String)> {
     out
 }
 
+const SLO_RULE: &str = r#"
+[[rules]]
+name = "AvailabilitySLOBurn"
+kind = "slo"
+total = { kind = "request" }
+good = { outcome = "ok" }
+objective = 0.99
+"#;
+
 #[test]
 fn every_dashboard_expression_returns_data() {
     let broker = Broker::start();
     let dir = TempDir::new("dash");
+    // With an SLO rule, so the SLO panels have series too.
+    let estate = format!("{ESTATE}{SLO_RULE}");
     let cfg = config(
         &dir.0,
-        ESTATE,
+        &estate,
         &broker.addr,
         "dash",
         "properties = { \"statistics.interval.ms\" = 500 }",

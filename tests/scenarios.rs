@@ -28,7 +28,7 @@ fn replay(name: &str) -> (Vec<Value>, String) {
         .arg("--config")
         .arg(dir.join(format!("{name}.toml")))
         .arg(dir.join(format!("{name}.ndjson")))
-        .args(["--now", "2026-11-20T12:00:00Z"])
+        .args(["--now", "2026-11-21T00:00:00Z"])
         .output()
         .expect("run forewarn");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -77,6 +77,9 @@ scenario!(
     flapping_for_versus_m_of_n,
     hysteresis_holds_until_clear,
     late_event_within_lateness,
+    slo_fast_burn_pages_within_minutes,
+    slo_slow_burn_pages_on_the_6h_pair,
+    slo_blip_does_not_page,
 );
 
 #[test]
@@ -133,7 +136,7 @@ fn check_refuses_a_bad_config_with_location() {
         .output()
         .unwrap();
     assert!(ok.status.success());
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("6 rule(s)"));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("8 rule(s)"));
 }
 
 #[test]

@@ -87,6 +87,8 @@ pub struct Metrics {
     /// evaluate, render), sampled one message in 64.
     pub processing: Histogram,
     signal_value: GaugeVec,
+    slo_burn_rate: GaugeVec,
+    slo_budget_remaining: GaugeVec,
     risk: GaugeVec,
 }
 
@@ -299,6 +301,28 @@ impl Metrics {
         registry
             .register(Box::new(signal_value.clone()))
             .expect("unique metric");
+        let slo_burn_rate = GaugeVec::new(
+            Opts::new(
+                "forewarn_slo_burn_rate",
+                "Error-budget burn rate of each SLO rule per service and window (error ratio over the budget's; 1 spends the budget exactly over the period).",
+            ),
+            &["slo", "service", "window"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(slo_burn_rate.clone()))
+            .expect("unique metric");
+        let slo_budget_remaining = GaugeVec::new(
+            Opts::new(
+                "forewarn_slo_error_budget_remaining_ratio",
+                "Share of each SLO's error budget left over its period, per service (negative: overspent).",
+            ),
+            &["slo", "service"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(slo_budget_remaining.clone()))
+            .expect("unique metric");
         let risk = GaugeVec::new(
             Opts::new(
                 "forewarn_risk_score",
@@ -318,6 +342,8 @@ impl Metrics {
         Metrics {
             registry,
             signal_value,
+            slo_burn_rate,
+            slo_budget_remaining,
             risk,
             transitions,
             alerts,
@@ -400,6 +426,8 @@ impl Metrics {
     /// are left out; a service's risk is the largest of its rules').
     pub fn set_readings(&self, readings: &[crate::pipeline::GroupReading]) {
         self.signal_value.reset();
+        self.slo_burn_rate.reset();
+        self.slo_budget_remaining.reset();
         self.risk.reset();
         let mut risk: std::collections::HashMap<&str, f64> = std::collections::HashMap::new();
         for r in readings {
@@ -417,6 +445,23 @@ impl Metrics {
                         &group.join(","),
                     ])
                     .set(r.value);
+            }
+            for s in &r.series {
+                match (s.name, s.window) {
+                    ("slo_burn_rate", Some(w)) => self
+                        .slo_burn_rate
+                        .with_label_values(&[
+                            r.rule.as_str(),
+                            service,
+                            &forewarn_core::time::format_duration(w),
+                        ])
+                        .set(s.value),
+                    ("slo_error_budget_remaining_ratio", _) => self
+                        .slo_budget_remaining
+                        .with_label_values(&[r.rule.as_str(), service])
+                        .set(s.value),
+                    _ => {}
+                }
             }
             let e = risk.entry(service).or_insert(0.0);
             *e = e.max(r.risk);

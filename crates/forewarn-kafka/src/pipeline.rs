@@ -596,6 +596,7 @@ impl ActiveAlerts {
                     labels: shard.engine.rule_group_labels(r.rule, r.group),
                     value: r.value,
                     risk: r.risk,
+                    series: shard.engine.series(r.rule, r.group),
                 });
             }
         }
@@ -632,6 +633,8 @@ pub struct GroupReading {
     pub value: f64,
     /// 0–1 risk score.
     pub risk: f64,
+    /// The rule kind's extra gauges (SLO burn rates, budget remaining).
+    pub series: Vec<forewarn_core::rules::Series>,
 }
 
 /// A consumer-group member running engine shards.

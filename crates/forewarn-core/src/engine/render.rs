@@ -120,6 +120,16 @@ impl Engine {
         out
     }
 
+    /// The extra gauges (see [`crate::rules::Series`]) of `rule` for `group`.
+    pub fn series(&self, rule: u32, group: u32) -> Vec<crate::rules::Series> {
+        let mut out = Vec::new();
+        let ri = rule as usize;
+        self.rules[ri]
+            .states
+            .series(&self.cfg.rules[ri].spec, group as usize, &mut out);
+        out
+    }
+
     /// Label pairs identifying `group` of `rule`'s grouping (`service` first).
     pub fn rule_group_labels(&self, rule: u32, group: u32) -> Vec<(String, String)> {
         let grouping = &self.groupings[self.wiring.rule_grouping[rule as usize]];

@@ -71,6 +71,18 @@ pub struct Verdict {
     pub window: Option<WindowValue>,
 }
 
+/// A gauge a rule kind exposes per group beyond its value (e.g. an SLO's burn
+/// rate per window), exported as `forewarn_<name>`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Series {
+    /// Metric name without the `forewarn_` prefix.
+    pub name: &'static str,
+    /// The window it describes, when it has one (a `window` label).
+    pub window: Option<Millis>,
+    /// The value.
+    pub value: f64,
+}
+
 /// The interface every rule kind implements.
 pub trait RuleKind: Sized + Clone + PartialEq + Debug {
     /// Its `kind = "…"` spelling.
@@ -141,6 +153,8 @@ pub trait RuleKind: Sized + Clone + PartialEq + Debug {
     fn window_text(&self, signals: &[SignalDef]) -> String;
     /// Extra annotations from the group's state (e.g. SLO burn rates).
     fn annotate(&self, _st: &Self::State, _out: &mut BTreeMap<String, String>) {}
+    /// Gauges of one group's state (see [`Series`]).
+    fn series(&self, _st: &Self::State, _out: &mut Vec<Series>) {}
     /// One line for `forewarn check`.
     fn describe(&self, signals: &[SignalDef]) -> String;
     /// Heap bytes of one group's state.
@@ -358,6 +372,19 @@ macro_rules! rule_kinds {
                     $((RuleSpec::$variant(k), KindStates::$variant(v)) => {
                         if let Some(s) = v.get(g) {
                             k.annotate(s, out);
+                        }
+                    }),+
+                    #[allow(unreachable_patterns)]
+                    _ => {}
+                }
+            }
+
+            /// Gauges of group `g`.
+            pub fn series(&self, spec: &RuleSpec, g: usize, out: &mut Vec<Series>) {
+                match (spec, self) {
+                    $((RuleSpec::$variant(k), KindStates::$variant(v)) => {
+                        if let Some(s) = v.get(g) {
+                            k.series(s, out);
                         }
                     }),+
                     #[allow(unreachable_patterns)]

@@ -371,6 +371,28 @@ impl RuleKind for Slo {
         out.insert("budget_exhausted_in".into(), exhaustion);
     }
 
+    fn series(&self, st: &Counts, out: &mut Vec<super::Series>) {
+        if st.is_empty() {
+            return;
+        }
+        for b in self.burns(st) {
+            if b.rate.is_finite() {
+                out.push(super::Series {
+                    name: "slo_burn_rate",
+                    window: Some(b.window),
+                    value: b.rate,
+                });
+            }
+        }
+        if let (Some(r), _) = self.budget(st) {
+            out.push(super::Series {
+                name: "slo_error_budget_remaining_ratio",
+                window: None,
+                value: r,
+            });
+        }
+    }
+
     fn describe(&self, _signals: &[SignalDef]) -> String {
         let pairs: Vec<String> = self
             .pairs
