@@ -141,6 +141,14 @@ pub fn run(
         s.refused_groups,
         s.reclaimed_groups,
     );
+    let n = s.entities;
+    if n != Default::default() {
+        eprintln!(
+            "replay: entities: {} opened, {} closed ({} after their deadline), {} expired; {} duplicate opens, {} closes before their open, {} unknown closes, {} refused by max_entities, {} without a deadline",
+            n.opened, n.closed, n.closed_late, n.expired, n.duplicate_opens, n.early_closes,
+            n.unknown_closes, n.refused, n.without_deadline
+        );
+    }
     if s.applied + s.late + rejected_total == 0 && lines > 0 {
         bail!("no events in {}", path.display());
     }

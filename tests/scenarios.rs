@@ -80,6 +80,7 @@ scenario!(
     slo_fast_burn_pages_within_minutes,
     slo_slow_burn_pages_on_the_6h_pair,
     slo_blip_does_not_page,
+    overdue_orders_page,
 );
 
 #[test]
@@ -271,4 +272,14 @@ fn simulate_paces_output_without_changing_it() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--speed must be a positive number"));
+}
+
+#[test]
+fn entity_oddities_have_defined_outcomes_and_counters() {
+    let (_, stderr) = replay("overdue_orders_page");
+    assert!(
+        stderr.contains("361 opened, 359 closed (120 after their deadline)")
+            && stderr.contains("1 duplicate opens, 1 closes before their open, 1 unknown closes"),
+        "{stderr}"
+    );
 }

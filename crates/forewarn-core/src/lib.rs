@@ -20,6 +20,7 @@ pub mod risk;
 pub mod rules;
 pub mod sketch;
 pub mod time;
+pub mod timers;
 pub mod window;
 
 pub use alert::{Alert, Transition};

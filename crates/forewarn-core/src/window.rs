@@ -370,6 +370,10 @@ impl FamilyStore {
                 value: Some(n as f64),
                 events: n,
             },
+            Aggregate::Timer(_) => WindowValue {
+                value: None,
+                events: 0,
+            },
             Aggregate::Sum => WindowValue {
                 value: Some(sum),
                 events: n,
@@ -503,5 +507,7 @@ fn record(
                 s.record(x);
             }
         }
+        // Timer signals keep entity tables, not panes (`crate::timers`).
+        Aggregate::Timer(_) => {}
     }
 }

@@ -81,6 +81,8 @@ pub struct Metrics {
     /// Applied events a signal could not track because a new group would exceed
     /// `max_groups` (the cardinality cap).
     pub groups_refused: IntCounter,
+    /// Outcomes of entity `open`/`close` events in timer signals.
+    pub entity_events: IntCounterVec,
     /// Idle groups released to make room under `max_groups`.
     pub groups_reclaimed: IntCounter,
     /// Time from polling a message to its outputs being queued (decode, apply,
@@ -271,6 +273,17 @@ impl Metrics {
         registry
             .register(Box::new(consumer_lag.clone()))
             .expect("unique metric");
+        let entity_events = IntCounterVec::new(
+            Opts::new(
+                "forewarn_entity_events_total",
+                "Outcomes of entity open/close events in timer signals: opened, closed, closed_late, duplicate_open, close_before_open, unknown_close, refused (max_entities), without_deadline, expired.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(entity_events.clone()))
+            .expect("unique metric");
         let groups_refused = counter(
             "forewarn_groups_refused_total",
             "Events a signal could not track because a new group would exceed max_groups.",
@@ -350,6 +363,7 @@ impl Metrics {
             watermark_delay,
             consumer_lag,
             groups_refused,
+            entity_events,
             groups_reclaimed,
             processing,
             consumed,

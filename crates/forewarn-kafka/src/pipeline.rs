@@ -75,6 +75,8 @@ struct Shard {
     /// `refused_groups` and `reclaimed_groups` of the engine at the last tick.
     refused_seen: u64,
     reclaimed_seen: u64,
+    /// Entity-event outcomes of the engine at the last tick.
+    entities_seen: forewarn_core::timers::EntityStats,
     /// Refusals not yet logged, and when they were last logged: a flood is
     /// reported once a minute, not on every tick.
     refused_unlogged: u64,
@@ -128,6 +130,7 @@ impl Core {
                 offsets: PartitionOffsets::default(),
                 counters: self.metrics.topic(topic),
                 refused_seen: 0,
+                entities_seen: Default::default(),
                 reclaimed_seen: 0,
                 refused_unlogged: 0,
                 refused_logged_at: None,
@@ -348,6 +351,18 @@ impl Core {
                 let reclaimed = stats.reclaimed_groups - shard.reclaimed_seen;
                 self.metrics.groups_reclaimed.inc_by(reclaimed);
                 shard.reclaimed_seen = stats.reclaimed_groups;
+                let seen = shard.entities_seen.by_result();
+                for ((result, now), (_, before)) in stats.entities.by_result().into_iter().zip(seen)
+                {
+                    self.metrics
+                        .entity_events
+                        .with_label_values(&[result])
+                        .inc_by(now - before);
+                }
+                if stats.entities.refused > shard.entities_seen.refused {
+                    shard.refused_unlogged += stats.entities.refused - shard.entities_seen.refused;
+                }
+                shard.entities_seen = stats.entities;
                 let log_due = shard
                     .refused_logged_at
                     .is_none_or(|t| at.duration_since(t) >= REFUSED_LOG_INTERVAL);
@@ -358,7 +373,7 @@ impl Core {
                         refused = shard.refused_unlogged,
                         reclaimed_so_far = stats.reclaimed_groups,
                         max_groups = self.cfg.max_groups,
-                        "events for new groups refused: max_groups reached (a flood of distinct service or label values?); idle groups are released as their windows pass"
+                        "events refused: max_groups reached (a flood of distinct service or label values?; idle groups are released as their windows pass) or a timer signal's max_entities open entities"
                     );
                     shard.refused_unlogged = 0;
                     shard.refused_logged_at = Some(at);

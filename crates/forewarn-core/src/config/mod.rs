@@ -69,6 +69,8 @@ pub enum Aggregate {
     Quantile(f64),
     /// Largest value of the field.
     Max,
+    /// A count of open entities now (see [`crate::timers`]).
+    Timer(crate::timers::Measure),
 }
 
 /// A compiled event filter. Empty conditions match everything.
@@ -119,6 +121,8 @@ pub struct SignalDef {
     pub slide: Millis,
     /// Pane size: gcd(window, slide).
     pub pane: Millis,
+    /// For timer signals: the entity table's parameters.
+    pub timer: Option<crate::timers::TimerDef>,
 }
 
 /// Alert severity.
@@ -290,13 +294,32 @@ impl Config {
                 }
                 Aggregate::Count => "count".into(),
                 Aggregate::Rate => "rate".into(),
+                Aggregate::Timer(m) => {
+                    let t = s.timer.unwrap_or(crate::timers::TimerDef {
+                        at_risk: 0.8,
+                        max_entities: 0,
+                        allowance: None,
+                    });
+                    format!(
+                        "entities {} (at risk after {}% of the allowance, at most {} open{})",
+                        format!("{m:?}").to_lowercase(),
+                        t.at_risk * 100.0,
+                        t.max_entities,
+                        t.allowance.map_or(String::new(), |a| format!(
+                            ", default allowance {}",
+                            format_duration(a)
+                        ))
+                    )
+                }
                 a => format!(
                     "{}({})",
                     format!("{a:?}").to_lowercase(),
                     s.field.map_or("", |f| f.as_str())
                 ),
             };
-            let window = if s.slide == s.window {
+            let window = if s.timer.is_some() {
+                format!("read every {}", format_duration(s.slide))
+            } else if s.slide == s.window {
                 format!("tumbling {}", format_duration(s.window))
             } else {
                 format!(
@@ -589,7 +612,30 @@ fn signal(cx: &Ctx, s: &Spanned<RawSignal>) -> Result<SignalDef, ConfigError> {
             "rename it, e.g. `checkout_error_rate`",
         ));
     }
+    if let Some(measure) = timer_measure(r.aggregate) {
+        return timer_signal(cx, s, measure);
+    }
     let at = |m: String, h: &str| cx.err(span.clone(), format!("signal `{name}`: {m}"), h);
+    for (given, field) in [
+        (r.at_risk.is_some(), "at_risk"),
+        (r.max_entities.is_some(), "max_entities"),
+        (r.allowance.is_some(), "allowance"),
+    ] {
+        if given {
+            return Err(at(
+                format!(
+                    "`{field}` applies to timer signals (open, overdue, at_risk, overdue_rate)"
+                ),
+                &format!("remove `{field}`"),
+            ));
+        }
+    }
+    let Some(window_text) = &r.window else {
+        return Err(at(
+            "needs a `window`".into(),
+            "e.g. window = \"5m\", slide = \"10s\"",
+        ));
+    };
     let needs_field = !matches!(r.aggregate, RawAggregate::Count | RawAggregate::Rate);
     match (needs_field, r.field) {
         (true, None) => {
@@ -612,6 +658,13 @@ fn signal(cx: &Ctx, s: &Spanned<RawSignal>) -> Result<SignalDef, ConfigError> {
         RawAggregate::Sum => Aggregate::Sum,
         RawAggregate::Mean => Aggregate::Mean,
         RawAggregate::Max => Aggregate::Max,
+        RawAggregate::Open
+        | RawAggregate::Overdue
+        | RawAggregate::AtRisk
+        | RawAggregate::OverdueRate => match timer_measure(r.aggregate) {
+            Some(m) => return timer_signal(cx, s, m),
+            None => Aggregate::Count,
+        },
         RawAggregate::Quantile => match r.quantile {
             Some(q) if q > 0.0 && q < 1.0 => Aggregate::Quantile(q),
             Some(q) => {
@@ -648,14 +701,14 @@ fn signal(cx: &Ctx, s: &Spanned<RawSignal>) -> Result<SignalDef, ConfigError> {
             ));
         }
     }
-    let window = cx.duration(&r.window, "window")?;
+    let window = cx.duration(window_text, "window")?;
     let slide = match &r.slide {
         Some(s) => cx.duration(s, "slide")?,
         None => window,
     };
     if window == 0 || slide == 0 {
         return Err(cx.err(
-            r.window.span(),
+            window_text.span(),
             format!("signal `{name}`: window and slide must be greater than zero"),
             "e.g. window = \"5m\", slide = \"10s\"",
         ));
@@ -674,7 +727,7 @@ fn signal(cx: &Ctx, s: &Spanned<RawSignal>) -> Result<SignalDef, ConfigError> {
     }
     let pane = gcd(window, slide);
     if window / pane > MAX_PANES_PER_WINDOW {
-        return Err(cx.err(r.window.span(), format!("signal `{name}`: window {} with slide {} needs {} panes (limit {MAX_PANES_PER_WINDOW})", format_duration(window), format_duration(slide), window / pane), "choose a slide that divides the window, e.g. window = \"5m\", slide = \"10s\""));
+        return Err(cx.err(window_text.span(), format!("signal `{name}`: window {} with slide {} needs {} panes (limit {MAX_PANES_PER_WINDOW})", format_duration(window), format_duration(slide), window / pane), "choose a slide that divides the window, e.g. window = \"5m\", slide = \"10s\""));
     }
     Ok(SignalDef {
         name: name.clone(),
@@ -696,6 +749,106 @@ fn signal(cx: &Ctx, s: &Spanned<RawSignal>) -> Result<SignalDef, ConfigError> {
         window,
         slide,
         pane,
+        timer: None,
+    })
+}
+
+fn timer_measure(a: RawAggregate) -> Option<crate::timers::Measure> {
+    use crate::timers::Measure;
+    Some(match a {
+        RawAggregate::Open => Measure::Open,
+        RawAggregate::Overdue => Measure::Overdue,
+        RawAggregate::AtRisk => Measure::AtRisk,
+        RawAggregate::OverdueRate => Measure::OverdueRate,
+        _ => return None,
+    })
+}
+
+/// A timer signal: entities opened and closed by `entity` + `phase` events
+/// matching the filter, read every `slide`.
+fn timer_signal(
+    cx: &Ctx,
+    s: &Spanned<RawSignal>,
+    measure: crate::timers::Measure,
+) -> Result<SignalDef, ConfigError> {
+    let (span, r) = (s.span(), s.get_ref());
+    let name = &r.name;
+    let at = |m: String, h: &str| cx.err(span.clone(), format!("signal `{name}`: {m}"), h);
+    for (given, field) in [
+        (r.window.is_some(), "window"),
+        (r.field.is_some(), "field"),
+        (r.quantile.is_some(), "quantile"),
+        (r.of.is_some(), "of"),
+    ] {
+        if given {
+            return Err(at(
+                format!("`{field}` does not apply to timer signals: they count the entities open at each evaluation"),
+                &format!("remove `{field}`; `slide` says how often the signal is read"),
+            ));
+        }
+    }
+    let slide = match &r.slide {
+        Some(s) => cx.duration(s, "slide")?,
+        None => 30_000,
+    };
+    if slide == 0 {
+        return Err(at(
+            "`slide` must be greater than zero".into(),
+            "e.g. slide = \"30s\"",
+        ));
+    }
+    let at_risk = r.at_risk.unwrap_or(0.8);
+    if !(0.0..=1.0).contains(&at_risk) {
+        return Err(at(
+            format!("at_risk {at_risk} must be within 0..=1"),
+            "e.g. at_risk = 0.8: at risk once 80% of the allowance is used",
+        ));
+    }
+    let max_entities = match &r.max_entities {
+        None => 10_000,
+        Some(m) if *m.get_ref() >= 1 => *m.get_ref() as usize,
+        Some(m) => {
+            return Err(cx.err(
+                m.span(),
+                format!("signal `{name}`: max_entities must be at least 1"),
+                "e.g. max_entities = 10000",
+            ))
+        }
+    };
+    let allowance = r
+        .allowance
+        .as_ref()
+        .map(|a| cx.duration(a, "allowance"))
+        .transpose()?;
+    for g in &r.group_by {
+        if !is_label_name(g) || g == "service" {
+            return Err(at(
+                format!("group_by entry `{g}` is not a label name (service is always grouped)"),
+                "list event label names such as \"region\"",
+            ));
+        }
+    }
+    Ok(SignalDef {
+        name: name.clone(),
+        description: r.description.clone(),
+        aggregate: Aggregate::Timer(measure),
+        field: None,
+        filter: filter(
+            cx,
+            span.clone(),
+            &r.filter,
+            &format!("signal `{name}` filter"),
+        )?,
+        of: None,
+        group_by: r.group_by.clone(),
+        window: slide,
+        slide,
+        pane: slide,
+        timer: Some(crate::timers::TimerDef {
+            at_risk,
+            max_entities,
+            allowance,
+        }),
     })
 }
 
@@ -740,6 +893,7 @@ impl fmt::Display for Aggregate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Aggregate::Quantile(q) => write!(f, "quantile({q})"),
+            Aggregate::Timer(m) => write!(f, "{}", format!("{m:?}").to_lowercase()),
             other => write!(f, "{}", format!("{other:?}").to_lowercase()),
         }
     }

@@ -83,6 +83,16 @@ pub enum RawAggregate {
     Quantile,
     /// Largest `field`.
     Max,
+    /// Entities open now (SLA timers: `entity` + `phase` events).
+    Open,
+    /// Open entities past their deadline.
+    Overdue,
+    /// Open entities past `at_risk` of their allowance, not yet overdue.
+    #[serde(rename = "at_risk")]
+    AtRisk,
+    /// Overdue over open entities.
+    #[serde(rename = "overdue_rate")]
+    OverdueRate,
 }
 
 /// A numeric event field a signal can aggregate or a filter can compare.
@@ -138,10 +148,20 @@ pub struct RawSignal {
     /// Labels that split the signal beyond `service`.
     #[serde(default)]
     pub group_by: Vec<String>,
-    /// Window length.
-    pub window: Spanned<String>,
-    /// How often the window moves (default: `window`, i.e. tumbling).
+    /// Window length (not for timer signals: open, overdue, at_risk, overdue_rate).
+    pub window: Option<Spanned<String>>,
+    /// How often the window moves (default: `window`, i.e. tumbling); for timer
+    /// signals, how often they are read (default 30s).
     pub slide: Option<Spanned<String>>,
+    /// Timer signals: share of an entity's allowance after which it is at risk
+    /// (default 0.8).
+    pub at_risk: Option<f64>,
+    /// Timer signals: most open entities per group (default 10000); further
+    /// opens are refused and counted.
+    pub max_entities: Option<Spanned<i64>>,
+    /// Timer signals: the deadline after `open` when the event has neither
+    /// `deadline` nor `sla_ms`.
+    pub allowance: Option<Spanned<String>>,
 }
 
 /// Event filter; every given condition must hold.

@@ -47,6 +47,13 @@ impl Engine {
             prepare(&cfg.rules[ri], &mut rules[ri], &mut latest[ri], groups);
         }
         let mut wake = Millis::MAX;
+        if let Some(tables) = families[fi].entities.as_mut() {
+            // The watermark has passed `at`: fire every entity timer up to it.
+            for t in tables.iter_mut() {
+                t.advance(at, &mut stats.entities);
+                wake = wake.min(t.next_timer());
+            }
+        }
         for g in 0..groups {
             let mut cx = EvalCx {
                 at,

@@ -31,6 +31,7 @@ use crate::groups::{GroupKey, Grouping, Lookup};
 use crate::lifecycle::{Instance, State};
 use crate::rules::KindStates;
 use crate::time::Millis;
+use crate::timers::Entities;
 use crate::window::FamilyStore;
 use wiring::Wiring;
 
@@ -63,6 +64,9 @@ pub struct Stats {
     pub reclaimed_groups: u64,
     /// Alert transitions emitted.
     pub transitions: u64,
+    /// Outcomes of entity (`open`/`close`) events in timer signals.
+    #[serde(default)]
+    pub entities: crate::timers::EntityStats,
 }
 
 /// Event-time progress of the shard.
@@ -91,10 +95,34 @@ impl Default for Clock {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub(crate) struct FamilyState {
     pub(crate) store: FamilyStore,
+    /// Timer families: per group, the open entities (panes stay empty).
+    pub(crate) entities: Option<Vec<Entities>>,
     /// Next window end to evaluate; MAX while nothing is scheduled.
     next_eval: Millis,
     /// Newest event time recorded by any member.
     newest: Millis,
+}
+
+impl FamilyState {
+    /// Newest event time group `g` holds (MIN: none).
+    fn newest_of(&self, g: usize) -> Millis {
+        match &self.entities {
+            Some(t) => t.get(g).map_or(Millis::MIN, Entities::newest),
+            None => self.store.newest(g),
+        }
+    }
+
+    /// Empties group `g`.
+    fn reset_group(&mut self, g: usize) {
+        match &mut self.entities {
+            Some(t) => {
+                if let Some(e) = t.get_mut(g) {
+                    *e = Entities::default();
+                }
+            }
+            None => self.store.reset_group(g),
+        }
+    }
 }
 
 /// One rule's state for every group.
@@ -177,6 +205,7 @@ impl Engine {
                     &m.iter().map(|&si| &cfg.signals[si]).collect::<Vec<_>>(),
                     lateness,
                 ),
+                entities: cfg.signals[m[0]].timer.map(|_| Vec::new()),
                 next_eval: Millis::MAX,
                 newest: Millis::MIN,
             })
@@ -310,6 +339,10 @@ impl Engine {
         let mut refused = false;
         for si in 0..self.cfg.signals.len() {
             let def = &self.cfg.signals[si];
+            if def.timer.is_some() {
+                refused |= self.apply_entity(si, e);
+                continue;
+            }
             let matched = def.filter.matches(e);
             let (num, den) = match def.aggregate {
                 // The numerator is kept within the denominator so a rate stays in 0..=1.
@@ -359,6 +392,44 @@ impl Engine {
             self.stats.refused_groups += 1;
             self.reclaim_wanted = true;
         }
+    }
+
+    /// Opens or closes an entity of timer signal `si` (once per family: its
+    /// members share the entity table). Returns whether the group was refused.
+    fn apply_entity(&mut self, si: usize, e: &Event) -> bool {
+        let (fi, m) = self.wiring.signal_family[si];
+        let def = &self.cfg.signals[si];
+        let (Some(entity), Some(phase), Some(timer)) = (&e.entity, e.phase, def.timer) else {
+            return false;
+        };
+        if m != 0 || !def.filter.matches(e) {
+            return false;
+        }
+        let slide = def.slide;
+        let Some(g) = self.resolve(self.wiring.signal_grouping[si], e) else {
+            return true;
+        };
+        let f = &mut self.families[fi];
+        let Some(tables) = f.entities.as_mut() else {
+            return false;
+        };
+        if tables.len() <= g {
+            tables.resize_with(g + 1, Entities::default);
+        }
+        let id = crate::timers::entity_id(entity);
+        let stats = &mut self.stats.entities;
+        match phase {
+            crate::event::Phase::Open => {
+                let deadline = e
+                    .deadline
+                    .or_else(|| e.sla_ms.map(|s| e.ts.saturating_add(s as Millis)));
+                tables[g].open(&timer, id, e.ts, deadline, stats);
+            }
+            crate::event::Phase::Close => tables[g].close(id, e.ts, stats),
+        }
+        f.newest = f.newest.max(e.ts);
+        f.next_eval = f.next_eval.min((e.ts.div_euclid(slide) + 1) * slide);
+        false
     }
 
     /// Moves the watermark to `w` (never backwards), evaluating every window that
@@ -427,6 +498,9 @@ impl Engine {
         for f in &self.families {
             for (p, b) in parts.iter_mut().zip(f.store.breakdown()) {
                 *p += b;
+            }
+            if let Some(t) = &f.entities {
+                parts[1] += t.iter().map(Entities::heap_bytes).sum::<usize>();
             }
         }
         parts[4] = self

@@ -33,7 +33,7 @@ impl Engine {
                 }
                 self.groupings[gi].release(g as u32);
                 for &fi in &fams {
-                    self.families[fi].store.reset_group(g);
+                    self.families[fi].reset_group(g);
                 }
                 for &ri in &rules {
                     self.reset_rule_group(ri, g);
@@ -63,7 +63,7 @@ impl Engine {
         let w = self.clock.watermark;
         let quiet_families = fams.iter().all(|&fi| {
             let window = self.cfg.signals[self.wiring.family_signal[fi]].window;
-            self.families[fi].store.newest(g) < w.saturating_sub(window)
+            self.families[fi].newest_of(g) < w.saturating_sub(window)
         });
         quiet_families
             && rules.iter().all(|&ri| {

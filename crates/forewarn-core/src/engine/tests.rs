@@ -276,6 +276,7 @@ fn naive(
             vals.sort_by(f64::total_cmp);
             (!vals.is_empty()).then(|| vals[(q * (vals.len() - 1) as f64).floor() as usize])
         }
+        Aggregate::Timer(_) => unimplemented!("the property config has no timer signals"),
     };
     let events = if def.aggregate == Aggregate::Rate {
         d

@@ -99,14 +99,24 @@ fn families(
     cfg: &Config,
     signal_grouping: &[usize],
 ) -> (Vec<(usize, usize)>, Vec<Vec<usize>>, Vec<usize>) {
-    let mut keys: Vec<(usize, Millis, Millis, Millis)> = Vec::new();
+    // Timer signals share a family (one entity table) only with timer signals
+    // over the same entities: same filter and timer parameters.
+    type Key<'a> = (
+        usize,
+        Millis,
+        Millis,
+        Millis,
+        Option<(&'a crate::config::Filter, crate::timers::TimerDef)>,
+    );
+    let mut keys: Vec<Key> = Vec::new();
     let mut members: Vec<Vec<usize>> = Vec::new();
     let signal_family = cfg
         .signals
         .iter()
         .enumerate()
         .map(|(si, s)| {
-            let key = (signal_grouping[si], s.window, s.slide, s.pane);
+            let timer = s.timer.map(|t| (&s.filter, t));
+            let key = (signal_grouping[si], s.window, s.slide, s.pane, timer);
             let f = keys.iter().position(|k| *k == key).unwrap_or_else(|| {
                 keys.push(key);
                 members.push(Vec::new());

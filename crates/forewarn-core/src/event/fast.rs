@@ -238,6 +238,8 @@ pub(super) fn decode(b: &[u8]) -> Option<Event<'_>> {
                 check_number(super::Field::Sentiment, p.number()?, -1.0, 1.0, "").ok()?
             ),
             "complaint" => once!(complaint, p.bool()?),
+            // Entity events are rarer: the serde path reads and checks them.
+            "entity" | "phase" | "deadline" => return None,
             "labels" => {
                 if seen_labels {
                     return None;
@@ -273,6 +275,9 @@ pub(super) fn decode(b: &[u8]) -> Option<Event<'_>> {
         sentiment,
         complaint,
         labels,
+        entity: None,
+        phase: None,
+        deadline: None,
     })
 }
 

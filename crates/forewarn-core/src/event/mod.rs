@@ -14,6 +14,8 @@ use crate::time::{parse_rfc3339, Millis, MAX_MILLIS};
 
 /// Longest accepted `service` value, in bytes.
 pub const MAX_SERVICE_LEN: usize = 128;
+/// Longest accepted `entity` id, in bytes.
+pub const MAX_ENTITY_LEN: usize = 128;
 /// Most labels one event may carry.
 pub const MAX_LABELS: usize = 16;
 /// Longest label name, in bytes.
@@ -62,6 +64,12 @@ str_enum!(
     Cancelled = "cancelled" }
 );
 str_enum!(
+    /// Where an entity event stands in its entity's life (SLA timers).
+    Phase { /// The entity (an order, a ticket) starts: its SLA clock runs.
+    Open = "open", /// The entity is done (delivered, answered): its clock stops.
+    Close = "close" }
+);
+str_enum!(
     /// The four service-failure categories.
     Category { /// Wrong information shown (price, catalogue).
     Information = "information", /// A promise not kept (delivery, fulfilment).
@@ -95,6 +103,12 @@ pub struct Event<'a> {
     pub complaint: Option<bool>,
     /// Small string map of dimensions.
     pub labels: Labels<'a>,
+    /// The entity (order, ticket …) an `open`/`close` event is about.
+    pub entity: Option<Cow<'a, str>>,
+    /// Whether the entity opens or closes.
+    pub phase: Option<Phase>,
+    /// When the entity's SLA expires (on `open`; else `ts + sla_ms`).
+    pub deadline: Option<Millis>,
 }
 
 /// Up to [`MAX_LABELS`] labels stored inline (no heap allocation).
@@ -172,6 +186,12 @@ pub enum Field {
     Complaint,
     /// `labels`
     Labels,
+    /// `entity`
+    Entity,
+    /// `phase`
+    Phase,
+    /// `deadline`
+    Deadline,
 }
 
 impl Field {
@@ -189,6 +209,9 @@ impl Field {
             Field::Sentiment => "sentiment",
             Field::Complaint => "complaint",
             Field::Labels => "labels",
+            Field::Entity => "entity",
+            Field::Phase => "phase",
+            Field::Deadline => "deadline",
         }
     }
     fn from_key(k: &str) -> Option<Field> {
@@ -204,6 +227,9 @@ impl Field {
             "sentiment" => Field::Sentiment,
             "complaint" => Field::Complaint,
             "labels" => Field::Labels,
+            "entity" => Field::Entity,
+            "phase" => Field::Phase,
+            "deadline" => Field::Deadline,
             _ => return None,
         })
     }
@@ -251,9 +277,15 @@ pub enum DecodeError {
         /// What it must be.
         expected: &'static str,
     },
-    /// `ts` is a string that is not RFC 3339, or a number outside 1970..=9999.
-    #[error("field `ts` is not an RFC 3339 timestamp or epoch milliseconds in 1970..=9999: {0}")]
-    BadTimestamp(String),
+    /// `ts` or `deadline` is a string that is not RFC 3339, or a number outside
+    /// 1970..=9999.
+    #[error("field `{field}` is not an RFC 3339 timestamp or epoch milliseconds in 1970..=9999: {value}")]
+    BadTimestamp {
+        /// The field.
+        field: Field,
+        /// What was given (truncated).
+        value: String,
+    },
     /// A string field is not one of its allowed values.
     #[error("field `{field}` is `{value}`; expected one of: {expected}")]
     UnknownValue {
@@ -305,7 +337,7 @@ impl DecodeError {
             DecodeError::MissingField(_) => "missing_field",
             DecodeError::DuplicateField(_) => "duplicate_field",
             DecodeError::WrongType { .. } => "wrong_type",
-            DecodeError::BadTimestamp(_) => "bad_timestamp",
+            DecodeError::BadTimestamp { .. } => "bad_timestamp",
             DecodeError::UnknownValue { .. } => "unknown_value",
             DecodeError::NotFinite(_) => "not_finite",
             DecodeError::OutOfRange { .. } => "out_of_range",
@@ -672,6 +704,9 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
         let mut complaint = None;
         let mut labels = Labels::default();
         let mut seen_labels = false;
+        let mut entity: Option<Cow<'de, str>> = None;
+        let mut phase = None;
+        let mut deadline = None;
 
         // Each arm reads the value with the type it must have, so a wrong type is
         // reported against the field rather than as a generic parse error.
@@ -732,32 +767,34 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
             match field {
                 Field::Ts => {
                     once!(ts, field);
-                    let raw = map.next_value::<Loose<'de>>()?;
-                    let parsed = match &raw {
-                        Loose::Str(s) => parse_rfc3339(s),
-                        Loose::Num(n) => (n.is_finite()
-                            && n.fract() == 0.0
-                            && (0.0..=MAX_MILLIS as f64).contains(n))
-                        .then_some(*n as i64),
-                        _ => {
-                            return Err(self.fail(DecodeError::WrongType {
-                                field,
-                                expected: "an RFC 3339 string or epoch milliseconds",
-                            }))
-                        }
-                    };
-                    match parsed {
-                        Some(v) => ts = Some(v),
-                        None => {
-                            let shown = match raw {
-                                Loose::Str(s) => format!("\"{}\"", truncated(&s)),
-                                Loose::Num(n) => n.to_string(),
-                                _ => String::new(),
-                            };
-                            return Err(self.fail(DecodeError::BadTimestamp(shown)));
-                        }
+                    match timestamp(field, map.next_value::<Loose<'de>>()?) {
+                        Ok(v) => ts = Some(v),
+                        Err(e) => return Err(self.fail(e)),
                     }
                 }
+                Field::Deadline => {
+                    once!(deadline, field);
+                    match timestamp(field, map.next_value::<Loose<'de>>()?) {
+                        Ok(v) => deadline = Some(v),
+                        Err(e) => return Err(self.fail(e)),
+                    }
+                }
+                Field::Entity => {
+                    once!(entity, field);
+                    let s = typed!(Str, field, "a string");
+                    if s.is_empty() || s.len() > MAX_ENTITY_LEN {
+                        return Err(self.fail(DecodeError::BadLength {
+                            field,
+                            len: s.len(),
+                            max: MAX_ENTITY_LEN,
+                        }));
+                    }
+                    if has_control(&s) {
+                        return Err(self.fail(DecodeError::ControlCharacter(field)));
+                    }
+                    entity = Some(s);
+                }
+                Field::Phase => enum_field!(phase, Phase, field),
                 Field::Service => {
                     once!(service, field);
                     let s = typed!(Str, field, "a string");
@@ -815,8 +852,36 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
             sentiment,
             complaint,
             labels,
+            entity,
+            phase,
+            deadline,
         })
     }
+}
+
+/// Reads an RFC 3339 string or integral epoch milliseconds in 1970..=9999.
+fn timestamp(field: Field, raw: Loose<'_>) -> Result<Millis, DecodeError> {
+    let parsed = match &raw {
+        Loose::Str(s) => parse_rfc3339(s),
+        Loose::Num(n) => {
+            (n.is_finite() && n.fract() == 0.0 && (0.0..=MAX_MILLIS as f64).contains(n))
+                .then_some(*n as i64)
+        }
+        _ => {
+            return Err(DecodeError::WrongType {
+                field,
+                expected: "an RFC 3339 string or epoch milliseconds",
+            })
+        }
+    };
+    parsed.ok_or_else(|| DecodeError::BadTimestamp {
+        field,
+        value: match raw {
+            Loose::Str(s) => format!("\"{}\"", truncated(&s)),
+            Loose::Num(n) => n.to_string(),
+            _ => String::new(),
+        },
+    })
 }
 
 #[cfg(test)]
@@ -847,6 +912,18 @@ mod tests {
         assert_eq!(f.sentiment, Some(-0.7));
         assert_eq!(f.complaint, Some(true));
         assert_eq!(f.sla_breached(), None);
+    }
+
+    #[test]
+    fn decodes_entity_open_and_close() {
+        let e = decode(br#"{"ts":1000,"service":"fulfilment","kind":"custom","entity":"order-17","phase":"open","deadline":"2026-11-22T12:00:00Z"}"#).unwrap();
+        assert_eq!(e.entity.as_deref(), Some("order-17"));
+        assert_eq!(e.phase, Some(Phase::Open));
+        assert_eq!(e.deadline, Some(1_795_348_800_000));
+        let c =
+            decode(br#"{"ts":2000,"service":"fulfilment","entity":"order-17","phase":"close"}"#)
+                .unwrap();
+        assert_eq!((c.phase, c.deadline), (Some(Phase::Close), None));
     }
 
     #[test]
@@ -905,6 +982,21 @@ mod tests {
                 "control_character",
             ),
             (r#"{"ts":0,"service":"s","labels":{"":"v"}}"#, "bad_length"),
+            (r#"{"ts":0,"service":"s","phase":"done"}"#, "unknown_value"),
+            (r#"{"ts":0,"service":"s","entity":""}"#, "bad_length"),
+            (r#"{"ts":0,"service":"s","entity":7}"#, "wrong_type"),
+            (
+                r#"{"ts":0,"service":"s","entity":"a\u0000"}"#,
+                "control_character",
+            ),
+            (
+                r#"{"ts":0,"service":"s","deadline":"soon"}"#,
+                "bad_timestamp",
+            ),
+            (
+                r#"{"ts":0,"service":"s","deadline":1,"deadline":2}"#,
+                "duplicate_field",
+            ),
         ];
         for (input, reason) in cases {
             assert_eq!(err(input).reason(), *reason, "{input}: {}", err(input));

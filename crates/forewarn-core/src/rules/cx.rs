@@ -300,6 +300,10 @@ impl EvalCx<'_> {
     /// Whether `signal` recorded any event for this group in its current window.
     #[inline]
     pub fn has_data(&self, signal: usize) -> bool {
+        let (f, _) = self.signal_family[signal];
+        if let Some(t) = &self.families[f].entities {
+            return t.get(self.group).is_some_and(|e| !e.is_empty());
+        }
         let start = self.end(signal) - self.signals[signal].window;
         self.head(signal).is_some_and(|h| h.last_touch >= start)
     }
@@ -308,6 +312,12 @@ impl EvalCx<'_> {
     #[inline]
     pub fn window(&mut self, signal: usize) -> WindowValue {
         let (f, m) = self.signal_family[signal];
+        if let (Some(t), crate::config::Aggregate::Timer(measure)) =
+            (&self.families[f].entities, self.signals[signal].aggregate)
+        {
+            let (value, events) = t.get(self.group).map_or((None, 0), |e| e.read(measure));
+            return WindowValue { value, events };
+        }
         let end = self.end(signal);
         let def = &self.signals[signal];
         self.families[f].store.window(self.group, m, end, def)
