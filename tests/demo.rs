@@ -38,8 +38,8 @@ fn demo(args: &[&str]) -> (String, Value) {
 fn full_demo_detects_every_incident_early_without_false_alarms() {
     let (stdout, card) = demo(&[]);
     let sc = &card["scorecard"];
-    assert_eq!(sc["incidents"].as_array().unwrap().len(), 5, "{stdout}");
-    assert_eq!(sc["detected_early"], 5, "{sc}");
+    assert_eq!(sc["incidents"].as_array().unwrap().len(), 6, "{stdout}");
+    assert_eq!(sc["detected_early"], 6, "{sc}");
     assert_eq!(sc["missed"], 0);
     assert_eq!(sc["false_alarms"].as_array().unwrap().len(), 0, "{sc}");
     for inc in sc["incidents"].as_array().unwrap() {
@@ -53,15 +53,16 @@ fn full_demo_detects_every_incident_early_without_false_alarms() {
 }
 
 /// A short demo (`--duration 1h`) runs to completion and judges only the
-/// incident that happens within it.
+/// incidents that begin within it.
 #[test]
 fn short_demo_runs_to_completion() {
     let (stdout, card) = demo(&["--duration", "1h", "--partitions", "2"]);
     let sc = &card["scorecard"];
     let incidents = sc["incidents"].as_array().unwrap();
-    assert_eq!(incidents.len(), 1, "{stdout}");
+    assert_eq!(incidents.len(), 2, "{stdout}");
     assert_eq!(incidents[0]["id"], "system-payment");
-    assert_eq!(sc["detected_early"], 1, "{sc}");
+    assert_eq!(incidents[1]["id"], "execution-dispatch-stall");
+    assert_eq!(sc["detected_early"], 2, "{sc}");
     assert_eq!(sc["false_alarms"].as_array().unwrap().len(), 0, "{sc}");
     assert_eq!(card["not_reached"], 0);
 }

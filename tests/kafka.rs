@@ -654,7 +654,7 @@ fn demo_runs_against_a_real_broker() {
         .find_map(|l| l.strip_prefix("scorecard-json "))
         .map(|c| serde_json::from_str(c).unwrap())
         .unwrap_or_else(|| panic!("{stdout}"));
-    assert_eq!(card["scorecard"]["detected_early"], 1, "{card}");
+    assert_eq!(card["scorecard"]["detected_early"], 2, "{card}");
     assert_eq!(
         card["scorecard"]["false_alarms"].as_array().unwrap().len(),
         0

@@ -33,6 +33,8 @@ pub enum Measure {
     AtRisk,
     /// Overdue over open entities.
     OverdueRate,
+    /// At risk or overdue over open entities: the leading share.
+    AtRiskRate,
 }
 
 /// Counters of every entity event's outcome.
@@ -150,6 +152,9 @@ impl Entities {
             Measure::Overdue => Some(f64::from(self.overdue)),
             Measure::AtRisk => Some(f64::from(self.at_risk)),
             Measure::OverdueRate => (open > 0).then(|| f64::from(self.overdue) / open as f64),
+            Measure::AtRiskRate => {
+                (open > 0).then(|| f64::from(self.at_risk + self.overdue) / open as f64)
+            }
         };
         (v, open)
     }

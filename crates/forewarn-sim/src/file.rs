@@ -91,6 +91,8 @@ struct RawIncident {
     precursor_start: String,
     sla_breach: String,
     end: String,
+    #[serde(default)]
+    effect: crate::model::Effect,
 }
 
 #[derive(Deserialize)]
@@ -231,6 +233,7 @@ pub fn load_scenario(
             precursor_start: from,
             sla_breach: breach,
             end,
+            effect: r.effect,
         });
     }
     let mut spikes = Vec::new();

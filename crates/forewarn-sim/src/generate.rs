@@ -1,12 +1,20 @@
 //! Turns a [`Scenario`] into a time-ordered stream of v1 events.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
 use forewarn_core::event::Category;
 use forewarn_core::time::{format_rfc3339, Millis};
 
-use crate::model::{load_cycle, Role, Scenario, Service};
+use crate::model::{load_cycle, Effect, Role, Scenario, Service};
+
+/// Orders (fulfilment) are promised within this; tickets (support) answered.
+pub const ORDER_PROMISE_MS: Millis = 10 * 60_000;
+/// Tickets' response SLA.
+pub const TICKET_SLA_MS: Millis = 20 * 60_000;
+const ORDER_MEDIAN_MS: f64 = 3.0 * 60_000.0;
+const TICKET_MEDIAN_MS: f64 = 6.0 * 60_000.0;
 use crate::rng::Rng;
 
 /// One generated event.
@@ -30,12 +38,23 @@ struct Effects {
     complaint_category: Option<Category>,
     sentiment_shift: f64,
     feedback_factor: f64,
+    /// Multiplies the time to dispatch an order.
+    order_delay: f64,
+    /// When the incidents slowing entities end: their backlog clears then.
+    delay_until: Millis,
 }
 
 /// Iterates the events of a scenario in event-time order (deterministic per seed).
 pub struct Simulator {
     scenario: Scenario,
     rngs: Vec<Rng>,
+    /// Per service, for its entities (orders, tickets): a stream of its own, so
+    /// adding entities left every other event of a seed as it was.
+    entity_rngs: Vec<Rng>,
+    /// Entities opened so far (their ids).
+    opened: u64,
+    /// Close events not yet due, by (time, id).
+    closes: BTreeMap<(Millis, u64), SimEvent>,
     second: Millis,
     end: Millis,
     pending: std::vec::IntoIter<SimEvent>,
@@ -50,10 +69,18 @@ impl Simulator {
             .iter()
             .map(|s| root.fork(&s.name))
             .collect();
+        let entity_rngs = scenario
+            .services
+            .iter()
+            .map(|s| root.fork(&format!("entities/{}", s.name)))
+            .collect();
         Simulator {
             second: scenario.start.div_euclid(1000) * 1000,
             end: scenario.start + scenario.duration,
             rngs,
+            entity_rngs,
+            opened: 0,
+            closes: BTreeMap::new(),
             scenario,
             pending: Vec::new().into_iter(),
         }
@@ -88,6 +115,7 @@ impl Simulator {
         let mut fx = Effects {
             latency_factor: 1.0,
             feedback_factor: 1.0,
+            order_delay: 1.0,
             ..Effects::default()
         };
         for inc in &self.scenario.incidents {
@@ -97,6 +125,11 @@ impl Simulator {
             }
             // Failures begin once the degradation is a third of the way to breach.
             let failing = ((s - 0.3) / 0.7).clamp(0.0, 1.0);
+            fx.delay_until = fx.delay_until.max(inc.end);
+            if inc.effect == Effect::DispatchStall {
+                fx.order_delay *= 1.0 + 6.0 * s;
+                continue;
+            }
             match inc.category {
                 Category::System => {
                     fx.latency_factor *= 1.0 + 3.0 * s;
@@ -111,6 +144,7 @@ impl Simulator {
                         fx.sentiment_shift -= 0.6 * s;
                     } else {
                         fx.latency_factor *= 1.0 + 4.0 * s;
+                        fx.order_delay *= 1.0 + 4.0 * s;
                     }
                 }
                 Category::Information => {
@@ -156,8 +190,68 @@ impl Simulator {
                 });
             }
         }
+        self.entities(t, &mut out);
         out.sort_by_key(|e| e.ts);
         out
+    }
+
+    /// Orders opened by fulfilment (closed when dispatched) and tickets opened
+    /// by support (closed when answered) during second `t`, and the closes due
+    /// in it.
+    fn entities(&mut self, t: Millis, out: &mut Vec<SimEvent>) {
+        for i in 0..self.scenario.services.len() {
+            let svc = self.scenario.services[i].clone();
+            let (what, allowance, median, share) = match svc.role {
+                Role::Processing => ("order", ORDER_PROMISE_MS, ORDER_MEDIAN_MS, 1.0),
+                Role::Support => ("ticket", TICKET_SLA_MS, TICKET_MEDIAN_MS, 0.5),
+                _ => continue,
+            };
+            let fx = self.effects(&svc, t);
+            let delay = if svc.role == Role::Support {
+                fx.latency_factor
+            } else {
+                fx.order_delay
+            };
+            let rate = self.rate(&svc, t) * share;
+            let rng = &mut self.entity_rngs[i];
+            for _ in 0..rng.poisson(rate) {
+                let ts = t + (rng.f64() * 1000.0) as Millis;
+                let base = (median * (0.3 * rng.normal()).exp()) as Millis;
+                // Slowed entities wait, but the backlog clears when the incident ends.
+                let took =
+                    ((base as f64 * delay) as Millis).min(base.max(fx.delay_until + base - ts));
+                self.opened += 1;
+                let id = format!("{what}-{}", self.opened);
+                if ts < self.scenario.start || ts >= self.end {
+                    continue;
+                }
+                let entity = |ts: Millis, phase: &str, extra: &str| SimEvent {
+                    ts,
+                    service: svc.name.clone(),
+                    json: format!(
+                        r#"{{"ts":"{}","service":"{}","kind":"custom","entity":"{id}","phase":"{phase}"{extra},"labels":{{"entity_type":"{what}"}}}}"#,
+                        format_rfc3339(ts),
+                        svc.name,
+                    ),
+                };
+                out.push(entity(
+                    ts,
+                    "open",
+                    &format!(r#","deadline":"{}""#, format_rfc3339(ts + allowance)),
+                ));
+                let close = entity(ts + took, "close", "");
+                self.closes.insert((ts + took, self.opened), close);
+            }
+        }
+        while let Some(entry) = self.closes.first_entry() {
+            if entry.key().0 >= t + 1000 {
+                break;
+            }
+            let e = entry.remove();
+            if e.ts < self.end {
+                out.push(e);
+            }
+        }
     }
 }
 

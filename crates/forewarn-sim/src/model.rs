@@ -50,6 +50,19 @@ pub struct Service {
     pub sentiment: f64,
 }
 
+/// How an incident degrades its services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Effect {
+    /// By category: latency, errors, complaints, sentiment (and, for execution
+    /// incidents, slower order processing).
+    #[default]
+    Degradation,
+    /// Orders stop being dispatched on time while every request stays fast and
+    /// successful: only the orders' own timers show it.
+    DispatchStall,
+}
+
 /// An injected incident and its ground truth.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Incident {
@@ -70,6 +83,8 @@ pub struct Incident {
     /// Back to normal.
     #[serde(rename = "end_ms")]
     pub end: Millis,
+    /// How it degrades its services.
+    pub effect: Effect,
 }
 
 impl Incident {
@@ -179,7 +194,8 @@ pub fn retail_services() -> Vec<Service> {
 
 /// The default scenario: three hours of a weekday afternoon with one incident of
 /// each category (and a second system failure: checkout saturating under the
-/// holiday-sale peak), a holiday-sale promotion and a benign traffic spike.
+/// holiday-sale peak; a second execution failure: a dispatch stall only the
+/// orders' SLA timers see), a holiday-sale promotion and a benign traffic spike.
 pub fn default_scenario(seed: u64, start: Millis) -> Scenario {
     let at = |m: i64| start + m * MINUTE;
     let incident = |id: &str,
@@ -196,6 +212,7 @@ pub fn default_scenario(seed: u64, start: Millis) -> Scenario {
         precursor_start: at(from),
         sla_breach: at(breach),
         end: at(end),
+        effect: Effect::Degradation,
     };
     Scenario {
         name: "default".into(),
@@ -207,6 +224,10 @@ pub fn default_scenario(seed: u64, start: Millis) -> Scenario {
         promotions: vec![(at(150), at(175), 2.0)],
         incidents: vec![
             incident("system-payment", Category::System, &["payment", "checkout"], "payment gateway degradation: latency creeps, then timeouts and errors", 20, 40, 55),
+            Incident {
+                effect: Effect::DispatchStall,
+                ..incident("execution-dispatch-stall", Category::Execution, &["fulfilment"], "carrier hand-over stalls: orders wait for dispatch and miss their promised time while every request stays fast and successful", 25, 45, 55)
+            },
             incident("execution-fulfilment", Category::Execution, &["fulfilment", "support"], "fulfilment backlog: orders miss their promised dispatch time; delivery tickets rise", 65, 85, 100),
             incident("information-storefront", Category::Information, &["storefront"], "wrong prices in the catalogue: complaints and refunds rise", 105, 125, 140),
             incident("communication-support", Category::Communication, &["support", "notifications"], "support understaffed and a notification channel failing: slow responses, negative sentiment", 120, 145, 160),

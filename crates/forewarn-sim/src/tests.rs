@@ -77,7 +77,7 @@ fn incidents_degrade_their_services_and_spikes_do_not() {
 fn ground_truth_lists_incidents_in_order() {
     let truth = ground_truth(&default_scenario(3, START));
     let incidents = truth["incidents"].as_array().unwrap();
-    assert_eq!(incidents.len(), 5);
+    assert_eq!(incidents.len(), 6);
     let categories: Vec<&str> = incidents
         .iter()
         .map(|i| i["category"].as_str().unwrap())
@@ -86,6 +86,7 @@ fn ground_truth_lists_incidents_in_order() {
         categories,
         [
             "system",
+            "execution",
             "execution",
             "information",
             "communication",
@@ -107,15 +108,23 @@ fn scorecard_classifies_early_late_missed_and_false_alarms() {
         service: service.into(),
         rule: rule.into(),
     };
-    let inc = &s.incidents;
+    let inc = |id: &str| s.incidents.iter().find(|i| i.id == id).unwrap();
     let alerts = vec![
         // Payment: early (5 minutes before breach).
-        fired("P99", "payment", inc[0].sla_breach - 300_000),
+        fired("P99", "payment", inc("system-payment").sla_breach - 300_000),
         // Fulfilment: only after the breach.
-        fired("Sla", "fulfilment", inc[1].sla_breach + 60_000),
-        // Storefront information incident and checkout saturation: nothing.
-        // Support: early.
-        fired("Sentiment", "support", inc[3].sla_breach - 1_000),
+        fired(
+            "Sla",
+            "fulfilment",
+            inc("execution-fulfilment").sla_breach + 60_000,
+        ),
+        // Dispatch stall, storefront information incident and checkout
+        // saturation: nothing. Support: early.
+        fired(
+            "Sentiment",
+            "support",
+            inc("communication-support").sla_breach - 1_000,
+        ),
         // Search is in no incident: a false alarm, counted once.
         fired("Err", "search", START + 1_000),
         fired("Err", "search", START + 2_000),
@@ -123,10 +132,10 @@ fn scorecard_classifies_early_late_missed_and_false_alarms() {
     let card = score(&s, &alerts, 0);
     assert_eq!(
         (card.detected_early, card.detected_late, card.missed),
-        (2, 1, 2)
+        (2, 1, 3)
     );
     assert_eq!(card.incidents[0].lead_seconds, Some(300.0));
-    assert_eq!(card.incidents[2].first_alert, None);
+    assert_eq!(card.incidents[3].first_alert, None);
     assert_eq!(
         card.false_alarms,
         vec![("Err".to_string(), "search".to_string(), START + 1_000)]
@@ -154,4 +163,58 @@ fn scenario_file_errors_are_located() {
     assert!(e.message.contains("start must come before end"), "{e}");
     let e = load_scenario("name = \"x\"\nduraton = \"1h\"\n", "s.toml", 1, START).unwrap_err();
     assert!(e.message.contains("unknown field `duraton`"), "{e}");
+}
+
+/// Minutes from open to close of the orders opened in `[from, to)` minutes.
+fn order_minutes(events: &[SimEvent], from: i64, to: i64) -> Vec<f64> {
+    let mut opened = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for e in events {
+        let v: serde_json::Value = serde_json::from_str(&e.json).unwrap();
+        let Some(id) = v["entity"].as_str() else {
+            continue;
+        };
+        if !id.starts_with("order-") {
+            continue;
+        }
+        match v["phase"].as_str() {
+            Some("open") => {
+                opened.insert(id.to_string(), e.ts);
+            }
+            Some("close") => {
+                if let Some(o) = opened.get(id) {
+                    let m = (o - START) / 60_000;
+                    if (from..to).contains(&m) {
+                        out.push((e.ts - o) as f64 / 60_000.0);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn a_dispatch_stall_delays_orders_but_no_request() {
+    let mut s = default_scenario(2, START);
+    s.duration = 60 * 60_000;
+    s.scale = 0.5;
+    let events: Vec<SimEvent> = Simulator::new(s).collect();
+    let late = |v: &[f64]| v.iter().filter(|m| **m > 10.0).count() as f64 / v.len() as f64;
+    let before = order_minutes(&events, 5, 25);
+    let during = order_minutes(&events, 38, 45);
+    assert!(
+        before.len() > 100 && late(&before) < 0.01,
+        "{} orders, {}",
+        before.len(),
+        late(&before)
+    );
+    assert!(
+        late(&during) > 0.5,
+        "orders opened in the stall: {} late",
+        late(&during)
+    );
+    // Every request of fulfilment stays as fast and successful as before.
+    assert!(error_share(&events, "fulfilment", 30, 55) < 0.02);
 }

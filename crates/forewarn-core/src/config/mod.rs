@@ -624,7 +624,7 @@ fn signal(cx: &Ctx, s: &Spanned<RawSignal>) -> Result<SignalDef, ConfigError> {
         if given {
             return Err(at(
                 format!(
-                    "`{field}` applies to timer signals (open, overdue, at_risk, overdue_rate)"
+                    "`{field}` applies to timer signals (open, overdue, at_risk, overdue_rate, at_risk_rate)"
                 ),
                 &format!("remove `{field}`"),
             ));
@@ -661,7 +661,8 @@ fn signal(cx: &Ctx, s: &Spanned<RawSignal>) -> Result<SignalDef, ConfigError> {
         RawAggregate::Open
         | RawAggregate::Overdue
         | RawAggregate::AtRisk
-        | RawAggregate::OverdueRate => match timer_measure(r.aggregate) {
+        | RawAggregate::OverdueRate
+        | RawAggregate::AtRiskRate => match timer_measure(r.aggregate) {
             Some(m) => return timer_signal(cx, s, m),
             None => Aggregate::Count,
         },
@@ -760,6 +761,7 @@ fn timer_measure(a: RawAggregate) -> Option<crate::timers::Measure> {
         RawAggregate::Overdue => Measure::Overdue,
         RawAggregate::AtRisk => Measure::AtRisk,
         RawAggregate::OverdueRate => Measure::OverdueRate,
+        RawAggregate::AtRiskRate => Measure::AtRiskRate,
         _ => return None,
     })
 }

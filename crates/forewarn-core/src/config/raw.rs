@@ -93,6 +93,9 @@ pub enum RawAggregate {
     /// Overdue over open entities.
     #[serde(rename = "overdue_rate")]
     OverdueRate,
+    /// At risk or overdue over open entities.
+    #[serde(rename = "at_risk_rate")]
+    AtRiskRate,
 }
 
 /// A numeric event field a signal can aggregate or a filter can compare.

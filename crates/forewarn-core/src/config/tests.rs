@@ -15,8 +15,8 @@ fn with_rule(rule: &str) -> String {
 #[test]
 fn example_config_is_valid() {
     let c = Config::parse(EXAMPLE, "deploy/forewarn.example.toml").unwrap();
-    assert_eq!(c.signals.len(), 6);
-    assert_eq!(c.rules.len(), 8);
+    assert_eq!(c.signals.len(), 9);
+    assert_eq!(c.rules.len(), 11);
     let RuleSpec::Threshold(t) = &c.rules[0].spec else {
         panic!()
     };
