@@ -325,52 +325,22 @@ impl Engine {
     /// The group of `e` in grouping `gi`, resolved once per event.
     #[inline(always)]
     fn resolve(&mut self, gi: usize, e: &Event) -> Option<usize> {
-        if self.resolved[gi] == UNRESOLVED {
-            self.resolved[gi] = match self.groupings[gi].lookup(e, self.cfg.max_groups) {
-                Lookup::Group(id) => id,
-                Lookup::Refused => REFUSED,
-            };
-        }
-        (self.resolved[gi] != REFUSED).then_some(self.resolved[gi] as usize)
+        resolve(
+            &mut self.groupings,
+            &mut self.resolved,
+            gi,
+            e,
+            self.cfg.max_groups,
+        )
     }
 
     fn apply(&mut self, e: &Event) {
         self.resolved.fill(UNRESOLVED);
-        let mut refused = false;
-        for si in 0..self.cfg.signals.len() {
-            let def = &self.cfg.signals[si];
-            if def.timer.is_some() {
-                refused |= self.apply_entity(si, e);
-                continue;
+        let mut refused = self.apply_windowed(e);
+        if e.entity.is_some() {
+            for i in 0..self.wiring.timer_signals.len() {
+                refused |= self.apply_entity(self.wiring.timer_signals[i], e);
             }
-            let matched = def.filter.matches(e);
-            let (num, den) = match def.aggregate {
-                // The numerator is kept within the denominator so a rate stays in 0..=1.
-                Aggregate::Rate => {
-                    let den = def.of.as_ref().is_none_or(|f| f.matches(e));
-                    (matched && den, den)
-                }
-                _ => (matched, false),
-            };
-            if !num && !den {
-                continue;
-            }
-            let Some(g) = self.resolve(self.wiring.signal_grouping[si], e) else {
-                refused = true;
-                continue;
-            };
-            let def = &self.cfg.signals[si];
-            let (fi, m) = self.wiring.signal_family[si];
-            let f = &mut self.families[fi];
-            f.store.ensure(g);
-            let value = def.field.and_then(|f| f.of(e));
-            f.store.record(g, m, e.ts, def, num, den, matched, value);
-            f.newest = f.newest.max(e.ts);
-            // The first window holding this event must be evaluated, even if an
-            // earlier skip-ahead or a newer first event scheduled a later one.
-            f.next_eval = f
-                .next_eval
-                .min((e.ts.div_euclid(def.slide) + 1) * def.slide);
         }
         for i in 0..self.wiring.own_rules.len() {
             let ri = self.wiring.own_rules[i];
@@ -392,6 +362,56 @@ impl Engine {
             self.stats.refused_groups += 1;
             self.reclaim_wanted = true;
         }
+    }
+
+    /// Records `e` in the panes of every windowed signal it matches (the hot
+    /// path: one pass over the signals, fields borrowed apart). Returns whether
+    /// a new group was refused.
+    #[inline]
+    fn apply_windowed(&mut self, e: &Event) -> bool {
+        let Engine {
+            cfg,
+            wiring,
+            groupings,
+            families,
+            resolved,
+            ..
+        } = self;
+        let mut refused = false;
+        for (si, def) in cfg.signals.iter().enumerate() {
+            if def.timer.is_some() {
+                continue;
+            }
+            let matched = def.filter.matches(e);
+            let (num, den) = match def.aggregate {
+                // The numerator is kept within the denominator so a rate stays in 0..=1.
+                Aggregate::Rate => {
+                    let den = def.of.as_ref().is_none_or(|f| f.matches(e));
+                    (matched && den, den)
+                }
+                _ => (matched, false),
+            };
+            if !num && !den {
+                continue;
+            }
+            let gi = wiring.signal_grouping[si];
+            let Some(g) = resolve(groupings, resolved, gi, e, cfg.max_groups) else {
+                refused = true;
+                continue;
+            };
+            let (fi, m) = wiring.signal_family[si];
+            let f = &mut families[fi];
+            f.store.ensure(g);
+            let value = def.field.and_then(|f| f.of(e));
+            f.store.record(g, m, e.ts, def, num, den, matched, value);
+            f.newest = f.newest.max(e.ts);
+            // The first window holding this event must be evaluated, even if an
+            // earlier skip-ahead or a newer first event scheduled a later one.
+            f.next_eval = f
+                .next_eval
+                .min((e.ts.div_euclid(def.slide) + 1) * def.slide);
+        }
+        refused
     }
 
     /// Opens or closes an entity of timer signal `si` (once per family: its
@@ -513,6 +533,25 @@ impl Engine {
         parts[5] = self.groupings.iter().map(Grouping::heap_bytes).sum();
         parts
     }
+}
+
+/// The group of `e` in grouping `gi`, looked up once per event (`resolved`
+/// caches it per grouping).
+#[inline(always)]
+fn resolve(
+    groupings: &mut [Grouping],
+    resolved: &mut [u32],
+    gi: usize,
+    e: &Event,
+    cap: usize,
+) -> Option<usize> {
+    if resolved[gi] == UNRESOLVED {
+        resolved[gi] = match groupings[gi].lookup(e, cap) {
+            Lookup::Group(id) => id,
+            Lookup::Refused => REFUSED,
+        };
+    }
+    (resolved[gi] != REFUSED).then_some(resolved[gi] as usize)
 }
 
 /// An evaluation that is due.

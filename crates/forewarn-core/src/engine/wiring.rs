@@ -26,6 +26,8 @@ pub(crate) struct Wiring {
     pub(crate) rule_grouping: Vec<usize>,
     /// Rules with their own input (recording events, own schedule).
     pub(crate) own_rules: Vec<usize>,
+    /// Timer signals (entity tables, not panes).
+    pub(crate) timer_signals: Vec<usize>,
     /// Grouping → whether its idle groups may be released: not when a rule on
     /// it pages on silence (absent, or breaching on an empty window).
     pub(crate) reclaimable: Vec<bool>,
@@ -86,6 +88,9 @@ impl Wiring {
             family_rules,
             rule_grouping,
             own_rules,
+            timer_signals: (0..cfg.signals.len())
+                .filter(|&s| cfg.signals[s].timer.is_some())
+                .collect(),
             reclaimable,
             min_period,
         }

@@ -285,7 +285,11 @@ impl RuleKind for Slo {
             return None;
         }
         st.advance(&self.geometry, cx.at);
-        let period = st.window(&self.geometry, self.period, cx.at);
+        let period = if self.traffic_aware {
+            st.window(&self.geometry, self.period, cx.at)
+        } else {
+            Tally::default()
+        };
         let mut readings = [Reading::Clear; MAX_LEVELS];
         for (level, sev) in self.severities.iter().enumerate() {
             let mut any_judged = false;
@@ -468,6 +472,10 @@ impl Slo {
             let (lower, _) =
                 crate::confidence::wilson(t.bad / t.total, t.total.round() as u64, self.z);
             all &= lower * coverage(st, w, at) / (1.0 - self.objective) >= factor;
+            if !all {
+                // The long window does not burn: the pair does not, whatever the short.
+                return Some(false);
+            }
         }
         Some(all)
     }
