@@ -135,6 +135,7 @@ fn prepare(rule: &RuleDef, rs: &mut RuleState, latest: &mut Vec<f32>, groups: us
 
 /// Evaluates one rule for one group and runs each level's lifecycle on the
 /// verdict. Returns the earliest time a change could happen without new data.
+#[inline]
 fn judge(rule: &RuleDef, rs: &mut RuleState, cx: &mut EvalCx<'_>, sink: Sink<'_>) -> Millis {
     let (g, at) = (cx.group, cx.at);
     let levels = rule.spec.levels();
