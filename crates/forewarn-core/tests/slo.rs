@@ -181,5 +181,6 @@ fn state_per_service_and_slo_stays_under_4_kib() {
     let mut e = engine();
     run(&mut e, &lines);
     let bytes = e.state_breakdown()[4];
+    eprintln!("state of one (service, SLO): {bytes} bytes");
     assert!(bytes <= 4096, "{bytes} bytes for one service's SLO");
 }

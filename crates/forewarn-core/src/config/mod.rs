@@ -245,6 +245,17 @@ fn gcd(a: i64, b: i64) -> i64 {
     }
 }
 
+/// A `group_by` list: label names, never `service` (always grouped).
+pub(crate) fn check_group_by(labels: &[String]) -> Result<(), (String, &'static str)> {
+    match labels.iter().find(|g| !is_label_name(g) || *g == "service") {
+        Some(g) => Err((
+            format!("group_by entry `{g}` is not a label name (service is always grouped)"),
+            "list event label names such as \"region\"",
+        )),
+        None => Ok(()),
+    }
+}
+
 pub(crate) fn is_label_name(s: &str) -> bool {
     let mut c = s.chars();
     matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_')
@@ -694,14 +705,7 @@ fn signal(cx: &Ctx, s: &Spanned<RawSignal>) -> Result<SignalDef, ConfigError> {
             "remove `of`, or use aggregate = \"rate\"",
         ));
     }
-    for g in &r.group_by {
-        if !is_label_name(g) || g == "service" {
-            return Err(at(
-                format!("group_by entry `{g}` is not a label name (service is always grouped)"),
-                "list event label names such as \"region\"",
-            ));
-        }
-    }
+    check_group_by(&r.group_by).map_err(|(m, h)| at(m, h))?;
     let window = cx.duration(window_text, "window")?;
     let slide = match &r.slide {
         Some(s) => cx.duration(s, "slide")?,
@@ -822,14 +826,7 @@ fn timer_signal(
         .as_ref()
         .map(|a| cx.duration(a, "allowance"))
         .transpose()?;
-    for g in &r.group_by {
-        if !is_label_name(g) || g == "service" {
-            return Err(at(
-                format!("group_by entry `{g}` is not a label name (service is always grouped)"),
-                "list event label names such as \"region\"",
-            ));
-        }
-    }
+    check_group_by(&r.group_by).map_err(|(m, h)| at(m, h))?;
     Ok(SignalDef {
         name: name.clone(),
         description: r.description.clone(),

@@ -87,6 +87,24 @@ impl RuleCx<'_> {
         })
     }
 
+    /// `min_events` (default `default`), refused when negative.
+    pub fn min_events(&self, given: Option<i64>, default: u64) -> Result<u64, ConfigError> {
+        match given {
+            None => Ok(default),
+            Some(m) if m >= 0 => Ok(m as u64),
+            Some(_) => Err(self.err_at(
+                "min_events",
+                "min_events must not be negative",
+                "e.g. min_events = 20",
+            )),
+        }
+    }
+
+    /// Checks a `group_by` list.
+    pub fn group_by(&self, labels: &[String]) -> Result<(), ConfigError> {
+        crate::config::check_group_by(labels).map_err(|(m, h)| self.err_at("group_by", m, h))
+    }
+
     /// The config's `allowed_lateness`.
     pub fn lateness(&self) -> Millis {
         self.lateness

@@ -185,26 +185,8 @@ impl RuleKind for Slo {
         windows.sort_unstable();
         windows.dedup();
         check_geometry(cx, interval, period, &windows, &pairs)?;
-        let min_events = match raw.min_events {
-            None => 10,
-            Some(m) if m >= 0 => m as u64,
-            Some(_) => {
-                return Err(cx.err_at(
-                    "min_events",
-                    "min_events must not be negative",
-                    "e.g. min_events = 20",
-                ))
-            }
-        };
-        for g in &raw.group_by {
-            if !crate::config::is_label_name(g) || g == "service" {
-                return Err(cx.err_at(
-                    "group_by",
-                    format!("group_by entry `{g}` is not a label name (service is always grouped)"),
-                    "list event label names such as \"region\"",
-                ));
-            }
-        }
+        let min_events = cx.min_events(raw.min_events, 10)?;
+        cx.group_by(&raw.group_by)?;
         let mut severities: Vec<Severity> = pairs.iter().map(|p| p.severity).collect();
         severities.sort();
         severities.dedup();

@@ -80,17 +80,7 @@ impl RuleKind for Threshold {
         let sdef = &cx.signals[signal];
         let op = raw.op.unwrap_or_default();
         let levels = levels(cx, op, raw.warning, raw.critical)?;
-        let min_events = match raw.min_events {
-            None => 1,
-            Some(m) if m >= 0 => m as u64,
-            Some(_) => {
-                return Err(cx.err_at(
-                    "min_events",
-                    "min_events must not be negative",
-                    "e.g. min_events = 20",
-                ))
-            }
-        };
+        let min_events = cx.min_events(raw.min_events, 1)?;
         let confidence = raw
             .confidence
             .map(|c| confidence(cx, sdef, c))
