@@ -144,7 +144,8 @@ pub fn format_rfc3339(ms: Millis) -> String {
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{frac:03}Z")
 }
 
-/// Parses a duration such as `"500ms"`, `"30s"`, `"5m"`, `"1h30m"` or `"2d"` into
+/// Parses a duration such as `"500ms"`, `"30s"`, `"5m"`, `"1h30m"`, `"2d"`, `"1w"`
+/// or `"1y"` (Prometheus's units: a week is 7 days, a year 365) into
 /// milliseconds. `"0"` and `"0s"` are zero. Returns a message saying what is wrong.
 pub fn parse_duration(s: &str) -> Result<Millis, String> {
     let t = s.trim();
@@ -164,7 +165,7 @@ pub fn parse_duration(s: &str) -> Result<Millis, String> {
         }
         if start == i {
             return Err(format!(
-                "`{s}` is not a duration; write a number followed by ms, s, m, h or d (e.g. \"90s\")"
+                "`{s}` is not a duration; write a number followed by ms, s, m, h, d, w or y (e.g. \"90s\")"
             ));
         }
         let n: i64 = t[start..i]
@@ -180,15 +181,17 @@ pub fn parse_duration(s: &str) -> Result<Millis, String> {
             "m" => 60_000,
             "h" => 3_600_000,
             "d" => 86_400_000,
+            "w" => 7 * 86_400_000,
+            "y" => 365 * 86_400_000,
             "" if i == b.len() => return Err(format!("`{s}` lacks a unit; write e.g. \"{n}s\"")),
             "" => {
                 return Err(format!(
-                    "`{s}` is not a duration; write a number directly followed by ms, s, m, h or d (e.g. \"{n}s\")"
+                    "`{s}` is not a duration; write a number directly followed by ms, s, m, h, d, w or y (e.g. \"{n}s\")"
                 ))
             }
             other => {
                 return Err(format!(
-                    "`{s}` has unknown unit `{other}`; use ms, s, m, h or d"
+                    "`{s}` has unknown unit `{other}`; use ms, s, m, h, d, w or y"
                 ))
             }
         };
@@ -286,7 +289,13 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(250));
         assert_eq!(parse_duration("0"), Ok(0));
         assert!(parse_duration("5").unwrap_err().contains("unit"));
-        assert!(parse_duration("5y").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("5x").unwrap_err().contains("unknown unit"));
+        // Prometheus's week and year.
+        assert_eq!(parse_duration("1w"), Ok(7 * 86_400_000));
+        assert_eq!(parse_duration("1y"), Ok(365 * 86_400_000));
+        assert!(parse_duration("2y")
+            .unwrap_err()
+            .contains("longer than a year"));
         let spaced = parse_duration("10 seconds").unwrap_err();
         assert!(
             spaced.contains("directly followed by") && spaced.contains("\"10s\""),

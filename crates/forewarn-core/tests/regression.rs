@@ -73,3 +73,27 @@ fn sla_ratio_overflow_is_not_recorded() {
     let restored: forewarn_core::Snapshot = serde_json::from_str(&json).expect("and reads back");
     assert_eq!(restored, e.snapshot());
 }
+
+/// An absent rule's value is the silence in seconds; events newer than the
+/// evaluation time (inside the lateness) made it negative (-9 on dashboards).
+#[test]
+fn absent_value_is_never_negative() {
+    let cfg = forewarn_core::Config::parse(
+        "[time]\nallowed_lateness = \"10s\"\n[[signals]]\nname = \"requests\"\naggregate = \"count\"\nwindow = \"10s\"\n[[rules]]\nname = \"Silent\"\nkind = \"absent\"\nsignal = \"requests\"\nfor = \"30s\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    let mut e = forewarn_core::Engine::new(cfg);
+    let mut out = Vec::new();
+    for s in 0..40 {
+        let line = format!(r#"{{"ts":{},"service":"pay"}}"#, 1_000_000 + s * 1000);
+        e.ingest(
+            &forewarn_core::decode(line.as_bytes()).unwrap(),
+            2_000_000,
+            &mut out,
+        );
+    }
+    let readings = e.readings();
+    assert!(!readings.is_empty());
+    assert!(readings.iter().all(|r| r.value >= 0.0), "{readings:?}");
+}

@@ -103,7 +103,7 @@ impl Engine {
                     continue;
                 };
                 let states: Vec<State> = states.iter().map(|i| i.state).collect();
-                let value = f64::from(*v);
+                let value = shortest_f64(*v);
                 out.push(RuleReading {
                     rule: ri as u32,
                     group: g as u32,
@@ -170,5 +170,25 @@ impl Engine {
             }
         }
         out
+    }
+}
+
+/// The f64 that prints as `v` does: the latest values are kept as f32, and
+/// `f64::from` would show 0.1 as 0.10000000149011612 on dashboards.
+fn shortest_f64(v: f32) -> f64 {
+    if v.is_finite() {
+        v.to_string().parse().unwrap_or(f64::from(v))
+    } else {
+        f64::from(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn latest_values_read_without_float32_noise() {
+        assert_eq!(super::shortest_f64(0.1), 0.1);
+        assert_eq!(super::shortest_f64(1234.5), 1234.5);
+        assert!(super::shortest_f64(f32::NAN).is_nan());
     }
 }

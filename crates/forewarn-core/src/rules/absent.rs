@@ -105,7 +105,8 @@ impl RuleKind for Absent {
         if seen == Millis::MIN {
             return None;
         }
-        let silence = cx.at - seen;
+        // An event newer than the evaluation time (within the lateness) is no silence.
+        let silence = (cx.at - seen).max(0);
         let reading = if silence >= self.for_ {
             Reading::Breach
         } else {
