@@ -496,9 +496,9 @@ fn http_endpoint_serves_metrics_health_and_current_alerts() {
         "forewarn_alerts",
         &[
             critical[0],
+            ("alertstate", "firing"),
             ("service", "pay"),
             critical[1],
-            ("state", "firing"),
         ],
     );
     assert_eq!(value(&metrics, &firing_now), Some(1.0), "{metrics}");

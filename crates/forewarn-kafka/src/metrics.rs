@@ -243,9 +243,9 @@ impl Metrics {
         let alerts = IntGaugeVec::new(
             Opts::new(
                 "forewarn_alerts",
-                "Alert instances currently pending or firing, by rule, service and severity.",
+                "Alert instances currently pending or firing, by rule, service and severity; alertstate as in Prometheus's ALERTS.",
             ),
-            &["alertname", "service", "severity", "state"],
+            &["alertname", "service", "severity", "alertstate"],
         )
         .expect("valid metric");
         registry
