@@ -1,11 +1,14 @@
 //! The HTTP endpoint of `forewarn run` and `forewarn demo`: `/metrics`
 //! (Prometheus text format), `/healthz` (the process is alive), `/readyz`
-//! (partitions are assigned and the pipeline is polling) and `/api/v1/alerts` (current pending and firing
-//! alerts, in the shape of Prometheus's alerts API).
+//! (partitions are assigned and the pipeline is polling), `/api/v1/alerts`
+//! (current pending and firing alerts, in the shape of Prometheus's alerts API),
+//! `/api/v1/rules` (the rules with their alerts, in the shape of Prometheus's
+//! rules API) and `/rules/NAME` (one rule: where every alert's `generatorURL`
+//! points).
 
 use std::net::SocketAddr;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -100,11 +103,97 @@ async fn alerts(State(e): State<Endpoint>) -> Response {
     match tokio::task::spawn_blocking(move || view.list()).await {
         Ok(list) => Json(serde_json::json!({
             "status": "success",
-            "data": { "alerts": list },
+            "data": { "alerts": list.iter().map(prometheus_shape).collect::<Vec<_>>() },
         }))
         .into_response(),
         Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
     }
+}
+
+/// The rules in Prometheus's `/api/v1/rules` shape (one group, `forewarn`),
+/// each with its current alerts.
+async fn rules(State(e): State<Endpoint>) -> Response {
+    let view = e.alerts.clone();
+    match tokio::task::spawn_blocking(move || (view.config(), view.list())).await {
+        Ok((cfg, alerts)) => {
+            let rules: Vec<serde_json::Value> = cfg
+                .rules
+                .iter()
+                .map(|r| rule_json(&cfg, r, &alerts))
+                .collect();
+            Json(serde_json::json!({
+                "status": "success",
+                "data": { "groups": [{ "name": "forewarn", "file": "", "rules": rules }] },
+            }))
+            .into_response()
+        }
+        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
+    }
+}
+
+/// One rule (every alert's `generatorURL` points here), with its alerts.
+async fn rule(State(e): State<Endpoint>, Path(name): Path<String>) -> Response {
+    let view = e.alerts.clone();
+    match tokio::task::spawn_blocking(move || (view.config(), view.list())).await {
+        Ok((cfg, alerts)) => match cfg.rules.iter().find(|r| r.name == name) {
+            Some(r) => Json(rule_json(&cfg, r, &alerts)).into_response(),
+            None => (
+                StatusCode::NOT_FOUND,
+                format!("no rule `{name}`; GET /api/v1/rules lists them\n"),
+            )
+                .into_response(),
+        },
+        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
+    }
+}
+
+fn rule_json(
+    cfg: &forewarn_core::Config,
+    r: &forewarn_core::config::RuleDef,
+    alerts: &[forewarn_core::Alert],
+) -> serde_json::Value {
+    let mine: Vec<serde_json::Value> = alerts
+        .iter()
+        .filter(|a| a.labels.get("alertname") == Some(&r.name))
+        .map(prometheus_shape)
+        .collect();
+    let state = if mine.iter().any(|a| a["state"] == "firing") {
+        "firing"
+    } else if mine.is_empty() {
+        "inactive"
+    } else {
+        "pending"
+    };
+    serde_json::json!({
+        "name": r.name,
+        "type": "alerting",
+        "health": "ok",
+        "state": state,
+        "query": r.spec.describe(&cfg.signals),
+        "signal": r.signal_name(&cfg.signals),
+        "labels": r.labels,
+        "annotations": { "summary": r.summary },
+        "category": r.category.map(|c| c.as_str()),
+        "alerts": mine,
+    })
+}
+
+/// An alert as Prometheus's `/api/v1/alerts` shows one (`labels`,
+/// `annotations`, `state`, `activeAt`, `value`), so tooling written for it reads
+/// forewarn's too; forewarn's own fields (`fingerprint`, `episode`,
+/// `generatorURL`, `status`) come along.
+fn prometheus_shape(a: &forewarn_core::Alert) -> serde_json::Value {
+    serde_json::json!({
+        "labels": a.labels,
+        "annotations": a.annotations,
+        "state": a.status,
+        "activeAt": a.starts_at,
+        "value": a.annotations.get("value").cloned().unwrap_or_default(),
+        "status": a.status,
+        "fingerprint": a.fingerprint,
+        "episode": a.episode,
+        "generatorURL": a.generator_url,
+    })
 }
 
 /// Binds `addr` and serves until the runtime stops; returns the bound address
@@ -119,6 +208,8 @@ pub async fn serve(addr: &str, endpoint: Endpoint) -> anyhow::Result<SocketAddr>
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/rules", get(rules))
+        .route("/rules/{name}", get(rule))
         .with_state(endpoint);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {

@@ -563,6 +563,50 @@ fn http_endpoint_serves_metrics_health_and_current_alerts() {
             && a["status"] == "firing"),
         "{body}"
     );
+    // generatorURL resolves to the rule on forewarn's own endpoint.
+    let url = alerts[0]["generatorURL"].as_str().unwrap();
+    let path = &url[url.find("/rules/").unwrap()..];
+    let (status, body) = support::http_get(&addr, path);
+    assert_eq!(status, 200, "{path}: {body}");
+    let rule: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(rule["name"], "ErrorRateHigh", "{body}");
+    assert_eq!(rule["state"], "firing", "{body}");
+    assert!(
+        rule["query"].as_str().unwrap().contains("threshold"),
+        "{body}"
+    );
+    let (status, _) = support::http_get(&addr, "/rules/NoSuchRule");
+    assert_eq!(status, 404);
+    let (status, body) = support::http_get(&addr, "/api/v1/rules");
+    assert_eq!(status, 200);
+    let rules: Value = serde_json::from_str(&body).unwrap();
+    let listed = rules["data"]["groups"][0]["rules"].as_array().unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|r| r["name"] == "ErrorRateHigh" && r["type"] == "alerting"),
+        "{body}"
+    );
+    // Prometheus's alert shape, with the value filled in (also in the summary).
+    for a in alerts {
+        assert!(
+            matches!(a["state"].as_str(), Some("firing" | "pending")),
+            "{a}"
+        );
+        assert!(
+            a["activeAt"].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{a}"
+        );
+        let value = a["value"].as_str().unwrap();
+        assert!(value.parse::<f64>().is_ok(), "{a}");
+        assert!(
+            a["annotations"]["summary"]
+                .as_str()
+                .unwrap()
+                .contains(value),
+            "{a}"
+        );
+    }
     assert!(
         alerts.iter().all(|a| a["labels"]["service"] == "pay"),
         "{body}"

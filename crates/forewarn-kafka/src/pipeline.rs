@@ -581,6 +581,11 @@ pub struct ActiveAlerts {
 }
 
 impl ActiveAlerts {
+    /// The config the pipeline runs.
+    pub fn config(&self) -> Config {
+        lock(&self.core).cfg.clone()
+    }
+
     /// The pending and firing alerts of every shard, rendered.
     pub fn list(&self) -> Vec<forewarn_core::Alert> {
         let core = lock(&self.core);

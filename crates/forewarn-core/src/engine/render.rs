@@ -145,7 +145,8 @@ impl Engine {
         out
     }
 
-    /// Current pending and firing instances, as transitions describing their state.
+    /// Current pending and firing instances, as transitions describing their
+    /// state, with the rule's latest value for the group.
     pub fn active(&self) -> Vec<Transition> {
         let mut out = Vec::new();
         for (ri, (rule, rs)) in self.cfg.rules.iter().zip(&self.rules).enumerate() {
@@ -157,6 +158,7 @@ impl Engine {
                     State::Firing => TransitionKind::Firing,
                 };
                 let level = rule.spec.level(i % levels);
+                let latest = self.latest[ri].get(i / levels).map_or(f32::NAN, |v| *v);
                 out.push(Transition {
                     rule: ri as u32,
                     group: (i / levels) as u32,
@@ -165,7 +167,7 @@ impl Engine {
                     kind,
                     at: inst.fired_at.max(inst.active_since),
                     active_since: inst.active_since,
-                    value: None,
+                    value: latest.is_finite().then(|| shortest_f64(latest)),
                 });
             }
         }
