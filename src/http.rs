@@ -25,7 +25,8 @@ pub struct Endpoint {
     pub alerts: ActiveAlerts,
 }
 
-/// Registers `forewarn_build_info{version}` = 1 in the pipeline's registry.
+/// Registers `forewarn_build_info{version}` = 1 and the standard `process_*`
+/// metrics in the pipeline's registry.
 pub fn register_build_info(metrics: &Metrics) {
     let info = IntGaugeVec::new(
         Opts::new("forewarn_build_info", "forewarn version; always 1."),
@@ -35,6 +36,11 @@ pub fn register_build_info(metrics: &Metrics) {
     info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
     // Registering twice (a second pipeline in one process) keeps the first.
     let _ = metrics.registry.register(Box::new(info));
+    // process_cpu_seconds_total, process_resident_memory_bytes, open fds …
+    #[cfg(target_os = "linux")]
+    let _ = metrics.registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ));
 }
 
 async fn metrics(State(e): State<Endpoint>) -> Response {

@@ -503,6 +503,14 @@ fn http_endpoint_serves_metrics_health_and_current_alerts() {
     );
     assert_eq!(value(&metrics, &firing_now), Some(1.0), "{metrics}");
     assert!(value(&metrics, "forewarn_event_processing_seconds_count").unwrap() > 0.0);
+    assert!(
+        value(&metrics, "process_resident_memory_bytes").unwrap() > 1e6,
+        "{metrics}"
+    );
+    assert!(
+        value(&metrics, "process_cpu_seconds_total").is_some(),
+        "{metrics}"
+    );
     // Risk per service: pay's critical alert is firing; cart is healthy.
     assert_eq!(
         value(&metrics, "forewarn_risk_score{service=\"pay\"} "),
