@@ -275,10 +275,13 @@ fn print_scorecard(card: &Scorecard, scenario: &Scenario, reached: Millis) {
 pub fn run(args: &Args) -> anyhow::Result<()> {
     crate::logging::init(crate::logging::LogFormat::Text, "warn")?;
     let duration =
-        parse_duration(&args.duration).map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
+        parse_duration(&args.duration).map_err(|e| crate::Usage(format!("--duration: {e}")))?;
     let valid = |v: f64, min: f64| v.is_finite() && v >= min;
     if !valid(args.scale, f64::MIN_POSITIVE) || !valid(args.speed, 0.0) {
-        bail!("--scale must be positive and --speed zero or positive");
+        return Err(crate::Usage(
+            "--scale must be positive and --speed zero or positive".to_string(),
+        )
+        .into());
     }
     let mut cfg = match &args.config {
         Some(path) => crate::load_config(path)?,

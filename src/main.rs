@@ -26,8 +26,11 @@ struct Cli {
 enum Command {
     /// Validate a config file and print the signals and rules it defines.
     Check {
-        /// The TOML config file.
+        /// The TOML config file ("-" for stdin).
         config: PathBuf,
+        /// Output: readable text, or one JSON document (errors included).
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
     },
     /// Run the engine over an NDJSON file of events, in the order given, printing
     /// every alert transition as a JSON line on stdout and a summary on stderr.
@@ -47,6 +50,9 @@ enum Command {
         /// Output: one Alertmanager-shaped JSON object per line, or readable text.
         #[arg(long, value_enum, default_value_t = replay::Format::Json)]
         format: replay::Format,
+        /// Exit with code 3 if any event was rejected or late.
+        #[arg(long)]
+        strict: bool,
     },
     /// See forewarn work in one command: simulated retail traffic with injected
     /// incidents through an in-process Kafka and the full pipeline, alerts live,
@@ -59,38 +65,155 @@ enum Command {
     Simulate(simulate::Args),
 }
 
-/// Reads and validates a config file; the error already names file, line and fix.
+/// How `check` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum CheckFormat {
+    /// What was understood, one line per signal and rule.
+    Text,
+    /// One JSON document: `{"file", "ok", "signals", "rules"}` or `{"file", "ok": false, "error"}`.
+    Json,
+}
+
+/// Exit codes: distinct, so scripts can tell what went wrong.
+mod exit {
+    /// A config refused at start-up, or a bad flag value.
+    pub const CONFIG: u8 = 2;
+    /// `--strict` and input was rejected.
+    pub const INPUT_REJECTED: u8 = 3;
+    /// Anything else: I/O, Kafka, runtime failures.
+    pub const RUNTIME: u8 = 1;
+}
+
+/// Reads and validates a config file ("-": stdin); the error already names
+/// file, line and fix.
 pub fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
-    let name = path.display().to_string();
-    let src = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("{name}: cannot read config: {e}"))?;
+    let (name, src) = if path == std::path::Path::new("-") {
+        let mut src = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut src)
+            .map_err(|e| anyhow::anyhow!("<stdin>: cannot read config: {e}"))?;
+        ("<stdin>".to_string(), src)
+    } else {
+        let name = path.display().to_string();
+        let src = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("{name}: cannot read config: {e}"))?;
+        (name, src)
+    };
     Ok(Config::parse(&src, &name)?)
+}
+
+fn check(path: &std::path::Path, format: CheckFormat) -> anyhow::Result<()> {
+    let loaded = load_config(path);
+    match (format, loaded) {
+        (CheckFormat::Text, Ok(cfg)) => {
+            print!("{}", cfg.summary());
+            println!("{}: OK", path.display());
+            Ok(())
+        }
+        (CheckFormat::Text, Err(e)) => Err(e),
+        (CheckFormat::Json, loaded) => {
+            let file = path.display().to_string();
+            let doc = match &loaded {
+                Ok(cfg) => check_json(&file, cfg),
+                Err(e) => match e.downcast_ref::<forewarn_core::ConfigError>() {
+                    Some(c) => serde_json::json!({"file": file, "ok": false, "error": {
+                        "file": c.file, "line": c.line, "column": c.column,
+                        "message": c.message, "help": c.help }}),
+                    None => serde_json::json!({"file": file, "ok": false,
+                        "error": { "message": format!("{e:#}") }}),
+                },
+            };
+            println!("{doc}");
+            // The document says it all; the exit code still tells failure.
+            loaded.map(drop).map_err(|e| Quiet(e).into())
+        }
+    }
+}
+
+fn check_json(file: &str, cfg: &Config) -> serde_json::Value {
+    use forewarn_core::time::format_duration;
+    let signals: Vec<_> = cfg
+        .signals
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "name": s.name, "aggregate": s.aggregate.to_string(),
+                "window": format_duration(s.window), "slide": format_duration(s.slide),
+                "group_by": s.group_by,
+            })
+        })
+        .collect();
+    let rules: Vec<_> = cfg
+        .rules
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "name": r.name, "signal": r.signal_name(&cfg.signals),
+                "description": r.spec.describe(&cfg.signals),
+                "category": r.category.map(|c| c.as_str()),
+            })
+        })
+        .collect();
+    serde_json::json!({"file": file, "ok": true, "signals": signals, "rules": rules})
+}
+
+/// A command line that cannot run (a bad flag value): exit code 2, like a bad
+/// config — the invocation is what needs fixing.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
+/// An error already reported on stdout: exit non-zero without repeating it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+struct Quiet(anyhow::Error);
+
+/// Whether `e` is a write to a closed pipe (`forewarn replay … | head`).
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn exit_code(e: &anyhow::Error) -> u8 {
+    let inner = e.downcast_ref::<Quiet>().map_or(e, |q| &q.0);
+    if inner.downcast_ref::<forewarn_core::ConfigError>().is_some()
+        || inner.downcast_ref::<Usage>().is_some()
+    {
+        exit::CONFIG
+    } else if inner.downcast_ref::<replay::InputRejected>().is_some() {
+        exit::INPUT_REJECTED
+    } else {
+        exit::RUNTIME
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Check { config } => load_config(&config).map(|cfg| {
-            print!("{}", cfg.summary());
-            println!("{}: OK", config.display());
-        }),
+        Command::Check { config, format } => check(&config, format),
         Command::Replay {
             config,
             events,
             now,
             no_flush,
             format,
+            strict,
         } => load_config(&config)
-            .and_then(|cfg| replay::run(cfg, &events, now.as_deref(), !no_flush, format)),
+            .and_then(|cfg| replay::run(cfg, &events, now.as_deref(), !no_flush, format, strict)),
         Command::Run(args) => run::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Simulate(args) => simulate::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away: stop quietly, as other Unix tools do.
+        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            if e.downcast_ref::<Quiet>().is_none() {
+                eprintln!("error: {e:#}");
+            }
+            ExitCode::from(exit_code(&e))
         }
     }
 }

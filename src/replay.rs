@@ -62,6 +62,7 @@ pub fn run(
     now: Option<&str>,
     flush: bool,
     format: Format,
+    strict: bool,
 ) -> anyhow::Result<()> {
     let now = match now {
         Some(s) => parse_now(s)?,
@@ -129,6 +130,37 @@ pub fn run(
     }
     out.flush()?;
     let s = engine.stats();
+    summarize(&s, &rejected, rejected_total);
+    if s.applied + s.late + rejected_total == 0 && lines > 0 {
+        bail!("no events in {}", path.display());
+    }
+    if strict && (rejected_total > 0 || s.late > 0) {
+        return Err(InputRejected {
+            rejected: rejected_total,
+            late: s.late,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// `--strict` and some event was rejected or late (exit code 3).
+#[derive(Debug, thiserror::Error)]
+#[error("--strict: {rejected} events rejected and {late} late (see above)")]
+pub struct InputRejected {
+    /// Events rejected (invalid, or too far in the future).
+    pub rejected: u64,
+    /// Events older than the watermark.
+    pub late: u64,
+}
+
+/// The summary on stderr: readable lines, then one JSON object a script can
+/// parse (`forewarn replay … 2>&1 >/dev/null | tail -n 1 | jq`).
+fn summarize(
+    s: &forewarn_core::Stats,
+    rejected: &BTreeMap<&'static str, u64>,
+    rejected_total: u64,
+) {
     let reasons: Vec<String> = rejected.iter().map(|(k, v)| format!("{k}={v}")).collect();
     eprintln!(
         "replay: {} events: {} applied, {} rejected{}, {} late; {} transitions; {} events refused by max_groups, {} idle groups reclaimed",
@@ -149,8 +181,19 @@ pub fn run(
             n.unknown_closes, n.refused, n.without_deadline
         );
     }
-    if s.applied + s.late + rejected_total == 0 && lines > 0 {
-        bail!("no events in {}", path.display());
-    }
-    Ok(())
+    let entities: BTreeMap<&str, u64> = n.by_result().into_iter().collect();
+    eprintln!(
+        "{}",
+        serde_json::json!({
+            "events": s.applied + s.late + rejected_total,
+            "applied": s.applied,
+            "rejected": rejected_total,
+            "rejected_by_reason": rejected,
+            "late": s.late,
+            "transitions": s.transitions,
+            "refused_groups": s.refused_groups,
+            "reclaimed_groups": s.reclaimed_groups,
+            "entities": entities,
+        })
+    );
 }

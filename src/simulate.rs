@@ -161,14 +161,18 @@ fn parse_start(s: &str) -> anyhow::Result<i64> {
     match s.strip_prefix("now") {
         Some("") => Ok(now()),
         Some(rest) => {
-            let ago = rest
-                .strip_prefix('-')
-                .ok_or_else(|| anyhow::anyhow!("--start `{s}`: expected now or now-DURATION"))?;
-            let d = parse_duration(ago).map_err(|e| anyhow::anyhow!("--start `{s}`: {e}"))?;
+            let ago = rest.strip_prefix('-').ok_or_else(|| {
+                crate::Usage(format!("--start `{s}`: expected now or now-DURATION"))
+            })?;
+            let d = parse_duration(ago).map_err(|e| crate::Usage(format!("--start `{s}`: {e}")))?;
             Ok(now() - d)
         }
-        None => parse_rfc3339(s)
-            .with_context(|| format!("--start `{s}` is neither RFC 3339 nor now[-DURATION]")),
+        None => parse_rfc3339(s).ok_or_else(|| {
+            crate::Usage(format!(
+                "--start `{s}` is neither RFC 3339 nor now[-DURATION]"
+            ))
+            .into()
+        }),
     }
 }
 
@@ -184,22 +188,26 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         }
         (None, "default") => default_scenario(args.seed, start),
         (None, other) => {
-            bail!("unknown scenario `{other}`; available: default (or --scenario-file)")
+            return Err(crate::Usage(format!(
+                "unknown scenario `{other}`; available: default (or --scenario-file)"
+            ))
+            .into())
         }
     };
     if let Some(d) = &args.duration {
-        scenario.duration = parse_duration(d).map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
+        scenario.duration =
+            parse_duration(d).map_err(|e| crate::Usage(format!("--duration: {e}")))?;
         // The ground truth lists only incidents that begin within the period.
         let end = scenario.start + scenario.duration;
         scenario.incidents.retain(|i| i.precursor_start < end);
     }
     if !(args.scale > 0.0 && args.scale.is_finite()) {
-        bail!("--scale must be a positive number");
+        return Err(crate::Usage("--scale must be a positive number".to_string()).into());
     }
     scenario.scale *= args.scale;
     for (value, flag) in [(args.speed, "--speed"), (args.rate, "--rate")] {
         if value.is_some_and(|v| !(v > 0.0 && v.is_finite())) {
-            bail!("{flag} must be a positive number");
+            return Err(crate::Usage(format!("{flag} must be a positive number")).into());
         }
     }
     let mut pacer = Pacer::new(scenario.start, args.speed, args.rate);

@@ -283,3 +283,142 @@ fn entity_oddities_have_defined_outcomes_and_counters() {
         "{stderr}"
     );
 }
+
+fn forewarn() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_forewarn"))
+}
+
+#[test]
+fn exit_codes_tell_config_input_and_runtime_failures_apart() {
+    let dir = Path::new(DIR);
+    let cfg = dir.join("checkout_incident.toml");
+    let events = dir.join("checkout_incident.ndjson");
+    // Rejected lines under --strict: 3 (the file holds malformed and future events).
+    let strict = forewarn()
+        .args([
+            "replay",
+            "--strict",
+            "--now",
+            "2026-11-21T00:00:00Z",
+            "--config",
+        ])
+        .arg(&cfg)
+        .arg(&events)
+        .output()
+        .unwrap();
+    assert_eq!(
+        strict.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&strict.stderr)
+    );
+    // A missing events file is a runtime failure: 1, naming the path.
+    let missing = forewarn()
+        .args(["replay", "--config"])
+        .arg(&cfg)
+        .arg("/nonexistent/events.ndjson")
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/events.ndjson"));
+}
+
+#[test]
+fn replay_ends_with_a_json_summary() {
+    let dir = Path::new(DIR);
+    let out = forewarn()
+        .args(["replay", "--now", "2026-11-21T00:00:00Z", "--config"])
+        .arg(dir.join("checkout_incident.toml"))
+        .arg(dir.join("checkout_incident.ndjson"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last: Value = serde_json::from_str(stderr.lines().last().unwrap()).expect("JSON summary");
+    assert_eq!(last["events"], 2104, "{stderr}");
+    assert_eq!(last["applied"], 2100);
+    assert_eq!(last["rejected"], 3);
+    assert_eq!(last["late"], 1);
+}
+
+#[test]
+fn a_closed_pipe_ends_replay_quietly() {
+    use std::io::Read;
+    let dir = Path::new(DIR);
+    let mut child = forewarn()
+        .args([
+            "replay",
+            "--format",
+            "text",
+            "--now",
+            "2026-11-21T00:00:00Z",
+            "--config",
+        ])
+        .arg(dir.join("overdue_orders_page.toml"))
+        .arg(dir.join("slo_blip_does_not_page.ndjson"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away at once
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
+}
+
+#[test]
+fn check_reads_stdin_and_speaks_json() {
+    use std::io::Write;
+    let example = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/forewarn.example.toml"
+    ))
+    .unwrap();
+    let mut child = forewarn()
+        .args(["check", "--format", "json", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&example).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["ok"], true);
+    assert_eq!(doc["file"], "-");
+    assert!(doc["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["name"] == "AvailabilitySLOBurn"));
+    let mut child = forewarn()
+        .args(["check", "--format", "json", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"[time]\nlateness = \"1s\"\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (doc["ok"].clone(), doc["error"]["line"].clone()),
+        (Value::Bool(false), Value::from(2))
+    );
+    assert_eq!(doc["error"]["file"], "<stdin>");
+    assert!(doc["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("lateness"));
+}
