@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod demo;
+mod detect;
 mod http;
 mod logging;
 mod replay;
@@ -61,6 +62,9 @@ enum Command {
     /// Consume service events from Kafka as a consumer-group member, publish alert
     /// transitions and dead letters, until SIGTERM or SIGINT.
     Run(run::Args),
+    /// Score one series for anomalies with the `anomaly` rule's detector:
+    /// `timestamp,value` lines on stdin, one score in [0, 1] per line on stdout.
+    Detect(detect::Args),
     /// Generate retail service-estate events with ground-truth incidents, as NDJSON.
     Simulate(simulate::Args),
 }
@@ -78,7 +82,7 @@ enum CheckFormat {
 mod exit {
     /// A config refused at start-up, or a bad flag value.
     pub const CONFIG: u8 = 2;
-    /// `--strict` and input was rejected.
+    /// `--strict` and input was rejected; a line `detect` cannot read.
     pub const INPUT_REJECTED: u8 = 3;
     /// Anything else: I/O, Kafka, runtime failures.
     pub const RUNTIME: u8 = 1;
@@ -181,7 +185,9 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         || inner.downcast_ref::<Usage>().is_some()
     {
         exit::CONFIG
-    } else if inner.downcast_ref::<replay::InputRejected>().is_some() {
+    } else if inner.downcast_ref::<replay::InputRejected>().is_some()
+        || inner.downcast_ref::<detect::BadLine>().is_some()
+    {
         exit::INPUT_REJECTED
     } else {
         exit::RUNTIME
@@ -204,6 +210,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Simulate(args) => simulate::run(&args),
+        Command::Detect(args) => detect::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -597,21 +597,27 @@ pub fn outcomes(alerts: &[rdkafka::message::OwnedMessage]) -> Vec<(String, Strin
 pub const FAST_REBALANCE: &str =
     "properties = { \"session.timeout.ms\" = 6000, \"heartbeat.interval.ms\" = 500 }";
 
-/// A plain HTTP GET: (status code, body).
+/// A plain HTTP GET: (status code, body); panics if the server cannot be read.
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    try_http_get(addr, path).unwrap_or_else(|e| panic!("GET http://{addr}{path}: {e}"))
+}
+
+/// A plain HTTP GET that reports I/O errors (a server still starting may
+/// accept and then reset the connection), for readiness probes.
+pub fn try_http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
     use std::io::Write;
-    let mut s = TcpStream::connect(addr).expect("connect to the HTTP endpoint");
+    let mut s = TcpStream::connect(addr)?;
     // HTTP/1.0: the whole body, unchunked, then the connection closes.
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
     let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
+    s.read_to_string(&mut resp)?;
     let status = resp
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("bad response: {resp}"));
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, resp.clone()))?;
     let body = resp.split_once("\r\n\r\n").map_or("", |b| b.1).to_string();
-    (status, body)
+    Ok((status, body))
 }
 
 impl Forewarn {
@@ -741,7 +747,7 @@ impl Alertmanager {
         self.child = Some(child);
         let addr = format!("127.0.0.1:{}", self.port);
         eventually(Duration::from_secs(30), "alertmanager ready", || {
-            TcpStream::connect(&addr).is_ok() && http_get(&addr, "/-/ready").0 == 200
+            try_http_get(&addr, "/-/ready").is_ok_and(|r| r.0 == 200)
         });
     }
 
@@ -794,7 +800,7 @@ impl Prometheus {
             .expect("prometheus (Debian package prometheus)");
         let p = Prometheus { child, addr };
         eventually(Duration::from_secs(60), "prometheus ready", || {
-            TcpStream::connect(&p.addr).is_ok() && http_get(&p.addr, "/-/ready").0 == 200
+            try_http_get(&p.addr, "/-/ready").is_ok_and(|r| r.0 == 200)
         });
         p
     }

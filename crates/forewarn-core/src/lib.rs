@@ -11,6 +11,7 @@ pub mod alert;
 pub mod budget;
 pub mod confidence;
 pub mod config;
+pub mod detector;
 pub mod engine;
 pub mod event;
 pub mod filter;

@@ -1,0 +1,192 @@
+use super::*;
+
+const MIN5: Millis = 300_000;
+
+/// A deterministic noise in [-1, 1] (a linear congruential generator).
+struct Noise(u64);
+
+impl Noise {
+    fn next(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+    }
+}
+
+/// A series every 5 minutes: a daily sine of `amplitude` around 100 plus noise.
+fn daily(days: i64, amplitude: f64, seed: u64) -> Vec<(Millis, f64)> {
+    let mut noise = Noise(seed);
+    (0..days * 288)
+        .map(|i| {
+            let t = i * MIN5;
+            let phase = (t % DAY) as f64 / DAY as f64 * std::f64::consts::TAU;
+            (t, 100.0 + amplitude * phase.sin() + noise.next())
+        })
+        .collect()
+}
+
+fn run(d: &Detector, st: &mut DetectorState, series: &[(Millis, f64)]) -> Vec<Verdict> {
+    series.iter().map(|&(t, x)| d.observe(st, t, x)).collect()
+}
+
+fn max_score(v: &[Verdict]) -> f64 {
+    v.iter().map(|v| v.score).fold(0.0, f64::max)
+}
+
+#[test]
+fn noise_around_a_daily_rhythm_scores_low() {
+    let d = Detector::default();
+    let mut st = DetectorState::default();
+    let v = run(&d, &mut st, &daily(10, 50.0, 7));
+    let late = &v[288 * 3..];
+    assert!(max_score(late) < 0.5, "max {}", max_score(late));
+}
+
+#[test]
+fn a_value_normal_at_the_peak_is_an_anomaly_at_night() {
+    let d = Detector::default();
+    let mut st = DetectorState::default();
+    let series = daily(9, 50.0, 3);
+    // Day 8 at 18:00 is the trough (about 50); the peak's value is 150.
+    let night_at = 8 * 288 + 18 * 12;
+    run(&d, &mut st, &series[..night_at]);
+    eprintln!("{:?}", st.errors);
+    let v = d.observe(&mut st.clone(), series[night_at].0, 150.0);
+    assert!(v.score > 0.8, "{v:?}");
+    assert!((v.expected - 50.0).abs() < 5.0, "{v:?}");
+    let (lo, hi) = v.band(0.5);
+    assert!(lo < 50.0 && 50.0 < hi && hi < 150.0, "{lo}..{hi}");
+    // The same value at 06:00, the peak, is normal.
+    let peak_at = 8 * 288 + 6 * 12;
+    let mut st = DetectorState::default();
+    run(&d, &mut st, &series[..peak_at]);
+    let v = d.observe(&mut st, series[peak_at].0, 150.0);
+    assert!(v.score < 0.3, "{v:?}");
+}
+
+#[test]
+fn direction_filters_the_side() {
+    let above = Detector::new(DetectorParams {
+        direction: Direction::Above,
+        ..DetectorParams::default()
+    });
+    let mut st = DetectorState::default();
+    let series = daily(2, 0.0, 5);
+    run(&above, &mut st, &series);
+    let t = series.last().unwrap().0 + MIN5;
+    assert_eq!(above.observe(&mut st.clone(), t, 60.0).score, 0.0);
+    assert!(above.observe(&mut st.clone(), t, 140.0).score > 0.8);
+}
+
+#[test]
+fn an_incident_does_not_become_normal_until_accepted() {
+    let d = Detector::new(DetectorParams {
+        accept_after: 24,
+        ..DetectorParams::default()
+    });
+    let mut st = DetectorState::default();
+    let series = daily(2, 0.0, 11);
+    run(&d, &mut st, &series);
+    let t0 = series.last().unwrap().0;
+    let shifted: Vec<_> = (1..=60).map(|i| (t0 + i * MIN5, 130.0)).collect();
+    let v = run(&d, &mut st, &shifted);
+    assert!(v[0].score > 0.5, "{:?}", v[0]);
+    assert!(v[..23].iter().all(|v| v.episode > 0.5), "{:?}", &v[..23]);
+    assert!(v[40..].iter().all(|v| v.episode < 0.3), "{:?}", &v[40..]);
+}
+
+#[test]
+fn warmup_never_scores() {
+    let d = Detector::default();
+    let mut st = DetectorState::default();
+    let v: Vec<_> = (0..32)
+        .map(|i| d.observe(&mut st, i * MIN5, if i % 2 == 0 { 0.0 } else { 1e9 }))
+        .collect();
+    assert!(v.iter().all(|v| v.score == 0.0));
+}
+
+#[test]
+fn non_finite_values_are_ignored() {
+    let d = Detector::default();
+    let mut st = DetectorState::default();
+    run(&d, &mut st, &daily(1, 10.0, 1));
+    let before = st.clone();
+    assert_eq!(d.observe(&mut st, DAY, f64::NAN).score, 0.0);
+    assert_eq!(st, before);
+}
+
+#[test]
+fn state_round_trips_through_json_and_goes_on_identically() {
+    let d = Detector::default();
+    let mut st = DetectorState::default();
+    let series = daily(9, 30.0, 13);
+    run(&d, &mut st, &series[..288 * 8]);
+    let json = serde_json::to_string(&st).unwrap();
+    let mut back: DetectorState = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, st);
+    let rest = &series[288 * 8..];
+    assert_eq!(run(&d, &mut back, rest), run(&d, &mut st, rest));
+}
+
+#[test]
+fn weekly_state_fits_the_budget() {
+    let d = Detector::default();
+    let mut st = DetectorState::default();
+    run(&d, &mut st, &daily(15, 30.0, 17));
+    assert!(st.weekly.is_some() && st.daily.is_some());
+    let bytes = std::mem::size_of::<DetectorState>() + st.heap_bytes();
+    assert!(bytes <= 8 * 1024, "{bytes} bytes");
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn series() -> impl Strategy<Value = Vec<(Millis, f64)>> {
+        prop::collection::vec((1i64..3_600_000, -1e6f64..1e6), 1..400).prop_map(|steps| {
+            let mut t = 0;
+            steps
+                .into_iter()
+                .map(|(gap, x)| {
+                    t += gap;
+                    (t, x)
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        /// Causal: the scores of a prefix never change when more data follows.
+        #[test]
+        fn scores_of_a_prefix_do_not_depend_on_what_follows(s in series(), cut in 0usize..400) {
+            let d = Detector::default();
+            let cut = cut.min(s.len());
+            let full = run(&d, &mut DetectorState::default(), &s);
+            let prefix = run(&d, &mut DetectorState::default(), &s[..cut]);
+            prop_assert_eq!(&full[..cut], &prefix[..]);
+        }
+
+        /// Scores stay in [0, 1) and bands are ordered, whatever arrives.
+        #[test]
+        fn scores_are_in_range(s in series()) {
+            let d = Detector::default();
+            for v in run(&d, &mut DetectorState::default(), &s) {
+                prop_assert!((0.0..1.0).contains(&v.score) && (0.0..1.0).contains(&v.episode));
+                let (lo, hi) = v.band(0.5);
+                prop_assert!(lo <= v.expected && v.expected <= hi);
+            }
+        }
+
+        /// Snapshots: the state round-trips through JSON exactly at any point.
+        #[test]
+        fn state_round_trips_at_any_point(s in series(), cut in 0usize..400) {
+            let d = Detector::default();
+            let mut st = DetectorState::default();
+            run(&d, &mut st, &s[..cut.min(s.len())]);
+            let back: DetectorState = serde_json::from_str(&serde_json::to_string(&st).unwrap()).unwrap();
+            prop_assert_eq!(back, st);
+        }
+    }
+}
