@@ -27,7 +27,7 @@ pub struct Args {
     #[arg(long)]
     no_seasonality: bool,
     /// Also print what was expected: `score,expected,lower,upper`, the band
-    /// being where the score stays below 0.5.
+    /// being where about 95% of normal values fall.
     #[arg(long)]
     explain: bool,
     /// Skip a first line that is not data (a CSV header).
@@ -82,7 +82,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         previous = t;
         let v = detector.observe(&mut st, t, x);
         if args.explain {
-            let (lo, hi) = v.band(0.5);
+            let (lo, hi) = v.band();
             writeln!(out, "{:.6},{},{},{}", v.score, v.expected, lo, hi)?;
         } else {
             writeln!(out, "{:.6}", v.score)?;

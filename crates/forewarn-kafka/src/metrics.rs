@@ -91,6 +91,8 @@ pub struct Metrics {
     signal_value: GaugeVec,
     slo_burn_rate: GaugeVec,
     slo_budget_remaining: GaugeVec,
+    anomaly_score: GaugeVec,
+    anomaly_expected: GaugeVec,
     risk: GaugeVec,
 }
 
@@ -314,6 +316,28 @@ impl Metrics {
         registry
             .register(Box::new(signal_value.clone()))
             .expect("unique metric");
+        let anomaly_score = GaugeVec::new(
+            Opts::new(
+                "forewarn_anomaly_score",
+                "Anomaly score (0-1) of each anomaly rule per service and group: how rare the signal's latest window is for that group at that hour.",
+            ),
+            &["rule", "service", "group"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(anomaly_score.clone()))
+            .expect("unique metric");
+        let anomaly_expected = GaugeVec::new(
+            Opts::new(
+                "forewarn_anomaly_expected",
+                "Edges of the band an anomaly rule expects its signal in (bound: lower, upper), per service and group; outside it the rule pages.",
+            ),
+            &["rule", "service", "group", "bound"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(anomaly_expected.clone()))
+            .expect("unique metric");
         let slo_burn_rate = GaugeVec::new(
             Opts::new(
                 "forewarn_slo_burn_rate",
@@ -356,6 +380,8 @@ impl Metrics {
             registry,
             signal_value,
             slo_burn_rate,
+            anomaly_score,
+            anomaly_expected,
             slo_budget_remaining,
             risk,
             transitions,
@@ -442,6 +468,8 @@ impl Metrics {
         self.signal_value.reset();
         self.slo_burn_rate.reset();
         self.slo_budget_remaining.reset();
+        self.anomaly_score.reset();
+        self.anomaly_expected.reset();
         self.risk.reset();
         let mut risk: std::collections::HashMap<&str, f64> = std::collections::HashMap::new();
         for r in readings {
@@ -450,14 +478,10 @@ impl Metrics {
                 .iter()
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
+            let group = group.join(",");
             if r.value.is_finite() {
                 self.signal_value
-                    .with_label_values(&[
-                        r.rule.as_str(),
-                        r.signal.as_str(),
-                        service,
-                        &group.join(","),
-                    ])
+                    .with_label_values(&[r.rule.as_str(), r.signal.as_str(), service, &group])
                     .set(r.value);
             }
             for s in &r.series {
@@ -468,6 +492,19 @@ impl Metrics {
                             r.rule.as_str(),
                             service,
                             &forewarn_core::time::format_duration(w),
+                        ])
+                        .set(s.value),
+                    ("anomaly_score", _) => self
+                        .anomaly_score
+                        .with_label_values(&[r.rule.as_str(), service, &group])
+                        .set(s.value),
+                    ("anomaly_expected_lower" | "anomaly_expected_upper", _) => self
+                        .anomaly_expected
+                        .with_label_values(&[
+                            r.rule.as_str(),
+                            service,
+                            &group,
+                            s.name.trim_start_matches("anomaly_expected_"),
                         ])
                         .set(s.value),
                     ("slo_error_budget_remaining_ratio", _) => self

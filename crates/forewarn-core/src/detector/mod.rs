@@ -63,6 +63,9 @@ const FAST_WEIGHT: f64 = 0.5;
 /// Calibrated surprise (nats, a one-in-seven-or-rarer observation) that
 /// keeps an episode going.
 const EPISODE_NATS: f64 = 2.0;
+/// Half-width of the normal band in scales: a Laplace error stays within 3
+/// scales 95% of the time.
+pub const BAND_SCALES: f64 = 3.0;
 /// Surprise (nats) at which the score is one half.
 pub const HALF_SCORE_SURPRISE: f64 = 9.0;
 
@@ -149,10 +152,11 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    /// The band of values that would have scored below `score`:
-    /// (lower, upper).
-    pub fn band(&self, score: f64) -> (f64, f64) {
-        let half = surprise_at(score) * self.scale;
+    /// The normal band: (lower, upper) within [`BAND_SCALES`] scales of the
+    /// expected value, where about 95% of normal observations fall. Paging
+    /// takes a deviation far rarer than leaving it (see [`Verdict::score`]).
+    pub fn band(&self) -> (f64, f64) {
+        let half = BAND_SCALES * self.scale;
         (self.expected - half, self.expected + half)
     }
 }
@@ -308,6 +312,40 @@ impl Detector {
         st.last_t = t;
         st.last_x = x;
         verdict
+    }
+
+    /// Scores `x` at `t` against what has been learned, learning nothing: a
+    /// look at a partial observation between the ones [`Detector::observe`]
+    /// learns from (a window not yet complete). Judges the value alone, with
+    /// the calibration and the episode so far.
+    pub fn peek(
+        &self,
+        st: &DetectorState,
+        t: Millis,
+        x: f64,
+        noise: impl Fn(f64) -> f64,
+    ) -> Verdict {
+        if !x.is_finite() || st.seen < u64::from(self.params.warmup).max(2) {
+            return self.quiet(st);
+        }
+        let f = self.forecast(st, t);
+        let believed = self.believed(st, &f);
+        let expected = f.values[believed as usize];
+        let scale = self.scale(st, believed, expected).max(noise(expected));
+        let z = (x - expected) / scale;
+        let point = if self.params.direction.admits(z) {
+            z.abs()
+        } else {
+            0.0
+        };
+        let surprise = st.tail.calibrate(point);
+        Verdict {
+            score: score_of(surprise),
+            episode: score_of(surprise.max(st.episode)),
+            surprise,
+            expected,
+            scale,
+        }
     }
 
     fn quiet(&self, st: &DetectorState) -> Verdict {

@@ -10,6 +10,7 @@
 //! loop stays allocation-free and monomorphic per kind.
 
 pub mod absent;
+pub mod anomaly;
 mod cx;
 pub mod slo;
 pub mod threshold;
@@ -418,4 +419,5 @@ rule_kinds! {
     Threshold => threshold::Threshold,
     Absent => absent::Absent,
     Slo => slo::Slo,
+    Anomaly => anomaly::Anomaly,
 }
