@@ -137,7 +137,7 @@ fn check_refuses_a_bad_config_with_location() {
         .output()
         .unwrap();
     assert!(ok.status.success());
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("14 rule(s)"));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("16 rule(s)"));
 }
 
 #[test]

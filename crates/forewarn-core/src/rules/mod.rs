@@ -12,6 +12,7 @@
 pub mod absent;
 pub mod anomaly;
 mod cx;
+pub mod forecast;
 pub mod slo;
 pub mod threshold;
 
@@ -420,4 +421,5 @@ rule_kinds! {
     Absent => absent::Absent,
     Slo => slo::Slo,
     Anomaly => anomaly::Anomaly,
+    Forecast => forecast::Forecast,
 }
