@@ -92,7 +92,8 @@ pub struct Projection {
     pub now: f64,
     /// Median slope, per minute.
     pub per_minute: f64,
-    /// Time to the crossing at the confident slope (`None`: not heading there).
+    /// Time to the crossing at the confident slope (0: already past the
+    /// level; `None`: not heading there).
     pub eta: Option<Millis>,
 }
 
@@ -212,9 +213,11 @@ impl RuleKind for Forecast {
     fn annotate(&self, st: &Samples, out: &mut BTreeMap<String, String>) {
         out.insert("level".into(), format_value(self.level));
         if let Some(p) = st.latest {
-            let eta = p.eta.map_or("never".into(), |e| {
-                format!("~{} min", (e as f64 / 60_000.0).round().max(1.0))
-            });
+            let eta = match p.eta {
+                None => "no time (the trend no longer points there)".into(),
+                Some(0) => "0 min (already past it)".into(),
+                Some(e) => format!("~{} min", (e as f64 / 60_000.0).round().max(1.0)),
+            };
             out.insert("eta".into(), eta);
             let sign = if p.per_minute >= 0.0 { "+" } else { "" };
             out.insert(
@@ -291,7 +294,13 @@ impl Forecast {
             Op::Above => (quantile(slopes, low), self.level - now),
             Op::Below => (-quantile(slopes, 1.0 - low), now - self.level),
         };
-        let eta = (gap > 0.0 && toward > 0.0).then(|| (gap / toward).min(1e15) as Millis);
+        // Already past it (robustly: the fitted value, not one window): the
+        // forecast has come true and holds until the series is back.
+        let eta = if gap <= 0.0 {
+            Some(0)
+        } else {
+            (toward > 0.0).then(|| (gap / toward).min(1e15) as Millis)
+        };
         Some(Projection {
             now,
             per_minute: median * 60_000.0,
@@ -390,5 +399,7 @@ mod tests {
             .collect();
         let p = r.project(&points, 9 * 60_000).unwrap();
         assert_eq!(p.eta, Some(16 * 60_000));
+        let past = rule(Op::Below, 90.0).project(&points, 9 * 60_000).unwrap();
+        assert_eq!(past.eta, Some(0));
     }
 }
