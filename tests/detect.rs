@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -22,15 +22,20 @@ fn rows(rel: &str) -> Vec<String> {
     text.lines().skip(1).map(str::to_string).collect()
 }
 
-#[test]
-fn one_score_in_range_per_row_of_a_nab_file() {
-    let rows = rows("realKnownCause/ec2_request_latency_system_failure.csv");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_forewarn"))
+/// `forewarn detect` with piped stdin and stdout.
+fn detect() -> Child {
+    Command::new(env!("CARGO_BIN_EXE_forewarn"))
         .arg("detect")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn one_score_in_range_per_row_of_a_nab_file() {
+    let rows = rows("realKnownCause/ec2_request_latency_system_failure.csv");
+    let mut child = detect();
     let mut stdin = child.stdin.take().unwrap();
     let input = rows.join("\n") + "\n";
     let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
@@ -52,12 +57,7 @@ fn one_score_in_range_per_row_of_a_nab_file() {
 #[test]
 fn each_score_is_written_before_the_next_row_is_sent() {
     let rows = rows("realAdExchange/exchange-2_cpc_results.csv");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_forewarn"))
-        .arg("detect")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = detect();
     let mut stdin = child.stdin.take().unwrap();
     let (tx, rx) = mpsc::channel();
     let stdout = child.stdout.take().unwrap();

@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{alerting_score, EvalCx, Input, LevelInfo, RuleCx, RuleKind, Series, Verdict};
+use super::{
+    alerting_score, judge_window, EvalCx, Input, LevelInfo, RuleCx, RuleKind, Series, Verdict,
+};
 use crate::alert::format_value;
 use crate::config::{Aggregate, ConfigError, Severity, SignalDef};
 use crate::detector::{Detector, DetectorParams, DetectorState, Direction};
@@ -171,31 +173,12 @@ impl RuleKind for Anomaly {
         st: &mut Learned,
         insts: &[Instance],
     ) -> Option<Verdict> {
-        let s = self.signal;
-        if !cx.has_data(s) && insts.iter().all(|i| i.state == State::Inactive) {
-            return None;
-        }
-        let w = cx.window(s);
-        let reading = match w.value {
-            Some(x) if w.events >= self.min_events => {
-                let j = self.judge(st, cx.at, x, w.events);
-                if j.score >= self.threshold {
-                    Reading::Breach
-                } else {
-                    Reading::Clear
-                }
+        judge_window(cx, self.signal, self.min_events, insts, |at, x, events| {
+            if self.judge(st, at, x, events).score >= self.threshold {
+                Reading::Breach
+            } else {
+                Reading::Clear
             }
-            _ if w.events == 0 => Reading::Clear,
-            _ => Reading::Insufficient,
-        };
-        let mut readings = [Reading::Clear; super::MAX_LEVELS];
-        readings[0] = reading;
-        Some(Verdict {
-            value: w.value,
-            readings,
-            wake_inactive: Millis::MAX,
-            wake_active: Millis::MIN,
-            window: Some(w),
         })
     }
 

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{alerting_score, EvalCx, Input, LevelInfo, RuleCx, RuleKind, Verdict, MAX_LEVELS};
+use super::{alerting_score, judge_window, EvalCx, Input, LevelInfo, RuleCx, RuleKind, Verdict};
 use crate::alert::format_value;
 use crate::config::{ConfigError, Op, Severity, SignalDef};
 use crate::lifecycle::{Instance, Reading, State};
@@ -174,31 +174,13 @@ impl RuleKind for Forecast {
         st: &mut Samples,
         insts: &[Instance],
     ) -> Option<Verdict> {
-        let s = self.signal;
-        if !cx.has_data(s) && insts.iter().all(|i| i.state == State::Inactive) {
-            return None;
-        }
-        let w = cx.window(s);
-        let reading = match w.value {
-            Some(x) if w.events >= self.min_events => {
-                self.record(st, cx.at, x);
-                st.latest = self.project(&st.points, cx.at);
-                match st.latest.and_then(|p| p.eta) {
-                    Some(eta) if eta <= self.horizon => Reading::Breach,
-                    _ => Reading::Clear,
-                }
+        judge_window(cx, self.signal, self.min_events, insts, |at, x, _| {
+            self.record(st, at, x);
+            st.latest = self.project(&st.points, at);
+            match st.latest.and_then(|p| p.eta) {
+                Some(eta) if eta <= self.horizon => Reading::Breach,
+                _ => Reading::Clear,
             }
-            _ if w.events == 0 => Reading::Clear,
-            _ => Reading::Insufficient,
-        };
-        let mut readings = [Reading::Clear; MAX_LEVELS];
-        readings[0] = reading;
-        Some(Verdict {
-            value: w.value,
-            readings,
-            wake_inactive: Millis::MAX,
-            wake_active: Millis::MIN,
-            window: Some(w),
         })
     }
 

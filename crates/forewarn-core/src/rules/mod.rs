@@ -186,6 +186,37 @@ pub fn alerting_score<K: RuleKind>(k: &K, states: &[State]) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// Evaluation of a one-level rule judged on its signal's window value (the
+/// anomaly and forecast kinds): an idle group with nothing active is skipped,
+/// a window under `min_events` reads `Insufficient` (an empty one `Clear`),
+/// and otherwise `judge(at, value, events)` gives the reading.
+pub fn judge_window(
+    cx: &mut EvalCx<'_>,
+    signal: usize,
+    min_events: u64,
+    insts: &[Instance],
+    judge: impl FnOnce(Millis, f64, u64) -> Reading,
+) -> Option<Verdict> {
+    if !cx.has_data(signal) && insts.iter().all(|i| i.state == State::Inactive) {
+        return None;
+    }
+    let w = cx.window(signal);
+    let reading = match w.value {
+        Some(x) if w.events >= min_events => judge(cx.at, x, w.events),
+        _ if w.events == 0 => Reading::Clear,
+        _ => Reading::Insufficient,
+    };
+    let mut readings = [Reading::Clear; MAX_LEVELS];
+    readings[0] = reading;
+    Some(Verdict {
+        value: w.value,
+        readings,
+        wake_inactive: Millis::MAX,
+        wake_active: Millis::MIN,
+        window: Some(w),
+    })
+}
+
 macro_rules! rule_kinds {
     ($($variant:ident => $module:ident :: $ty:ident),+ $(,)?) => {
         /// What a rule checks: one variant per rule kind.
