@@ -26,5 +26,5 @@ pub mod window;
 
 pub use alert::{Alert, Transition};
 pub use config::{Config, ConfigError};
-pub use engine::{Engine, Evaluation, Outcome, Snapshot, Stats};
+pub use engine::{Engine, Evaluation, Outcome, PredictionOutcome, Snapshot, Stats};
 pub use event::{decode, DecodeError, Event};

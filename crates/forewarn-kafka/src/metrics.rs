@@ -4,8 +4,8 @@
 //! is between the two increments (always, outside the processing of one message).
 
 use prometheus::{
-    exponential_buckets, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry,
+    exponential_buckets, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 /// What happened to a consumed message.
@@ -63,6 +63,11 @@ pub struct Metrics {
     /// Wall time from consuming the event whose evaluation emitted an alert
     /// transition to the broker acknowledging the alert.
     pub detection_latency: Histogram,
+    /// Realised lead of forecasts that came true: first warning to the real
+    /// crossing, by rule.
+    forecast_lead: HistogramVec,
+    /// Settled forecasts by rule and outcome (came_true, did_not).
+    forecast_outcomes: IntCounterVec,
     /// Partitions currently assigned to this process.
     pub assigned_partitions: IntGauge,
     /// Offset commits that failed (a later commit supersedes them).
@@ -206,6 +211,26 @@ impl Metrics {
         registry
             .register(Box::new(detection_latency.clone()))
             .expect("unique metric");
+        let forecast_lead = HistogramVec::new(
+            HistogramOpts::new(
+                "forewarn_forecast_lead_seconds",
+                "Forecasts that came true: event time from the first warning to the real crossing of the level, by rule.",
+            )
+            .buckets(vec![
+                30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 2700.0, 3600.0, 7200.0,
+            ]),
+            &["rule"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(forecast_lead.clone()))
+            .expect("unique metric");
+        let forecast_outcomes = counter_vec(
+            &registry,
+            "forewarn_forecast_outcomes_total",
+            "Settled forecasts by rule and outcome: came_true (the level was crossed) or did_not (a horizon passed after the last warning without a crossing).",
+            &["rule", "outcome"],
+        );
         let gauge = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).expect("valid metric");
             registry
@@ -399,6 +424,8 @@ impl Metrics {
             delivery_errors,
             dropped,
             detection_latency,
+            forecast_lead,
+            forecast_outcomes,
             assigned_partitions,
             commit_failures,
             consumer_errors,
@@ -422,7 +449,20 @@ impl Metrics {
         self.dead_letter_reasons.with_label_values(&[reason]).inc();
     }
 
-    /// Counts an acknowledged delivery.
+    /// Counts a settled forecast of `rule` (and its lead, if it came true).
+    pub fn prediction(&self, rule: &str, p: forewarn_core::rules::Prediction) {
+        let outcome = if p.came_true { "came_true" } else { "did_not" };
+        self.forecast_outcomes
+            .with_label_values(&[rule, outcome])
+            .inc();
+        if p.came_true {
+            self.forecast_lead
+                .with_label_values(&[rule])
+                .observe(p.lead as f64 / 1000.0);
+        }
+    }
+
+    /// Counts one message acknowledged by the broker.
     pub fn delivered(&self, output: Output) {
         self.delivered.with_label_values(&[output.as_str()]).inc();
     }
@@ -601,5 +641,53 @@ mod tests {
             }
         );
         assert!(acc.balanced());
+    }
+
+    #[test]
+    fn settled_forecasts_are_counted_and_their_lead_observed() {
+        use forewarn_core::rules::Prediction;
+        let m = Metrics::new();
+        m.prediction(
+            "Heading",
+            Prediction {
+                came_true: true,
+                lead: 600_000,
+            },
+        );
+        m.prediction(
+            "Heading",
+            Prediction {
+                came_true: false,
+                lead: 60_000,
+            },
+        );
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&m.registry.gather())
+            .unwrap();
+        assert!(
+            text.contains(
+                r#"forewarn_forecast_outcomes_total{outcome="came_true",rule="Heading"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"forewarn_forecast_outcomes_total{outcome="did_not",rule="Heading"} 1"#
+            ),
+            "{text}"
+        );
+        // Only the forecast that came true has a lead: 600 s, in the 600 s bucket.
+        assert!(
+            text.contains(r#"forewarn_forecast_lead_seconds_bucket{rule="Heading",le="300"} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"forewarn_forecast_lead_seconds_bucket{rule="Heading",le="600"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"forewarn_forecast_lead_seconds_count{rule="Heading"} 1"#),
+            "{text}"
+        );
     }
 }

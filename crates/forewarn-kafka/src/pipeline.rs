@@ -97,6 +97,8 @@ struct Core {
     dead_letter_topic: Arc<str>,
     transitions: Vec<Transition>,
     acks: Vec<Ack>,
+    /// Reused buffer for the engines' settled forecasts.
+    settled: Vec<forewarn_core::PredictionOutcome>,
     /// Set on shutdown: revocation then waits no further for deliveries.
     stopping: bool,
     /// Messages processed (for sampling the processing-time histogram).
@@ -342,6 +344,11 @@ impl Core {
                         .watermark_delay
                         .with_label_values(&[topic.as_str(), &partition.to_string()])
                         .set((now - clock.watermark) as f64 / 1000.0);
+                }
+                shard.engine.take_outcomes(&mut self.settled);
+                for o in self.settled.drain(..) {
+                    let rule = &shard.engine.config().rules[o.rule as usize].name;
+                    self.metrics.prediction(rule, o.prediction);
                 }
                 let stats = shard.engine.stats();
                 let new = stats.refused_groups - shard.refused_seen;
@@ -703,6 +710,7 @@ impl Pipeline {
             dead_letter_topic: Arc::from(kafka.dead_letter_topic.as_str()),
             transitions: Vec::new(),
             acks: Vec::new(),
+            settled: Vec::new(),
             stopping: false,
             processed: 0,
             sinks: Vec::new(),

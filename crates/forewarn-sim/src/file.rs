@@ -93,6 +93,7 @@ struct RawIncident {
     end: String,
     #[serde(default)]
     effect: crate::model::Effect,
+    magnitude: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -101,6 +102,8 @@ struct RawSpike {
     id: String,
     services: Vec<String>,
     multiplier: f64,
+    #[serde(default)]
+    errors: f64,
     start: String,
     end: String,
 }
@@ -225,6 +228,12 @@ pub fn load_scenario(
             &r.sla_breach,
             &r.end,
         )?;
+        if r.magnitude.is_some_and(|m| !(m >= 0.0 && m.is_finite())) {
+            return Err(cx.err(
+                i.span(),
+                format!("incident `{}`: magnitude must be a number >= 0", r.id),
+            ));
+        }
         incidents.push(Incident {
             id: r.id.clone(),
             category: r.category,
@@ -234,22 +243,27 @@ pub fn load_scenario(
             sla_breach: breach,
             end,
             effect: r.effect,
+            magnitude: r.magnitude,
         });
     }
     let mut spikes = Vec::new();
     for sp in &raw.spikes {
         let r = sp.get_ref();
         let (a, b) = window(sp.span(), &format!("spike `{}`", r.id), &r.start, &r.end)?;
-        if !(r.multiplier > 0.0 && r.multiplier.is_finite()) {
+        if !(r.multiplier > 0.0 && r.multiplier.is_finite() && (0.0..=1.0).contains(&r.errors)) {
             return Err(cx.err(
                 sp.span(),
-                format!("spike `{}`: multiplier must be positive", r.id),
+                format!(
+                    "spike `{}`: multiplier must be positive and errors a share within 0..=1",
+                    r.id
+                ),
             ));
         }
         spikes.push(Spike {
             id: r.id.clone(),
             services: known(&r.services, sp.span())?,
             multiplier: r.multiplier,
+            errors: r.errors,
             start: a,
             end: b,
         });

@@ -108,7 +108,16 @@ impl Simulator {
             })
             .map(|s| s.multiplier)
             .product();
-        svc.rate * self.scenario.scale * load_cycle(t) * promo * spike
+        let kept: f64 = self
+            .scenario
+            .incidents
+            .iter()
+            .filter(|i| {
+                i.effect == Effect::TrafficLoss && i.services.iter().any(|n| **n == *svc.name)
+            })
+            .map(|i| 1.0 - i.magnitude.unwrap_or(0.6).clamp(0.0, 1.0) * i.severity(t))
+            .product();
+        svc.rate * self.scenario.scale * load_cycle(t) * promo * spike * kept
     }
 
     fn effects(&self, svc: &Service, t: Millis) -> Effects {
@@ -126,9 +135,25 @@ impl Simulator {
             // Failures begin once the degradation is a third of the way to breach.
             let failing = ((s - 0.3) / 0.7).clamp(0.0, 1.0);
             fx.delay_until = fx.delay_until.max(inc.end);
-            if inc.effect == Effect::DispatchStall {
-                fx.order_delay *= 1.0 + 6.0 * s;
-                continue;
+            match inc.effect {
+                Effect::Degradation => {}
+                Effect::DispatchStall => {
+                    fx.order_delay *= 1.0 + 6.0 * s;
+                    continue;
+                }
+                Effect::Errors => {
+                    fx.extra_errors += inc.magnitude.unwrap_or(0.03) * s;
+                    fx.error_category = Some(inc.category);
+                    continue;
+                }
+                Effect::LatencyCreep => {
+                    // p99 of a log-normal: median · e^(2.326 σ).
+                    let p99 = svc.latency_ms * (2.326 * svc.latency_sigma).exp();
+                    let top = inc.magnitude.unwrap_or(svc.sla_ms / p99).max(1.0);
+                    fx.latency_factor *= 1.0 + (top - 1.0) * s;
+                    continue;
+                }
+                Effect::TrafficLoss => continue,
             }
             match inc.category {
                 Category::System => {
@@ -161,6 +186,15 @@ impl Simulator {
                     fx.extra_errors += 0.12 * failing;
                     fx.error_category = Some(Category::Communication);
                 }
+            }
+        }
+        for sp in &self.scenario.spikes {
+            if sp.errors > 0.0
+                && (sp.start..sp.end).contains(&t)
+                && sp.services.iter().any(|n| **n == *svc.name)
+            {
+                fx.extra_errors += sp.errors;
+                fx.error_category.get_or_insert(Category::System);
             }
         }
         fx

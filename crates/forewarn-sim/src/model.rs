@@ -61,6 +61,16 @@ pub enum Effect {
     /// Orders stop being dispatched on time while every request stays fast and
     /// successful: only the orders' own timers show it.
     DispatchStall,
+    /// Only failures: the share of failed requests rises by `magnitude`
+    /// (default 0.03) — a night-time bump below the static levels, or a slow
+    /// burn when the ramp is long.
+    Errors,
+    /// Only latency: it multiplies up to `magnitude` at the SLA breach
+    /// (default: the factor that puts the p99 on the service's SLA).
+    LatencyCreep,
+    /// Requests silently go missing: `magnitude` (default 0.6) of the traffic
+    /// is lost, with no error and no slowdown.
+    TrafficLoss,
 }
 
 /// An injected incident and its ground truth.
@@ -85,6 +95,9 @@ pub struct Incident {
     pub end: Millis,
     /// How it degrades its services.
     pub effect: Effect,
+    /// The size of a single-symptom effect (see [`Effect`]); `None`: its default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub magnitude: Option<f64>,
 }
 
 impl Incident {
@@ -110,12 +123,19 @@ pub struct Spike {
     pub services: Vec<String>,
     /// Traffic multiplier.
     pub multiplier: f64,
+    /// Extra share of failed requests while it lasts (a deploy blip); 0: none.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub errors: f64,
     /// Start.
     #[serde(rename = "start_ms")]
     pub start: Millis,
     /// End.
     #[serde(rename = "end_ms")]
     pub end: Millis,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 /// A named scenario: the estate, its load shape and what goes wrong when.
@@ -213,6 +233,7 @@ pub fn default_scenario(seed: u64, start: Millis) -> Scenario {
         sla_breach: at(breach),
         end: at(end),
         effect: Effect::Degradation,
+        magnitude: None,
     };
     Scenario {
         name: "default".into(),
@@ -237,6 +258,7 @@ pub fn default_scenario(seed: u64, start: Millis) -> Scenario {
             id: "benign-storefront-spike".into(),
             services: vec!["storefront".into(), "search".into()],
             multiplier: 3.0,
+            errors: 0.0,
             start: at(60),
             end: at(75),
         }],

@@ -218,3 +218,83 @@ fn a_dispatch_stall_delays_orders_but_no_request() {
     // Every request of fulfilment stays as fast and successful as before.
     assert!(error_share(&events, "fulfilment", 30, 55) < 0.02);
 }
+
+/// A one-service scenario file with one single-symptom incident or blip.
+fn single_symptom(extra: &str) -> Scenario {
+    let src = format!(
+        "name = \"t\"\nduration = \"40m\"\n[[services]]\nname = \"cart\"\nrole = \"requests\"\nrate = 40\nlatency_ms = 90\nsla_ms = 600\nerror_rate = 0.003\n{extra}"
+    );
+    load_scenario(&src, "t.toml", 3, START).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn requests_between(events: &[SimEvent], from: i64, to: i64) -> usize {
+    events
+        .iter()
+        .filter(|e| e.ts >= START + from * 60_000 && e.ts < START + to * 60_000)
+        .count()
+}
+
+#[test]
+fn single_symptom_effects_change_only_their_symptom() {
+    let incident = |effect: &str, magnitude: &str| {
+        single_symptom(&format!(
+            "[[incidents]]\nid = \"i\"\ncategory = \"system\"\nservices = [\"cart\"]\nprecursor_start = \"20m\"\nsla_breach = \"21m\"\nend = \"40m\"\neffect = \"{effect}\"\n{magnitude}"
+        ))
+    };
+    let errors: Vec<SimEvent> = Simulator::new(incident("errors", "magnitude = 0.1")).collect();
+    assert!(error_share(&errors, "cart", 0, 20) < 0.02);
+    let during = error_share(&errors, "cart", 22, 40);
+    assert!((0.08..0.14).contains(&during), "{during}");
+    let lost: Vec<SimEvent> =
+        Simulator::new(incident("traffic_loss", "magnitude = 0.75")).collect();
+    let (before, after) = (
+        requests_between(&lost, 0, 18),
+        requests_between(&lost, 22, 40),
+    );
+    let kept = after as f64 / before as f64;
+    assert!((0.15..0.35).contains(&kept), "{kept} of the traffic kept");
+    assert!(
+        error_share(&lost, "cart", 22, 40) < 0.02,
+        "a silent loss fails nothing"
+    );
+}
+
+#[test]
+fn a_deploy_blip_fails_requests_only_while_it_lasts() {
+    let blip = single_symptom(
+        "[[spikes]]\nid = \"b\"\nservices = [\"cart\"]\nmultiplier = 1.0\nerrors = 0.5\nstart = \"20m\"\nend = \"21m\"\n",
+    );
+    let events: Vec<SimEvent> = Simulator::new(blip).collect();
+    assert!((0.4..0.6).contains(&error_share(&events, "cart", 20, 21)));
+    assert!(error_share(&events, "cart", 21, 40) < 0.02);
+}
+
+#[test]
+fn out_of_range_magnitudes_and_blip_errors_are_refused() {
+    let bad = "name = \"t\"\nduration = \"1h\"\n[[spikes]]\nid = \"b\"\nservices = [\"cart\"]\nmultiplier = 1.0\nerrors = 1.5\nstart = \"1m\"\nend = \"2m\"\n";
+    let e = load_scenario(bad, "t.toml", 1, START).unwrap_err();
+    assert!(e.message.contains("errors a share within 0..=1"), "{e}");
+    let bad = "name = \"t\"\nduration = \"1h\"\n[[incidents]]\nid = \"i\"\ncategory = \"system\"\nservices = [\"cart\"]\nprecursor_start = \"1m\"\nsla_breach = \"2m\"\nend = \"3m\"\neffect = \"errors\"\nmagnitude = -1\n";
+    let e = load_scenario(bad, "t.toml", 1, START).unwrap_err();
+    assert!(e.message.contains("magnitude must be a number >= 0"), "{e}");
+}
+
+#[test]
+fn the_multiday_scenario_file_loads_with_its_incidents_and_benign_events() {
+    let s = load_scenario(
+        include_str!("../scenarios/multiday.toml"),
+        "multiday.toml",
+        1,
+        START,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.duration, 62 * 3_600_000);
+    let effects: Vec<crate::model::Effect> = s.incidents.iter().map(|i| i.effect).collect();
+    use crate::model::Effect::*;
+    assert_eq!(effects, [Errors, Errors, LatencyCreep, TrafficLoss]);
+    assert_eq!(s.spikes.len(), 2);
+    assert!(s
+        .spikes
+        .iter()
+        .any(|sp| sp.errors > 0.0 && sp.multiplier == 1.0));
+}

@@ -15,7 +15,7 @@ fn with_rule(rule: &str) -> String {
 #[test]
 fn example_config_is_valid() {
     let c = Config::parse(EXAMPLE, "deploy/forewarn.example.toml").unwrap();
-    assert_eq!(c.signals.len(), 9);
+    assert_eq!(c.signals.len(), 10);
     assert_eq!(c.rules.len(), 16);
     let RuleSpec::Threshold(t) = &c.rules[0].spec else {
         panic!()

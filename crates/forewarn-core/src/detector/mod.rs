@@ -316,8 +316,8 @@ impl Detector {
 
     /// Scores `x` at `t` against what has been learned, learning nothing: a
     /// look at a partial observation between the ones [`Detector::observe`]
-    /// learns from (a window not yet complete). Judges the value alone, with
-    /// the calibration and the episode so far.
+    /// learns from (a window not yet complete). Judges it as `observe` would,
+    /// with the calibration and the episode so far.
     pub fn peek(
         &self,
         st: &DetectorState,
@@ -332,16 +332,21 @@ impl Detector {
         let believed = self.believed(st, &f);
         let expected = f.values[believed as usize];
         let scale = self.scale(st, believed, expected).max(noise(expected));
-        let z = (x - expected) / scale;
-        let point = if self.params.direction.admits(z) {
-            z.abs()
+        // As if it were learned: the point and the sustained statistics (a
+        // window between learnings must not lose the evidence of the last ones).
+        let (raw, _, _) = self.surprises(st, x - expected, scale);
+        let surprise = st.tail.calibrate(raw);
+        // The episode goes on only while this value is itself surprising: a
+        // window that is normal again ends it, as in `judge` (else a 40 s
+        // blip, learned once, would hold its score until the next learning).
+        let episode = if surprise >= EPISODE_NATS {
+            surprise.max(st.episode)
         } else {
-            0.0
+            surprise
         };
-        let surprise = st.tail.calibrate(point);
         Verdict {
             score: score_of(surprise),
-            episode: score_of(surprise.max(st.episode)),
+            episode: score_of(episode),
             surprise,
             expected,
             scale,
@@ -514,26 +519,36 @@ impl Detector {
     /// small shift that persists) and, for `both`, the short average of
     /// absolute residuals (noise that grows).
     fn raw_surprise(&self, st: &mut DetectorState, residual: f64, scale: f64) -> f64 {
+        let (raw, short, volatility) = self.surprises(st, residual, scale);
+        st.short = short;
+        st.volatility = volatility;
+        raw
+    }
+
+    /// [`Detector::raw_surprise`] without learning: the surprise and the
+    /// short averages as they would be after `residual`.
+    fn surprises(&self, st: &DetectorState, residual: f64, scale: f64) -> (f64, f64, f64) {
         let z = residual / scale;
         let direction = self.params.direction;
         // The averages take clipped residuals: one spike is the point test's
         // to judge, not a shift.
-        st.short += SHORT_WEIGHT * (residual.clamp(-CLIP * scale, CLIP * scale) - st.short);
-        st.volatility += VOLATILITY_WEIGHT * (z.abs().min(CLIP) - st.volatility);
+        let short =
+            st.short + SHORT_WEIGHT * (residual.clamp(-CLIP * scale, CLIP * scale) - st.short);
+        let volatility = st.volatility + VOLATILITY_WEIGHT * (z.abs().min(CLIP) - st.volatility);
         let point = if direction.admits(z) { z.abs() } else { 0.0 };
-        let sustained = if direction.admits(st.short) {
-            gaussian_nats(st.short.abs() / self.short_sd(st, scale))
+        let sustained = if direction.admits(short) {
+            gaussian_nats(short.abs() / self.short_sd(st, scale))
         } else {
             0.0
         };
         let volatile = if direction == Direction::Both {
             // |z| of Laplace residuals has mean and spread 1.
             let spread = (VOLATILITY_WEIGHT / (2.0 - VOLATILITY_WEIGHT)).sqrt();
-            gaussian_nats((st.volatility - 1.0) / spread)
+            gaussian_nats((volatility - 1.0) / spread)
         } else {
             0.0
         };
-        point.max(sustained).max(volatile)
+        (point.max(sustained).max(volatile), short, volatility)
     }
 
     /// Spread of the short average: what independent Laplace residuals of

@@ -194,3 +194,24 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn a_peek_judges_like_observe_without_learning() {
+    let d = Detector::default();
+    let mut st = DetectorState::default();
+    let series = daily(3, 10.0, 5);
+    run(&d, &mut st, &series);
+    let t = series.last().unwrap().0 + MIN5;
+    let normal = series[series.len() - 288].1;
+    // A shift of 3 scales: a peek sees what observing it would (sustained
+    // statistic included), without learning it.
+    let shifted = normal + 3.0 * d.peek(&st, t, normal, |_| 0.0).scale;
+    let before = st.clone();
+    let peeked = d.peek(&st, t, shifted, |_| 0.0);
+    assert_eq!(st, before, "peek learns nothing");
+    let observed = d.observe(&mut st.clone(), t, shifted);
+    assert!(
+        (peeked.surprise - observed.surprise).abs() < 1e-9,
+        "{peeked:?} vs {observed:?}"
+    );
+}

@@ -3,7 +3,7 @@
 //! shared lifecycle ([`step`]) turns readings into transitions, here, for every
 //! kind alike.
 
-use super::{track_active, Engine, Evaluation, RuleState, Stats};
+use super::{track_active, Engine, Evaluation, PredictionOutcome, RuleState, Stats, MAX_OUTCOMES};
 use crate::alert::Transition;
 use crate::config::RuleDef;
 use crate::lifecycle::{step, Instance, State};
@@ -18,6 +18,7 @@ struct Sink<'a> {
     trace: &'a mut Option<Vec<Evaluation>>,
     stats: &'a mut Stats,
     out: &'a mut Vec<Transition>,
+    outcomes: &'a mut Vec<PredictionOutcome>,
 }
 
 impl Engine {
@@ -40,6 +41,7 @@ impl Engine {
             stats,
             trace,
             latest,
+            outcomes,
             ..
         } = self;
         let family_rules = &wiring.family_rules[fi];
@@ -70,6 +72,7 @@ impl Engine {
                     trace: &mut *trace,
                     stats: &mut *stats,
                     out: &mut *out,
+                    outcomes: &mut *outcomes,
                 };
                 wake = wake.min(judge(&cfg.rules[ri], &mut rules[ri], &mut cx, sink));
             }
@@ -94,6 +97,7 @@ impl Engine {
             stats,
             trace,
             latest,
+            outcomes,
             ..
         } = self;
         prepare(&cfg.rules[ri], &mut rules[ri], &mut latest[ri], groups);
@@ -115,6 +119,7 @@ impl Engine {
                 trace: &mut *trace,
                 stats: &mut *stats,
                 out: &mut *out,
+                outcomes: &mut *outcomes,
             };
             judge(&cfg.rules[ri], &mut rules[ri], &mut cx, sink);
         }
@@ -150,6 +155,18 @@ fn judge(rule: &RuleDef, rs: &mut RuleState, cx: &mut EvalCx<'_>, sink: Sink<'_>
         return Millis::MAX;
     };
     sink.latest[g] = v.value.map_or(f32::NAN, |x| x as f32);
+    if let Some(prediction) = v.settled {
+        if sink.outcomes.len() < MAX_OUTCOMES {
+            sink.outcomes.push(PredictionOutcome {
+                rule: sink.rule as u32,
+                group: g as u32,
+                at,
+                prediction,
+            });
+        } else {
+            sink.stats.outcomes_dropped += 1;
+        }
+    }
     if let (Some(t), Some(value)) = (sink.trace.as_mut(), v.window) {
         t.push(Evaluation {
             rule: sink.rule as u32,

@@ -67,6 +67,27 @@ pub struct Stats {
     /// Outcomes of entity (`open`/`close`) events in timer signals.
     #[serde(default)]
     pub entities: crate::timers::EntityStats,
+    /// Prediction outcomes not kept because nobody took them (see
+    /// [`Engine::take_outcomes`]).
+    #[serde(default)]
+    pub outcomes_dropped: u64,
+}
+
+/// Most prediction outcomes kept until [`Engine::take_outcomes`]: a pipeline
+/// takes them every tick; a caller that never does must not grow memory.
+pub const MAX_OUTCOMES: usize = 4096;
+
+/// A prediction of one (rule, group) that an evaluation settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PredictionOutcome {
+    /// Rule index.
+    pub rule: u32,
+    /// Group id within the rule's grouping.
+    pub group: u32,
+    /// When it settled (event time).
+    pub at: Millis,
+    /// How it turned out.
+    pub prediction: crate::rules::Prediction,
 }
 
 /// Event-time progress of the shard.
@@ -162,6 +183,8 @@ pub struct Engine {
     /// Per rule, per group: the latest evaluated value (NaN: none yet). For
     /// dashboards only, so not part of snapshots; f32 keeps it at 4 bytes.
     latest: Vec<Vec<f32>>,
+    /// Prediction outcomes not yet taken (at most [`MAX_OUTCOMES`]).
+    outcomes: Vec<PredictionOutcome>,
 }
 
 /// The latest evaluation of one rule for one group, with its alert state.
@@ -237,6 +260,7 @@ impl Engine {
             clock: Clock::default(),
             stats: Stats::default(),
             trace: None,
+            outcomes: Vec::new(),
             cfg,
         }
     }
@@ -254,6 +278,12 @@ impl Engine {
     /// Event-time progress.
     pub fn clock(&self) -> Clock {
         self.clock
+    }
+
+    /// Moves the prediction outcomes settled since the last call into `out`
+    /// (e.g. for the realised-lead-time histogram).
+    pub fn take_outcomes(&mut self, out: &mut Vec<PredictionOutcome>) {
+        out.append(&mut self.outcomes);
     }
 
     /// Starts (or stops) recording every evaluated window; see [`Engine::take_trace`].

@@ -119,6 +119,7 @@ impl RuleKind for Absent {
             wake_inactive: seen + self.for_,
             wake_active: Millis::MAX,
             window: None,
+            settled: None,
         })
     }
 

@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{alerting_score, judge_window, EvalCx, Input, LevelInfo, RuleCx, RuleKind, Verdict};
+use super::{
+    alerting_score, judge_window, EvalCx, Input, LevelInfo, Prediction, RuleCx, RuleKind, Verdict,
+};
 use crate::alert::format_value;
 use crate::config::{ConfigError, Op, Severity, SignalDef};
 use crate::lifecycle::{Instance, Reading, State};
@@ -83,6 +85,23 @@ pub struct Samples {
     pub points: Vec<(Millis, f64)>,
     /// The latest projection, if a trend was believed.
     pub latest: Option<Projection>,
+    /// The open warning: a crossing forecast and not yet settled.
+    #[serde(default)]
+    pub warning: Option<Warning>,
+    /// Past the level since the last settled warning: no new warning until a
+    /// clear reading (a series hovering at the level is not re-forecast).
+    #[serde(default)]
+    pub held: bool,
+}
+
+/// A forecast crossing being tracked until it settles: the real crossing
+/// (came true) or `horizon` after the last warning without one (did not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Warning {
+    /// First evaluation that forecast the crossing.
+    pub since: Millis,
+    /// Latest evaluation that still forecast it.
+    pub last: Millis,
 }
 
 /// A projection toward the level.
@@ -174,14 +193,18 @@ impl RuleKind for Forecast {
         st: &mut Samples,
         insts: &[Instance],
     ) -> Option<Verdict> {
-        judge_window(cx, self.signal, self.min_events, insts, |at, x, _| {
+        let mut settled = None;
+        let verdict = judge_window(cx, self.signal, self.min_events, insts, |at, x, _| {
             self.record(st, at, x);
             st.latest = self.project(&st.points, at);
-            match st.latest.and_then(|p| p.eta) {
+            let reading = match st.latest.and_then(|p| p.eta) {
                 Some(eta) if eta <= self.horizon => Reading::Breach,
                 _ => Reading::Clear,
-            }
-        })
+            };
+            settled = self.settle(st, at, x, reading);
+            reading
+        });
+        verdict.map(|v| Verdict { settled, ..v })
     }
 
     fn risk(&self, _value: f64, states: &[State]) -> f64 {
@@ -233,6 +256,46 @@ impl RuleKind for Forecast {
 }
 
 impl Forecast {
+    /// Tracks the warning in `st` against the real value `x` at `at`;
+    /// returns the prediction this evaluation settled, if any.
+    fn settle(&self, st: &mut Samples, at: Millis, x: f64, reading: Reading) -> Option<Prediction> {
+        let passed = match self.op {
+            Op::Above => x >= self.level,
+            Op::Below => x <= self.level,
+        };
+        let mut settled = None;
+        if let Some(w) = st.warning.as_mut() {
+            if passed {
+                settled = Some(Prediction {
+                    came_true: true,
+                    lead: at - w.since,
+                });
+            } else if reading == Reading::Breach {
+                w.last = at;
+            } else if at - w.last > self.horizon {
+                settled = Some(Prediction {
+                    came_true: false,
+                    lead: w.last - w.since,
+                });
+            }
+        }
+        if settled.is_some() {
+            st.warning = None;
+        }
+        if passed {
+            st.held = true;
+        } else if reading == Reading::Clear {
+            st.held = false;
+        }
+        if reading == Reading::Breach && !st.held && st.warning.is_none() {
+            st.warning = Some(Warning {
+                since: at,
+                last: at,
+            });
+        }
+        settled
+    }
+
     /// Keeps `x` as a sample if a step has passed since the latest one.
     fn record(&self, st: &mut Samples, at: Millis, x: f64) {
         if st.points.last().is_some_and(|&(t, _)| at < t + self.step) {

@@ -71,6 +71,19 @@ pub struct Verdict {
     pub wake_active: Millis,
     /// The window value behind it, for [`crate::Engine::set_trace`].
     pub window: Option<WindowValue>,
+    /// A prediction this evaluation settled (forecast kinds).
+    pub settled: Option<Prediction>,
+}
+
+/// How a prediction turned out: it came true (the level was really crossed)
+/// `lead` after the first warning, or did not and was withdrawn after
+/// warning for `lead`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prediction {
+    /// Whether the predicted crossing happened.
+    pub came_true: bool,
+    /// First warning to the crossing (came true) or to the last warning.
+    pub lead: Millis,
 }
 
 /// A gauge a rule kind exposes per group beyond its value (e.g. an SLO's burn
@@ -214,6 +227,7 @@ pub fn judge_window(
         wake_inactive: Millis::MAX,
         wake_active: Millis::MIN,
         window: Some(w),
+        settled: None,
     })
 }
 

@@ -298,6 +298,7 @@ impl RuleKind for Slo {
             wake_inactive: Millis::MIN,
             wake_active: Millis::MIN,
             window: None,
+            settled: None,
         })
     }
 

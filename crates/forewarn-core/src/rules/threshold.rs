@@ -152,6 +152,7 @@ impl RuleKind for Threshold {
             },
             wake_active: Millis::MIN,
             window: Some(value),
+            settled: None,
         })
     }
 
