@@ -142,3 +142,25 @@ fn a_restored_engine_goes_on_exactly() {
     assert_eq!(after, format!("{out_b:?}"));
     assert_eq!(format!("{:?}", a.snapshot()), format!("{:?}", b.snapshot()));
 }
+
+#[test]
+fn thresholds_and_floors_follow_the_window_and_the_sample() {
+    use forewarn_core::config::Aggregate;
+    use forewarn_core::rules::anomaly::{default_min_events, looks_threshold, quantile_noise};
+    // One look per learning: the score as given; 30 looks: +ln 30 nats.
+    assert!((looks_threshold(0.5, 60_000, 60_000) - 0.5).abs() < 1e-12);
+    let raised = looks_threshold(0.5, 300_000, 10_000);
+    assert!(
+        (raised - (9.0 + 30f64.ln()) / (18.0 + 30f64.ln())).abs() < 1e-12,
+        "{raised}"
+    );
+    // A p99 is judged with five events beyond it; other aggregates with 20.
+    assert_eq!(default_min_events(Aggregate::Quantile(0.99)), 500);
+    assert_eq!(default_min_events(Aggregate::Quantile(0.5)), 20);
+    assert_eq!(default_min_events(Aggregate::Rate), 20);
+    // The p99's sampling spread shrinks with the sample, down to the sketch's
+    // bucket width: ~3% over 3,600 requests, ~8% over 500.
+    let (few, many) = (quantile_noise(0.99, 500.0), quantile_noise(0.99, 3600.0));
+    assert!(few > many && (0.07..0.10).contains(&few) && (0.025..0.04).contains(&many));
+    assert_eq!(quantile_noise(0.99, 1e12), 0.02);
+}

@@ -60,6 +60,12 @@ const SHORT_WEIGHT: f64 = 0.3;
 const VOLATILITY_WEIGHT: f64 = 0.1;
 /// Weight of the newest value in the fast level.
 const FAST_WEIGHT: f64 = 0.5;
+/// Model errors up to this many sampling-noise deviations are all noise to
+/// [`Detector::believed`].
+const NOISE_SKILL: f64 = 1.25;
+/// Within this many of a profile's scales of what the profile holds for the
+/// slot, a value is usual for the hour (see `Detector::usual_for_the_hour`).
+const USUAL_SCALES: f64 = 2.0;
 /// Calibrated surprise (nats, a one-in-seven-or-rarer observation) that
 /// keeps an episode going.
 const EPISODE_NATS: f64 = 2.0;
@@ -265,6 +271,10 @@ pub struct Detector {
 /// Each model's forecast for one observation (NaN: none yet).
 struct Forecasts {
     values: [f64; 4],
+    /// What the profiles alone give for this slot (daily, and with the weekly
+    /// correction), without the offsets that follow the recent level; NaN:
+    /// not learned.
+    typical: [f64; 2],
     daily_slot: Option<usize>,
     weekly_slot: Option<usize>,
 }
@@ -301,11 +311,12 @@ impl Detector {
         }
         self.track_cadence(st, t, x);
         let f = self.forecast(st, t);
-        let believed = self.believed(st, &f);
+        let believed = self.believed(st, &f, &noise);
         let expected = f.values[believed as usize];
         let scale = self.scale(st, believed, expected).max(noise(expected));
         let residual = x - expected;
-        let verdict = self.judge(st, residual, expected, scale);
+        let usual = self.usual_for_the_hour(st, &f, x, &noise);
+        let verdict = self.judge(st, residual, expected, scale, usual);
         self.learn(st, &f, x, scale);
         self.accept_shift(st, &f, residual / scale);
         st.seen += 1;
@@ -329,17 +340,25 @@ impl Detector {
             return self.quiet(st);
         }
         let f = self.forecast(st, t);
-        let believed = self.believed(st, &f);
+        let believed = self.believed(st, &f, &noise);
         let expected = f.values[believed as usize];
         let scale = self.scale(st, believed, expected).max(noise(expected));
         // As if it were learned: the point and the sustained statistics (a
         // window between learnings must not lose the evidence of the last ones).
         let (raw, _, _) = self.surprises(st, x - expected, scale);
-        let surprise = st.tail.calibrate(raw);
-        // The episode goes on only while this value is itself surprising: a
-        // window that is normal again ends it, as in `judge` (else a 40 s
-        // blip, learned once, would hold its score until the next learning).
-        let episode = if surprise >= EPISODE_NATS {
+        let usual = self.usual_for_the_hour(st, &f, x, &noise);
+        let surprise = if usual { 0.0 } else { st.tail.calibrate(raw) };
+        // The episode goes on only while this value itself is surprising (its
+        // point test, not the averages that still carry the last learning's
+        // evidence): a window that is normal again ends it, so a 40 s blip,
+        // learned once, does not hold its score for minutes.
+        let z = (x - expected) / scale;
+        let point = if self.params.direction.admits(z) && !usual {
+            st.tail.calibrate(z.abs())
+        } else {
+            0.0
+        };
+        let episode = if point >= EPISODE_NATS {
             surprise.max(st.episode)
         } else {
             surprise
@@ -413,6 +432,7 @@ impl Detector {
 
     fn forecast(&self, st: &DetectorState, t: Millis) -> Forecasts {
         let mut values = [st.fast, st.slow, f64::NAN, f64::NAN];
+        let mut typicals = [f64::NAN; 2];
         let daily_slot = st.daily.as_ref().map(|p| p.slot(t));
         let weekly_slot = st.weekly.as_ref().map(|p| p.slot(t));
         if let Some(typical) = st
@@ -422,12 +442,16 @@ impl Detector {
             .and_then(|(p, s)| p.offset(s))
         {
             values[2] = typical + st.daily_offset;
+            typicals[0] = typical;
             if let (Some(w), Some(ws)) = (&st.weekly, weekly_slot) {
-                values[3] = typical + w.offset(ws).unwrap_or(0.0) + st.weekly_offset;
+                let weekly = w.offset(ws).unwrap_or(0.0);
+                values[3] = typical + weekly + st.weekly_offset;
+                typicals[1] = typical + weekly;
             }
         }
         Forecasts {
             values,
+            typical: typicals,
             daily_slot,
             weekly_slot,
         }
@@ -436,12 +460,19 @@ impl Detector {
     /// The model with the smallest error among those that may be believed: a
     /// profile once it has covered its period and predicted for a while, and
     /// only where it has learned this slot.
-    fn believed(&self, st: &DetectorState, f: &Forecasts) -> Model {
+    ///
+    /// Errors below the sampling noise are not real skill: they count as the
+    /// noise, and among equals the steadier model wins. On a sparse rate
+    /// (mostly zeros) the fast level's absolute error is smallest because it
+    /// sits near zero after each zero, and it would then follow an incident
+    /// within a few observations.
+    fn believed(&self, st: &DetectorState, f: &Forecasts, noise: &impl Fn(f64) -> f64) -> Model {
+        // A mean absolute error is ~0.8 of the noise's deviation for a
+        // perfect forecast: up to 1.25 deviations there is no skill to tell.
+        let skill = |m: Model| st.errors[m as usize].max(NOISE_SKILL * noise(f.values[m as usize]));
         let mut best = Model::Fast;
         for m in MODELS {
-            let i = m as usize;
-            if !f.values[i].is_nan() && self.ready(st, m) && st.errors[i] < st.errors[best as usize]
-            {
+            if !f.values[m as usize].is_nan() && self.ready(st, m) && skill(m) <= skill(best) {
                 best = m;
             }
         }
@@ -481,8 +512,38 @@ impl Detector {
             .max(f64::MIN_POSITIVE)
     }
 
-    fn judge(&self, st: &mut DetectorState, residual: f64, expected: f64, scale: f64) -> Verdict {
+    /// Whether `x` is within one typical error of what this slot's profile
+    /// holds (without the offsets that follow the recent level): usual for
+    /// this hour, whatever the recent level says. After a benign excursion (an
+    /// hour-long marketing spike) the levels and offsets have followed it, and
+    /// the return to normal must not read as a drop.
+    fn usual_for_the_hour(
+        &self,
+        st: &DetectorState,
+        f: &Forecasts,
+        x: f64,
+        noise: &impl Fn(f64) -> f64,
+    ) -> bool {
+        [(Model::Daily, f.typical[0]), (Model::Weekly, f.typical[1])]
+            .into_iter()
+            .any(|(m, typical)| {
+                !typical.is_nan()
+                    && self.ready(st, m)
+                    && (x - typical).abs()
+                        <= USUAL_SCALES * self.scale(st, m, typical).max(noise(typical))
+            })
+    }
+
+    fn judge(
+        &self,
+        st: &mut DetectorState,
+        residual: f64,
+        expected: f64,
+        scale: f64,
+        usual: bool,
+    ) -> Verdict {
         let raw = self.raw_surprise(st, residual, scale);
+        let raw = if usual { 0.0 } else { raw };
         let calibrated = st.tail.calibrate(raw);
         st.tail.record(raw, self.params.calibration_memory);
         let surprise = if st.seen < u64::from(self.params.warmup) {
@@ -603,6 +664,13 @@ impl Detector {
             return;
         };
         let typical = p.offset(s);
+        // What the profile holds is the usual: an outlier (beyond the clip)
+        // teaches it nothing, or an hour-long spike would raise the next
+        // slots and the return to normal would look like a drop.
+        if typical.is_some() && (x - f.values[2]).abs() > CLIP * st.errors[2] && st.errors[2] > 0.0
+        {
+            return;
+        }
         let clipped = match typical {
             Some(_) => f.values[2] + clip(x - f.values[2], st.errors[2]),
             None => x,

@@ -41,7 +41,8 @@ pub struct Raw {
     pub accept_after: Option<String>,
     /// Learn daily and weekly profiles (default true).
     pub seasonality: Option<bool>,
-    /// Fewest events in the window to judge it (default 20).
+    /// Fewest events in the window to judge it (default 20; for a quantile
+    /// signal, enough for five beyond it: 500 for a p99).
     pub min_events: Option<i64>,
     /// Severity of its alert (default "warning").
     pub severity: Option<Severity>,
@@ -67,13 +68,15 @@ pub struct Anomaly {
 }
 
 /// Sampling noise of a signal's window value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Noise {
     /// A share of `events` (rate signals).
     Binomial,
     /// A count of events.
     Poisson,
-    /// Unknown (means, quantiles): `min_events` guards small samples.
+    /// The `q` quantile of `events` values (latency percentiles).
+    Quantile(f64),
+    /// Unknown (means): `min_events` guards small samples.
     Unknown,
 }
 
@@ -135,14 +138,15 @@ impl RuleKind for Anomaly {
         let noise = match sdef.aggregate {
             Aggregate::Rate => Noise::Binomial,
             Aggregate::Count => Noise::Poisson,
+            Aggregate::Quantile(q) => Noise::Quantile(q),
             _ => Noise::Unknown,
         };
         Ok(Anomaly {
             signal,
             detector: Detector::new(params),
-            threshold: 1.0 - sensitivity,
+            threshold: looks_threshold(1.0 - sensitivity, sdef.window, sdef.slide),
             step,
-            min_events: cx.min_events(raw.min_events, 20)?,
+            min_events: cx.min_events(raw.min_events, default_min_events(sdef.aggregate))?,
             severity: raw.severity.unwrap_or(Severity::Warning),
             noise,
         })
@@ -241,6 +245,40 @@ impl RuleKind for Anomaly {
     }
 }
 
+/// Relative deviation of a `q` quantile of `n` values from sampling alone:
+/// the order statistic's spread sqrt(q(1−q)/n) over the density at the
+/// quantile, for a log-normal tail of log-spread 0.5 (typical of service
+/// latencies), and never below the sketch's bucket width. Without it a p99
+/// that sits in one sketch bucket for hours has a scale of a few ms, and its
+/// first step to the next bucket but one pages.
+pub fn quantile_noise(q: f64, n: f64) -> f64 {
+    const LOG_SPREAD: f64 = 0.5;
+    let z = crate::confidence::z_for(q.max(1.0 - q));
+    let density = (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt();
+    let sampling = (q * (1.0 - q) / n.max(1.0)).sqrt() * LOG_SPREAD / density;
+    sampling.max(2.0 * crate::sketch::RELATIVE_ERROR)
+}
+
+/// Fewest events to judge a window by default: 20, and for a quantile
+/// enough that five events lie beyond it (500 for a p99): the p99 of 200
+/// requests is their second-largest value, and judging that pages on noise.
+pub fn default_min_events(aggregate: Aggregate) -> u64 {
+    match aggregate {
+        Aggregate::Quantile(q) => (5.0 / (1.0 - q)).ceil().max(20.0) as u64,
+        _ => 20,
+    }
+}
+
+/// The score a rule pages at: `score` for one look per learned observation,
+/// raised for the `window / slide` looks a sliding window gets (each slide is
+/// judged; the calibration counts learned observations). A Bonferroni bound
+/// over the looks: their tail probabilities add, so the threshold's surprise
+/// grows by ln(looks) nats (30 looks: +3.4 nats, score 0.5 → 0.58).
+pub fn looks_threshold(score: f64, window: Millis, slide: Millis) -> f64 {
+    let looks = (window as f64 / slide.max(1) as f64).max(1.0);
+    crate::detector::score_of(crate::detector::surprise_at(score) + looks.ln())
+}
+
 impl Anomaly {
     /// Learns `x` if it completes a new window length of event time, else
     /// judges it without learning; records and returns the judgement.
@@ -270,7 +308,7 @@ impl Anomaly {
         let (lo, hi) = (j.expected - half, j.expected + half);
         match self.noise {
             Noise::Binomial | Noise::Poisson => (lo.max(0.0), hi),
-            Noise::Unknown => (lo, hi),
+            Noise::Quantile(_) | Noise::Unknown => (lo, hi),
         }
     }
 
@@ -284,6 +322,7 @@ impl Anomaly {
                 (p * (1.0 - p) / n).sqrt()
             }
             Noise::Poisson => expected.max(1.0).sqrt(),
+            Noise::Quantile(q) => expected.abs() * quantile_noise(q, n),
             Noise::Unknown => 0.0,
         }
     }
