@@ -512,9 +512,9 @@ impl Detector {
             .max(f64::MIN_POSITIVE)
     }
 
-    /// Whether `x` is within one typical error of what this slot's profile
-    /// holds (without the offsets that follow the recent level): usual for
-    /// this hour, whatever the recent level says. After a benign excursion (an
+    /// Whether `x` is within [`USUAL_SCALES`] of a ready profile's scales of
+    /// what the profile holds for this slot (without the offsets that follow
+    /// the recent level): usual for this hour, whatever the recent level says. After a benign excursion (an
     /// hour-long marketing spike) the levels and offsets have followed it, and
     /// the return to normal must not read as a drop.
     fn usual_for_the_hour(
