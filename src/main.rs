@@ -4,6 +4,7 @@
 mod demo;
 mod detect;
 mod http;
+mod lines;
 mod logging;
 mod replay;
 mod run;

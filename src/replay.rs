@@ -4,13 +4,15 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use forewarn_core::time::parse_rfc3339;
-use forewarn_core::{decode, Alert, Config, Engine, Outcome, Transition};
+use forewarn_core::{decode, Alert, Config, DecodeError, Engine, Outcome, Transition};
+
+use crate::lines::{Line, Lines};
 
 /// How many rejected lines are described individually on stderr.
 const DETAILED_REJECTIONS: u64 = 20;
@@ -68,12 +70,10 @@ pub fn run(
         Some(s) => parse_now(s)?,
         None => SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64,
     };
-    let input: Box<dyn BufRead> = if path == Path::new("-") {
-        Box::new(BufReader::new(io::stdin().lock()))
+    let input: Box<dyn Read> = if path == Path::new("-") {
+        Box::new(io::stdin().lock())
     } else {
-        Box::new(BufReader::new(
-            File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
-        ))
+        Box::new(File::open(path).with_context(|| format!("cannot open {}", path.display()))?)
     };
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
@@ -93,19 +93,17 @@ pub fn run(
             }
             Ok(())
         };
-    let mut buf = Vec::with_capacity(1024);
-    let mut reader = input;
-    loop {
-        buf.clear();
-        if reader.read_until(b'\n', &mut buf)? == 0 {
-            break;
-        }
+    let mut reader = Lines::new(input);
+    while let Some(line) = reader
+        .next_line()
+        .with_context(|| format!("cannot read {}", path.display()))?
+    {
         lines += 1;
-        let line = buf.trim_ascii();
-        if line.is_empty() {
-            continue;
-        }
-        let reason = match decode(line) {
+        let decoded = match line {
+            Line::Text(text) => decode(text),
+            Line::TooLong { len } => Err(DecodeError::TooLarge { size: len }),
+        };
+        let reason = match decoded {
             Ok(ev) => match engine.ingest(&ev, now, &mut transitions) {
                 Outcome::Applied | Outcome::Late => None,
                 Outcome::TooFarInFuture => Some((

@@ -422,3 +422,64 @@ fn check_reads_stdin_and_speaks_json() {
         .unwrap()
         .contains("lateness"));
 }
+
+/// Peak resident memory of a running process, from /proc (kB).
+fn peak_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn replay_bounds_a_huge_line_and_classifies_blank_and_padded_ones() {
+    use std::io::Write;
+    let dir = Path::new(DIR);
+    let mut child = forewarn()
+        .args(["replay", "--now", "2026-11-21T00:00:00Z", "--config"])
+        .arg(dir.join("checkout_incident.toml"))
+        .arg("-")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let event = br#"{"ts":"2026-11-20T10:00:00Z","service":"checkout","kind":"request","outcome":"ok","latency_ms":12}"#;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(event).unwrap();
+    stdin.write_all(b"\n").unwrap();
+    // 256 MiB without a newline: the reader must skip it, not hold it.
+    let chunk = vec![b'x'; 1 << 20];
+    for _ in 0..256 {
+        stdin.write_all(&chunk).unwrap();
+    }
+    stdin.write_all(b"\n\n  \t\r\n\x0c").unwrap();
+    stdin.write_all(event).unwrap();
+    stdin.write_all(b"\n").unwrap();
+    stdin.write_all(event).unwrap();
+    stdin.write_all(b"\n").unwrap();
+    stdin.flush().unwrap();
+    // The pipe holds at most 64 KiB, so the child has read the long line by now.
+    let peak = peak_rss_kb(child.id());
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        peak < 64 * 1024,
+        "peak RSS {peak} kB while a 256 MiB line went by"
+    );
+    let last: Value = serde_json::from_str(stderr.lines().last().unwrap()).expect("JSON summary");
+    assert_eq!(last["events"], 6, "{stderr}");
+    assert_eq!(last["applied"], 2, "{stderr}");
+    // Kafka payloads classify the same way (the same decode): blank, and a form
+    // feed is not JSON whitespace.
+    assert_eq!(
+        last["rejected_by_reason"],
+        serde_json::json!({"too_large": 1, "blank": 2, "invalid_json": 1}),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("-:2: rejected (too_large): event is 268435456 bytes"),
+        "{stderr}"
+    );
+}

@@ -27,4 +27,4 @@ pub mod window;
 pub use alert::{Alert, Transition};
 pub use config::{Config, ConfigError};
 pub use engine::{Engine, Evaluation, Outcome, PredictionOutcome, Snapshot, Stats};
-pub use event::{decode, DecodeError, Event};
+pub use event::{decode, DecodeError, Event, MAX_EVENT_BYTES};

@@ -44,13 +44,7 @@ impl<'a> Scan<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.i;
-        loop {
-            match *self.b.get(self.i)? {
-                b'"' => break,
-                b'\\' | 0..=0x1f => return None,
-                _ => self.i += 1,
-            }
-        }
+        self.i = string_end(self.b, start)?;
         let s = self.text.get(start..self.i)?;
         self.i += 1;
         Some(s)
@@ -97,9 +91,12 @@ impl<'a> Scan<'a> {
                 return None;
             }
         }
-        let text = self.text.get(start..self.i)?;
         if float {
-            let v: f64 = text.parse().ok()?;
+            let body = &self.b[start + usize::from(neg)..self.i];
+            if let Some(v) = short_decimal(body) {
+                return Some(if neg { -v } else { v });
+            }
+            let v: f64 = self.text.get(start..self.i)?.parse().ok()?;
             return v.is_finite().then_some(v);
         }
         let digits = &self.b[start + usize::from(neg)..int_end];
@@ -163,6 +160,63 @@ impl<'a> Scan<'a> {
                 }
                 _ => return None,
             }
+        }
+    }
+}
+
+/// A decimal `digits.digits` (no exponent) of at most 15 significant digits,
+/// exactly: the digits form an integer below 2^53 and the power of ten is exact,
+/// so one IEEE division rounds correctly, as a full parser would (Clinger's fast
+/// path). `None` for anything else, which the caller parses in full.
+#[inline]
+fn short_decimal(body: &[u8]) -> Option<f64> {
+    const POW10: [f64; 16] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    ];
+    if body.len() > 16 {
+        return None;
+    }
+    let dot = body.iter().position(|&c| c == b'.')?;
+    let mut mantissa = 0u64;
+    for &c in &body[..dot] {
+        mantissa = mantissa * 10 + u64::from(c.wrapping_sub(b'0'));
+    }
+    for &c in &body[dot + 1..] {
+        if !c.is_ascii_digit() {
+            return None; // an exponent
+        }
+        mantissa = mantissa * 10 + u64::from(c - b'0');
+    }
+    Some(mantissa as f64 / POW10[body.len() - dot - 1])
+}
+
+/// The index of the `"` closing a string whose content starts at `i`, or `None`
+/// if a backslash, a control character or the end comes first. Eight bytes at a
+/// time: each mask below flags the lowest matching byte of the word exactly
+/// (borrows only spoil the bytes above a match), so the lowest flag of their
+/// union is the first byte that ends the plain run.
+#[inline]
+fn string_end(b: &[u8], mut i: usize) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES << 7;
+    let zero_byte = |w: u64| w.wrapping_sub(ONES) & !w & HIGH;
+    while let Some(word) = b.get(i..i + 8) {
+        let w = u64::from_le_bytes(word.try_into().ok()?);
+        let quote = zero_byte(w ^ (ONES * u64::from(b'"')));
+        let backslash = zero_byte(w ^ (ONES * u64::from(b'\\')));
+        let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+        let stops = quote | backslash | control;
+        if stops != 0 {
+            let at = i + (stops.trailing_zeros() / 8) as usize;
+            return (b[at] == b'"').then_some(at);
+        }
+        i += 8;
+    }
+    loop {
+        match *b.get(i)? {
+            b'"' => return Some(i),
+            b'\\' | 0..=0x1f => return None,
+            _ => i += 1,
         }
     }
 }
@@ -471,6 +525,43 @@ mod tests {
         fn fast_path_agrees_with_serde(doc in document()) {
             if let Some(fast) = super::decode(doc.as_bytes()) {
                 prop_assert_eq!(decode_slow(doc.as_bytes()), Ok(fast), "{}", doc);
+            }
+        }
+    }
+
+    proptest! {
+        /// The short-decimal shortcut is the correctly rounded value.
+        #[test]
+        fn short_decimals_round_like_the_full_parser(m in 0u64..1_000_000_000_000_000, frac in 1usize..16) {
+            let digits = format!("{m:0>width$}", width = frac + 1);
+            let (int, fraction) = digits.split_at(digits.len() - frac);
+            let text = format!("{int}.{fraction}");
+            let want: f64 = text.parse().unwrap();
+            let short = text.len() <= 16; // longer ones are left to the full parser
+            prop_assert_eq!(
+                super::short_decimal(text.as_bytes()).map(f64::to_bits),
+                short.then_some(want.to_bits()),
+                "{}",
+                text
+            );
+        }
+    }
+
+    #[test]
+    fn string_ends_are_found_at_every_offset() {
+        for len in 0..40 {
+            for stop in ["\"", "\\", "\u{1}", "\n"] {
+                let doc = format!(
+                    "{}{stop}tail\"",
+                    "a\u{e9}".repeat(len).chars().take(len).collect::<String>()
+                );
+                let b = doc.as_bytes();
+                let first = b
+                    .iter()
+                    .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+                    .unwrap();
+                let want = (b[first] == b'"').then_some(first);
+                assert_eq!(super::string_end(b, 0), want, "{doc:?}");
             }
         }
     }

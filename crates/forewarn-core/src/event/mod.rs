@@ -111,12 +111,17 @@ pub struct Event<'a> {
     pub deadline: Option<Millis>,
 }
 
-/// Up to [`MAX_LABELS`] labels stored inline (no heap allocation).
+/// Labels stored inline up to [`INLINE_LABELS`] (no heap allocation for the
+/// usual event), spilling to the heap beyond that, never past [`MAX_LABELS`].
+/// Unused slots are left uninitialised, so an event without labels costs nothing
+/// to build or move.
 #[derive(Clone, PartialEq, Default)]
 pub struct Labels<'a> {
-    len: usize,
-    items: [(Cow<'a, str>, Cow<'a, str>); MAX_LABELS],
+    items: smallvec::SmallVec<[(Cow<'a, str>, Cow<'a, str>); INLINE_LABELS]>,
 }
+
+/// Labels an event carries without a heap allocation.
+pub const INLINE_LABELS: usize = 6;
 
 impl fmt::Debug for Labels<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -131,25 +136,22 @@ impl<'a> Labels<'a> {
     }
     /// Labels in the order they appeared.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.items[..self.len]
-            .iter()
-            .map(|(k, v)| (k.as_ref(), v.as_ref()))
+        self.items.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
     }
     /// Number of labels.
     pub fn len(&self) -> usize {
-        self.len
+        self.items.len()
     }
     /// True when there are no labels.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.items.is_empty()
     }
     /// Adds a label; false when full.
     pub fn push(&mut self, k: Cow<'a, str>, v: Cow<'a, str>) -> bool {
-        if self.len == MAX_LABELS {
+        if self.items.len() == MAX_LABELS {
             return false;
         }
-        self.items[self.len] = (k, v);
-        self.len += 1;
+        self.items.push((k, v));
         true
     }
 }
@@ -257,6 +259,9 @@ pub enum DecodeError {
     /// The document is JSON but not an object.
     #[error("event must be a JSON object")]
     NotAnObject,
+    /// The payload is empty or only JSON whitespace.
+    #[error("event is empty (no bytes, or only whitespace)")]
+    Blank,
     /// The encoded event is larger than [`MAX_EVENT_BYTES`].
     #[error("event is {size} bytes; the limit is {MAX_EVENT_BYTES}")]
     TooLarge {
@@ -333,6 +338,7 @@ impl DecodeError {
         match self {
             DecodeError::InvalidJson { .. } => "invalid_json",
             DecodeError::NotAnObject => "not_an_object",
+            DecodeError::Blank => "blank",
             DecodeError::TooLarge { .. } => "too_large",
             DecodeError::MissingField(_) => "missing_field",
             DecodeError::DuplicateField(_) => "duplicate_field",
@@ -386,6 +392,13 @@ pub fn decode_slow(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
     .and_then(|ev| de.end().map(|()| ev));
     match res {
         Ok(ev) => Ok(ev),
+        Err(_)
+            if bytes
+                .iter()
+                .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) =>
+        {
+            Err(DecodeError::Blank)
+        }
         Err(e) => Err(match (e.classify(), failure) {
             // A syntax error wins over a typed failure recorded while reading the
             // broken value: the document is not JSON at all.
