@@ -10,6 +10,7 @@ mod replay;
 mod run;
 mod simulate;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -110,8 +111,11 @@ fn check(path: &std::path::Path, format: CheckFormat) -> anyhow::Result<()> {
     let loaded = load_config(path);
     match (format, loaded) {
         (CheckFormat::Text, Ok(cfg)) => {
-            print!("{}", cfg.summary());
-            println!("{}: OK", path.display());
+            // write!, not print!: a closed pipe (`check … | head`) is an error
+            // main ends quietly on, where print! panics.
+            let mut out = std::io::stdout().lock();
+            write!(out, "{}", cfg.summary())?;
+            writeln!(out, "{}: OK", path.display())?;
             Ok(())
         }
         (CheckFormat::Text, Err(e)) => Err(e),
@@ -127,7 +131,7 @@ fn check(path: &std::path::Path, format: CheckFormat) -> anyhow::Result<()> {
                         "error": { "message": format!("{e:#}") }}),
                 },
             };
-            println!("{doc}");
+            writeln!(std::io::stdout().lock(), "{doc}")?;
             // The document says it all; the exit code still tells failure.
             loaded.map(drop).map_err(|e| Quiet(e).into())
         }

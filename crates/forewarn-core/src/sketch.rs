@@ -5,8 +5,9 @@
 //! is within relative error `α` of every value in the bucket. Negative values use
 //! mirrored buckets; values with magnitude below [`MIN_MAGNITUDE`] count as zero.
 //!
-//! Storage is a sorted sparse list of `(bucket, count)`. A pane keeps its list when it
-//! is recycled, so after warm-up recording a value allocates nothing.
+//! Storage is a sorted sparse list of `(bucket, count)`, at most [`MAX_BUCKETS`] long:
+//! past that the lowest buckets fold into one. A pane keeps its list when it is
+//! recycled, so after warm-up recording a value allocates nothing.
 
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
@@ -55,27 +56,92 @@ pub fn bucket_value(key: i32) -> f64 {
 }
 
 /// Buckets kept inline before spilling to the heap: a pane of a quiet service holds
-/// a few, and reading them then costs no pointer chase.
-const INLINE_BUCKETS: usize = 4;
+/// a few, and reading them then costs no pointer chase. Three, with the floor
+/// beside them, keep the header at 40 bytes.
+const INLINE_BUCKETS: usize = 3;
+
+/// Most buckets a sketch holds: past this the lowest are folded into one (as
+/// DDSketch's collapsing store does), so high quantiles keep [`RELATIVE_ERROR`]
+/// while a sketch never costs more than 4 KiB whatever the spread of values.
+/// 512 buckets span a factor of γ^512 ≈ 27,000 between the lowest value kept
+/// exact and the highest.
+pub const MAX_BUCKETS: usize = 512;
+
+/// Buckets left after a fold: folding a batch at a time keeps the cost of a fold
+/// (moving the list) away from every new bucket once a sketch is full.
+const FOLDED_BUCKETS: usize = MAX_BUCKETS - MAX_BUCKETS / 8;
+
+/// No fold yet: every key is its own bucket.
+const NO_FLOOR: i32 = i32::MIN;
 
 /// Sparse bucket counts for one pane (or one running window).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sketch {
     buckets: SmallVec<[(i32, u32); INLINE_BUCKETS]>,
+    /// Keys below this count in the bucket at it, once a fold has happened. It
+    /// only rises until `clear`, so a running window that adds and later
+    /// subtracts the same pane maps each key to the same bucket both times.
+    #[serde(default = "no_floor", skip_serializing_if = "is_no_floor")]
+    floor: i32,
+}
+
+fn no_floor() -> i32 {
+    NO_FLOOR
+}
+
+fn is_no_floor(f: &i32) -> bool {
+    *f == NO_FLOOR
+}
+
+impl Default for Sketch {
+    fn default() -> Self {
+        Sketch {
+            buckets: SmallVec::new(),
+            floor: NO_FLOOR,
+        }
+    }
 }
 
 impl Sketch {
     /// Counts one value.
     pub fn record(&mut self, v: f64) {
-        let key = bucket_of(v);
-        match self.buckets.binary_search_by_key(&key, |b| b.0) {
-            Ok(i) => self.buckets[i].1 += 1,
-            Err(i) => self.buckets.insert(i, (key, 1)),
+        self.count(bucket_of(v), 1);
+    }
+
+    /// Adds `n` to the bucket for `key` (or the floor's). A full sketch folds
+    /// before a new bucket goes in, so the list never grows past its cap (nor
+    /// its allocation past [`MAX_BUCKETS`] entries).
+    fn count(&mut self, key: i32, n: u32) {
+        let mut at = self
+            .buckets
+            .binary_search_by_key(&key.max(self.floor), |b| b.0);
+        if at.is_err() && self.buckets.len() >= MAX_BUCKETS {
+            self.fold();
+            at = self
+                .buckets
+                .binary_search_by_key(&key.max(self.floor), |b| b.0);
+        }
+        match at {
+            Ok(i) => self.buckets[i].1 = self.buckets[i].1.saturating_add(n),
+            Err(i) => self.buckets.insert(i, (key.max(self.floor), n)),
         }
     }
+
+    /// Folds the lowest buckets into one, leaving [`FOLDED_BUCKETS`].
+    fn fold(&mut self) {
+        let cut = self.buckets.len() - FOLDED_BUCKETS;
+        let folded = self.buckets[..=cut]
+            .iter()
+            .fold(0u32, |acc, b| acc.saturating_add(b.1));
+        self.floor = self.buckets[cut].0;
+        self.buckets[cut].1 = folded;
+        self.buckets.drain(..cut);
+    }
+
     /// Empties the sketch, keeping its capacity.
     pub fn clear(&mut self) {
         self.buckets.clear();
+        self.floor = NO_FLOOR;
     }
     /// The `(bucket, count)` pairs, sorted by bucket.
     pub fn buckets(&self) -> &[(i32, u32)] {
@@ -84,10 +150,7 @@ impl Sketch {
     /// Adds every count of `other` (merge of two sorted lists, in place).
     pub fn add(&mut self, other: &Sketch) {
         for &(key, count) in &other.buckets {
-            match self.buckets.binary_search_by_key(&key, |b| b.0) {
-                Ok(i) => self.buckets[i].1 += count,
-                Err(i) => self.buckets.insert(i, (key, count)),
-            }
+            self.count(key, count);
         }
     }
 
@@ -95,6 +158,7 @@ impl Sketch {
     /// that reach zero are dropped so the list stays as small as the data.
     pub fn subtract(&mut self, other: &Sketch) {
         for &(key, count) in &other.buckets {
+            let key = key.max(self.floor);
             if let Ok(i) = self.buckets.binary_search_by_key(&key, |b| b.0) {
                 let left = self.buckets[i].1.saturating_sub(count);
                 if left == 0 {
@@ -207,7 +271,73 @@ mod tests {
         assert_eq!(bucket_value(bucket_of(0.0)), 0.0);
     }
 
+    /// Log-uniform values over `decades` decades from 1e-3, deterministic.
+    fn spread(n: usize, decades: f64, seed: u64) -> Vec<f64> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                1e-3 * 10f64.powf(decades * (x % 1_000_000) as f64 / 1e6)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_wide_spread_is_capped_and_keeps_high_quantiles() {
+        // 1e-3 .. 1e9: about 1,400 buckets' worth of spread.
+        let values = spread(200_000, 12.0, 7);
+        let mut s = Sketch::default();
+        for &v in &values {
+            s.record(v);
+        }
+        assert!(s.buckets().len() <= MAX_BUCKETS, "{}", s.buckets().len());
+        assert!(s.heap_bytes() <= 4096, "{}", s.heap_bytes());
+        let n: u64 = s.buckets().iter().map(|b| u64::from(b.1)).sum();
+        assert_eq!(n, values.len() as u64, "folding loses no count");
+        // The kept buckets span ~4.4 of the 12 decades: quantiles in the top
+        // third stay exact to the stated error (the median is folded).
+        for q in [0.7, 0.9, 0.99, 0.999, 1.0] {
+            let (est, truth) = (s.quantile(q).unwrap(), exact(&values, q));
+            assert!(within(est, truth), "q={q} est={est} truth={truth}");
+        }
+    }
+
     proptest! {
+        /// A running window that adds parts and then subtracts them, starting
+        /// anywhere, ends empty even when parts and window fold at different floors.
+        #[test]
+        fn folded_windows_subtract_exactly(
+            seeds in prop::collection::vec(1u64..u64::MAX, 2..6),
+            order in any::<u64>(),
+        ) {
+            let parts: Vec<Sketch> = seeds
+                .iter()
+                .enumerate()
+                .map(|(i, &seed)| {
+                    let mut p = Sketch::default();
+                    for v in spread(300 * (i + 1), 3.0 + 3.0 * i as f64, seed) {
+                        p.record(v);
+                    }
+                    p
+                })
+                .collect();
+            let mut running = Sketch::default();
+            for p in &parts {
+                running.add(p);
+            }
+            let total: u64 = running.buckets().iter().map(|b| u64::from(b.1)).sum();
+            let expected: u64 = (1..=parts.len() as u64).map(|i| 300 * i).sum();
+            prop_assert_eq!(total, expected);
+            let mut idx: Vec<usize> = (0..parts.len()).collect();
+            idx.rotate_left((order % parts.len() as u64) as usize);
+            for i in idx {
+                running.subtract(&parts[i]);
+            }
+            prop_assert!(running.buckets().is_empty(), "{:?}", running.buckets().len());
+        }
+
         #[test]
         fn quantiles_are_within_stated_error(
             values in prop::collection::vec(

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Aggregate, SignalDef};
+use crate::config::{estimate, Aggregate, SignalDef};
 use crate::sketch::Sketch;
 use crate::time::Millis;
 
@@ -39,11 +39,14 @@ impl Pane {
 
 /// Number of ring slots a group needs for this signal.
 pub fn ring_len(sig: &SignalDef, allowed_lateness: Millis) -> usize {
-    // Windows not yet evaluated start no earlier than watermark − window − slide, and
-    // accepted events are at most `allowed_lateness` past the watermark.
-    let span = sig.window + sig.slide + allowed_lateness;
-    (span / sig.pane + 2) as usize
+    sig.ring_len(allowed_lateness) as usize
 }
+
+// The config's memory estimate counts these sizes.
+const _: () = assert!(std::mem::size_of::<Pane>() as u64 == estimate::PANE_BYTES);
+const _: () = assert!(
+    (std::mem::size_of::<Head>() + std::mem::size_of::<Acc>()) as u64 == estimate::HEAD_BYTES
+);
 
 /// The value of a signal over one window, and the events behind it.
 #[derive(Debug, Clone, Copy, PartialEq)]

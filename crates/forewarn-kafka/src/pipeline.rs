@@ -379,7 +379,7 @@ impl Core {
                         partition,
                         refused = shard.refused_unlogged,
                         reclaimed_so_far = stats.reclaimed_groups,
-                        max_groups = self.cfg.max_groups,
+                        max_groups = self.cfg.group_cap,
                         "events refused: max_groups reached (a flood of distinct service or label values?; idle groups are released as their windows pass) or a timer signal's max_entities open entities"
                     );
                     shard.refused_unlogged = 0;

@@ -3,6 +3,7 @@
 //! checks every cross-field rule and refuses the file with its name, line, column and
 //! what to fix.
 
+pub mod estimate;
 pub mod kafka;
 pub(crate) mod raw;
 mod rule;
@@ -24,6 +25,8 @@ use crate::time::{format_duration, parse_duration, Millis};
 
 /// Most panes one window may span (window / gcd(window, slide)).
 pub const MAX_PANES_PER_WINDOW: i64 = 1440;
+/// `[limits] max_memory` when unset.
+pub const DEFAULT_MAX_MEMORY: u64 = 4 << 30;
 /// Longest `m_of_n` history.
 pub const MAX_M_OF_N: u32 = 64;
 
@@ -174,8 +177,16 @@ pub struct RuleDef {
 pub struct Config {
     /// Time settings.
     pub time: TimeConfig,
-    /// Most groups per grouping.
+    /// Most groups per grouping, as configured; `group_cap` is what the engine
+    /// enforces.
     pub max_groups: usize,
+    /// Groups admitted per grouping: `max_groups`, or fewer if that many groups'
+    /// fixed window state would not fit in `max_memory`.
+    pub group_cap: usize,
+    /// Memory for window state (`[limits] max_memory`).
+    pub max_memory: u64,
+    /// One group's window state, from windows and lateness.
+    pub group_state: estimate::GroupState,
     /// Base of generatorURL.
     pub generator_url: String,
     /// Labels added to every alert.
@@ -286,6 +297,15 @@ impl Config {
             format_duration(t.idle_timeout),
             format_duration(t.max_future_skew),
             self.max_groups
+        ));
+        let g = &self.group_state;
+        out.push_str(&format!(
+            "memory: window state {} per group, at most {} with every sketch full; max_memory={} admits {} groups per grouping{}\n",
+            estimate::format_bytes(g.fixed),
+            estimate::format_bytes(g.worst),
+            estimate::format_bytes(self.max_memory),
+            self.group_cap,
+            if self.group_cap < self.max_groups { " (fewer than max_groups)" } else { "" },
         ));
         let k = &self.kafka;
         out.push_str(&format!(
@@ -398,6 +418,25 @@ fn validate(cx: &Ctx, raw: RawConfig) -> Result<Config, ConfigError> {
             ))
         }
     };
+    let max_memory =
+        match &raw.limits.max_memory {
+            None => DEFAULT_MAX_MEMORY,
+            Some(m) => match estimate::parse_bytes(m.get_ref()) {
+                Ok(n) if n > 0 => n,
+                Ok(_) => {
+                    return Err(cx.err(
+                        m.span(),
+                        "`max_memory` must be more than zero",
+                        "give a size such as \"4GiB\"",
+                    ))
+                }
+                Err(e) => return Err(cx.err(
+                    m.span(),
+                    format!("`max_memory`: {e}"),
+                    "give a size such as \"4GiB\" (units B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)",
+                )),
+            },
+        };
     for name in raw.alerts.external_labels.keys() {
         if !is_label_name(name) {
             return Err(cx.err(
@@ -442,11 +481,16 @@ fn validate(cx: &Ctx, raw: RawConfig) -> Result<Config, ConfigError> {
             "add at least one [[rules]] table; see deploy/forewarn.example.toml",
         ));
     }
+    let group_state = estimate::group_state(&signals, time.allowed_lateness);
+    fits_in_memory(cx, &raw.signals, &signals, &time, &group_state, max_memory)?;
     let kafka = kafka_section(cx, raw.kafka)?;
     Ok(Config {
         kafka,
         time,
         max_groups,
+        group_cap: group_cap(max_groups, max_memory, &group_state),
+        max_memory,
+        group_state,
         generator_url: raw
             .alerts
             .generator_url
@@ -455,6 +499,47 @@ fn validate(cx: &Ctx, raw: RawConfig) -> Result<Config, ConfigError> {
         signals,
         rules,
     })
+}
+
+/// `max_groups`, or fewer if that many groups' fixed window state would not
+/// fit in `max_memory` (at least one: a group that fits was checked).
+fn group_cap(max_groups: usize, max_memory: u64, state: &estimate::GroupState) -> usize {
+    let fit = max_memory / state.fixed.max(1);
+    max_groups
+        .min(usize::try_from(fit).unwrap_or(usize::MAX))
+        .max(1)
+}
+
+/// Refuses a config one group of which could need more than `max_memory`,
+/// naming the signal that costs most.
+fn fits_in_memory(
+    cx: &Ctx,
+    raw: &[Spanned<RawSignal>],
+    signals: &[SignalDef],
+    time: &TimeConfig,
+    state: &estimate::GroupState,
+    max_memory: u64,
+) -> Result<(), ConfigError> {
+    let Some((i, worst)) = state.largest.filter(|_| state.worst > max_memory) else {
+        return Ok(());
+    };
+    let s = &signals[i];
+    Err(cx.err(
+        raw[i].span(),
+        format!(
+            "one group's window state could reach {} ({} for signal `{}`: {} pane slots of {} to cover window {} + slide {} + allowed_lateness {}); [limits] max_memory is {}",
+            estimate::format_bytes(state.worst),
+            estimate::format_bytes(worst),
+            s.name,
+            s.ring_len(time.allowed_lateness),
+            format_duration(s.pane),
+            format_duration(s.window),
+            format_duration(s.slide),
+            format_duration(time.allowed_lateness),
+            estimate::format_bytes(max_memory),
+        ),
+        "shorten [time] allowed_lateness or the signal's window, or raise [limits] max_memory",
+    ))
 }
 
 fn kafka_section(cx: &Ctx, raw: kafka::RawKafka) -> Result<kafka::KafkaConfig, ConfigError> {

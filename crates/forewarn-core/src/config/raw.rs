@@ -54,6 +54,9 @@ pub struct RawTime {
 pub struct RawLimits {
     /// Most distinct groups (service + group_by labels) tracked per grouping.
     pub max_groups: Option<Spanned<i64>>,
+    /// Memory for window state, e.g. "2GiB": caps groups at this over one
+    /// group's fixed state, and refuses a config one group of which could not fit.
+    pub max_memory: Option<Spanned<String>>,
 }
 
 /// `[alerts]`

@@ -279,3 +279,59 @@ fn bad_slo_rules_say_what_to_fix() {
         }
     }
 }
+
+const P99: &str = "[[signals]]\nname = \"p99\"\naggregate = \"quantile\"\nquantile = 0.99\nfield = \"latency_ms\"\nwindow = \"5m\"\nslide = \"10s\"\n[[rules]]\nname = \"Slow\"\nkind = \"threshold\"\nsignal = \"p99\"\nwarning = 1000\n";
+
+#[test]
+fn a_config_whose_one_group_could_not_fit_is_refused_with_the_estimate() {
+    // A year of lateness on 10 s panes: 3.2 M slots per group.
+    let src = format!("[time]\nallowed_lateness = \"366d\"\n{P99}");
+    let e = err(&src);
+    assert!(
+        e.message
+            .contains("one group's window state could reach 12.")
+            && e.message
+                .contains("signal `p99`: 3162273 pane slots of 10s")
+            && e.message.contains("max_memory is 4.0 GiB"),
+        "{e}"
+    );
+    assert!(e.help.contains("allowed_lateness"), "{e}");
+    let line = src.lines().nth(e.line - 1).unwrap();
+    assert_eq!(line, "[[signals]]", "points at the costly signal");
+    // The same config with the memory for it is accepted.
+    let roomy = format!("[limits]\nmax_memory = \"16GiB\"\n{src}");
+    assert!(Config::parse(&roomy, "ok.toml").is_ok());
+}
+
+#[test]
+fn max_memory_caps_groups_by_their_fixed_state() {
+    let c = Config::parse(P99, "t.toml").unwrap();
+    assert_eq!(c.max_memory, DEFAULT_MAX_MEMORY);
+    assert_eq!(
+        c.group_cap, c.max_groups,
+        "the default fits 100,000 such groups"
+    );
+    // 35 sketches of <= 4 KiB plus panes: about 143 KiB a group at worst.
+    assert!(
+        c.group_state.worst > 140 << 10 && c.group_state.worst < 150 << 10,
+        "{:?}",
+        c.group_state
+    );
+    let tight =
+        Config::parse(&format!("[limits]\nmax_memory = \"1MiB\"\n{P99}"), "t.toml").unwrap();
+    assert_eq!(tight.group_cap as u64, (1 << 20) / tight.group_state.fixed);
+    let note = format!(
+        "admits {} groups per grouping (fewer than max_groups)",
+        tight.group_cap
+    );
+    assert!(tight.summary().contains(&note), "{}", tight.summary());
+    for (bad, message) in [
+        ("\"lots\"", "not a size"),
+        ("\"0\"", "more than zero"),
+        ("\"2 gigs\"", "unknown size unit"),
+    ] {
+        let e = err(&format!("[limits]\nmax_memory = {bad}\n{P99}"));
+        assert!(e.message.contains(message), "{e}");
+        assert_eq!(e.line, 2, "{e}");
+    }
+}

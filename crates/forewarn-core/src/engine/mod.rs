@@ -360,7 +360,7 @@ impl Engine {
             &mut self.resolved,
             gi,
             e,
-            self.cfg.max_groups,
+            self.cfg.group_cap,
         )
     }
 
@@ -425,7 +425,7 @@ impl Engine {
                 continue;
             }
             let gi = wiring.signal_grouping[si];
-            let Some(g) = resolve(groupings, resolved, gi, e, cfg.max_groups) else {
+            let Some(g) = resolve(groupings, resolved, gi, e, cfg.group_cap) else {
                 refused = true;
                 continue;
             };

@@ -561,6 +561,24 @@ fn cardinality_cap_refuses_new_groups_and_counts_them() {
     );
 }
 
+#[test]
+fn max_memory_caps_groups_at_what_fits() {
+    let config = cfg(&format!("[limits]\nmax_memory = \"4KiB\"\n{SIMPLE}"));
+    let cap = config.group_cap;
+    assert!(
+        cap > 1 && cap < 10,
+        "4 KiB holds a few groups of {:?}",
+        config.group_state
+    );
+    let mut e = Engine::new(config);
+    let mut out = Vec::new();
+    for i in 0..10 {
+        e.ingest(&ev(&req(&format!("svc{i}"), i, "ok")), FAR_FUTURE, &mut out);
+    }
+    assert_eq!(e.groups(0), cap);
+    assert_eq!(e.stats().refused_groups, 10 - cap as u64);
+}
+
 const ERRORS_ONLY: &str = r#"
 [limits]
 max_groups = 3
@@ -866,4 +884,35 @@ fn active_lists_pending_and_firing_instances() {
         "{:?}",
         e.active()
     );
+}
+
+/// One group's sketch memory under the widest spread of latencies an event may
+/// carry stays within the bucket cap: (ring slots + the window) x MAX_BUCKETS
+/// buckets, where uncapped sketches grew with the spread.
+#[test]
+fn a_wide_spread_of_latencies_keeps_sketch_memory_capped() {
+    use crate::sketch::MAX_BUCKETS;
+    let src = "[time]\nallowed_lateness = \"10s\"\n[[signals]]\nname = \"p99\"\naggregate = \"quantile\"\nquantile = 0.99\nfield = \"latency_ms\"\nwindow = \"5m\"\nslide = \"10s\"\n[[rules]]\nname = \"Slow\"\nkind = \"threshold\"\nsignal = \"p99\"\nwarning = 1000\n";
+    let config = cfg(src);
+    let slots = crate::window::ring_len(&config.signals[0], config.time.allowed_lateness);
+    let mut e = Engine::new(config);
+    let mut out = Vec::new();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for i in 0..200_000i64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // Log-uniform over 1e-6 .. 1e12 ms: every bucket the key range holds.
+        let latency = 1e-6 * 10f64.powf(18.0 * (x % 1_000_000) as f64 / 1e6);
+        let line = format!(
+            r#"{{"ts":{},"service":"wide","latency_ms":{latency}}}"#,
+            T0 + i * 3
+        );
+        e.ingest(&ev(&line), FAR_FUTURE, &mut out);
+    }
+    let buckets = e.state_breakdown()[3];
+    eprintln!("sketch buckets {buckets} B, state {} B", e.state_bytes());
+    let bound = (slots + 1) * MAX_BUCKETS * 8;
+    assert!(buckets <= bound, "sketch buckets {buckets} B > {bound} B");
+    assert!(e.stats().applied == 200_000);
 }
