@@ -471,12 +471,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .join()
         .map_err(|_| anyhow::anyhow!("the alert viewer panicked"))??;
     eprintln!(
-        "-- {:.1} s: consumed {} = applied {} + dead-lettered {} + late {}; alerts delivered {}",
+        "-- {:.1} s: consumed {} = applied {} + dead-lettered {} + late {} + refused {}; alerts delivered {}",
         started.elapsed().as_secs_f64(),
         acc.consumed,
         acc.applied,
         acc.dead_lettered,
         acc.late,
+        acc.refused,
         acc.alerts_delivered
     );
     let reached = clock.load(Ordering::Relaxed);

@@ -105,7 +105,7 @@ pub fn run(
         };
         let reason = match decoded {
             Ok(ev) => match engine.ingest(&ev, now, &mut transitions) {
-                Outcome::Applied | Outcome::Late => None,
+                Outcome::Applied | Outcome::Late | Outcome::Refused => None,
                 Outcome::TooFarInFuture => Some((
                     "too_far_in_future",
                     "event time is more than max_future_skew ahead of now".to_string(),
@@ -129,7 +129,7 @@ pub fn run(
     out.flush()?;
     let s = engine.stats();
     summarize(&s, &rejected, rejected_total);
-    if s.applied + s.late + rejected_total == 0 && lines > 0 {
+    if s.applied + s.late + s.refused + rejected_total == 0 && lines > 0 {
         bail!("no events in {}", path.display());
     }
     if strict && (rejected_total > 0 || s.late > 0) {
@@ -161,12 +161,13 @@ fn summarize(
 ) {
     let reasons: Vec<String> = rejected.iter().map(|(k, v)| format!("{k}={v}")).collect();
     eprintln!(
-        "replay: {} events: {} applied, {} rejected{}, {} late; {} transitions; {} events refused by max_groups, {} idle groups reclaimed",
-        s.applied + s.late + rejected_total,
+        "replay: {} events: {} applied, {} rejected{}, {} late{}; {} transitions; {} events refused by max_groups, {} idle groups reclaimed",
+        s.applied + s.late + s.refused + rejected_total,
         s.applied,
         rejected_total,
         if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) },
         s.late,
+        if s.refused == 0 { String::new() } else { format!(", {} refused (counted nowhere: every grouping at its group cap)", s.refused) },
         s.transitions,
         s.refused_groups,
         s.reclaimed_groups,
@@ -183,8 +184,9 @@ fn summarize(
     eprintln!(
         "{}",
         serde_json::json!({
-            "events": s.applied + s.late + rejected_total,
+            "events": s.applied + s.late + s.refused + rejected_total,
             "applied": s.applied,
+            "refused": s.refused,
             "rejected": rejected_total,
             "rejected_by_reason": rejected,
             "late": s.late,

@@ -127,11 +127,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         done
     })?;
     eprintln!(
-        "run: consumed {} = applied {} + dead-lettered {} + late {}; alerts delivered {}, dead letters delivered {}, dropped {}",
+        "run: consumed {} = applied {} + dead-lettered {} + late {} + refused {}; alerts delivered {}, dead letters delivered {}, dropped {}",
         accounting.consumed,
         accounting.applied,
         accounting.dead_lettered,
         accounting.late,
+        accounting.refused,
         accounting.alerts_delivered,
         accounting.dead_letters_delivered,
         accounting.dropped,

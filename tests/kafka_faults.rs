@@ -73,8 +73,8 @@ fn killed_member_partitions_move_to_the_survivor() {
         mock.all_committed("kill-group", "kill-events")
     });
     let stderr = a.terminate(WAIT);
-    let [consumed, applied, dead, late, ..] = accounting(&stderr);
-    assert_eq!(consumed, applied + dead + late, "{stderr}");
+    let [consumed, applied, dead, late, refused, ..] = accounting(&stderr);
+    assert_eq!(consumed, applied + dead + late + refused, "{stderr}");
     assert!(
         consumed >= phase2.len() as u64,
         "the survivor consumed all of phase 2"
@@ -139,9 +139,9 @@ fn broker_down_and_up_mid_stream_loses_nothing() {
             "{line}"
         );
     }
-    let [consumed, applied, dead, late, delivered, _, dropped] = accounting(&stderr);
+    let [consumed, applied, dead, late, refused, delivered, _, dropped] = accounting(&stderr);
     assert_eq!(consumed, (phase1.len() + phase2.len()) as u64, "{stderr}");
-    assert_eq!(consumed, applied + dead + late);
+    assert_eq!(consumed, applied + dead + late + refused);
     assert_eq!(dropped, 0);
     let alerts = mock.read("outage-alerts", delivered as usize, WAIT);
     assert_eq!(outcomes(&alerts), fired_and_resolved(&["pay"]));
@@ -240,9 +240,10 @@ fn produce_and_commit_errors_are_retried() {
         stderr.contains("delivery failed; will retry"),
         "forewarn retried: {stderr}"
     );
-    let [consumed, applied, dead, late, delivered, dead_delivered, dropped] = accounting(&stderr);
+    let [consumed, applied, dead, late, refused, delivered, dead_delivered, dropped] =
+        accounting(&stderr);
     assert_eq!(consumed, events.len() as u64);
-    assert_eq!(consumed, applied + dead + late);
+    assert_eq!(consumed, applied + dead + late + refused);
     assert_eq!((dead, dead_delivered, dropped), (1, 1, 0), "{stderr}");
     let alerts = mock.read("errors-alerts", delivered as usize, WAIT);
     assert_eq!(outcomes(&alerts), fired_and_resolved(&["pay"]));
@@ -274,8 +275,9 @@ fn unwritable_dead_letter_topic_is_bounded_and_counted() {
         mock.all_committed("refuse-group", "refuse-events")
     });
     let stderr = run.terminate(WAIT);
-    let [consumed, applied, dead, late, delivered, dead_delivered, dropped] = accounting(&stderr);
-    assert_eq!(consumed, applied + dead + late);
+    let [consumed, applied, dead, late, refused, delivered, dead_delivered, dropped] =
+        accounting(&stderr);
+    assert_eq!(consumed, applied + dead + late + refused);
     assert_eq!((dead, dead_delivered, dropped), (2, 0, 2), "{stderr}");
     assert!(stderr.contains("delivery failed on the last attempt; message dropped"));
     let alerts = mock.read("refuse-alerts", delivered as usize, WAIT);
@@ -356,11 +358,11 @@ fn stalled_fetch_does_not_turn_the_backlog_late() {
             == Some(sent)
     });
     let stderr = run.terminate(WAIT);
-    let [consumed, applied, dead, late, ..] = accounting(&stderr);
+    let [consumed, applied, dead, late, refused, ..] = accounting(&stderr);
     assert_eq!(consumed, sent, "{stderr}");
     assert_eq!(
-        (applied, dead, late),
-        (sent, 0, 0),
+        (applied, dead, late, refused),
+        (sent, 0, 0, 0),
         "nothing late: {stderr}"
     );
 }

@@ -466,8 +466,8 @@ impl Drop for Forewarn {
 }
 
 /// The accounting line `forewarn run` prints on exit:
-/// `[consumed, applied, dead_lettered, late, alerts, dead_letters, dropped]`.
-pub fn accounting(stderr: &str) -> [u64; 7] {
+/// `[consumed, applied, dead_lettered, late, refused, alerts, dead_letters, dropped]`.
+pub fn accounting(stderr: &str) -> [u64; 8] {
     let line = stderr
         .lines()
         .find(|l| l.starts_with("run: consumed"))

@@ -17,6 +17,8 @@ pub enum EventResult {
     DeadLettered,
     /// Older than its shard's watermark: counted, not applied.
     Late,
+    /// Counted nowhere: every grouping it needed was at its group cap.
+    Refused,
 }
 
 impl EventResult {
@@ -26,6 +28,7 @@ impl EventResult {
             EventResult::Applied => "applied",
             EventResult::DeadLettered => "dead_lettered",
             EventResult::Late => "late",
+            EventResult::Refused => "refused",
         }
     }
 }
@@ -112,6 +115,8 @@ pub struct TopicCounters {
     pub dead_lettered: IntCounter,
     /// Messages counted as late.
     pub late: IntCounter,
+    /// Messages refused by the group cap.
+    pub refused: IntCounter,
 }
 
 impl TopicCounters {
@@ -122,6 +127,7 @@ impl TopicCounters {
             EventResult::Applied => self.applied.inc(),
             EventResult::DeadLettered => self.dead_lettered.inc(),
             EventResult::Late => self.late.inc(),
+            EventResult::Refused => self.refused.inc(),
         }
     }
 }
@@ -137,6 +143,8 @@ pub struct Accounting {
     pub dead_lettered: u64,
     /// Counted as late.
     pub late: u64,
+    /// Refused by the group cap (valid, but counted nowhere).
+    pub refused: u64,
     /// Alert transitions acknowledged by the broker.
     pub alerts_delivered: u64,
     /// Dead letters acknowledged by the broker.
@@ -148,7 +156,7 @@ pub struct Accounting {
 impl Accounting {
     /// Whether every consumed message has exactly one result.
     pub fn balanced(&self) -> bool {
-        self.consumed == self.applied + self.dead_lettered + self.late
+        self.consumed == self.applied + self.dead_lettered + self.late + self.refused
     }
 }
 
@@ -173,7 +181,7 @@ impl Metrics {
         let events = counter_vec(
             &registry,
             "forewarn_events_total",
-            "Consumed messages by result: applied, dead_lettered or late.",
+            "Consumed messages by result: applied, dead_lettered, late or refused (every grouping the event needed was at its group cap).",
             &["topic", "result"],
         );
         let dead_letter_reasons = counter_vec(
@@ -441,6 +449,7 @@ impl Metrics {
             applied: result(EventResult::Applied),
             dead_lettered: result(EventResult::DeadLettered),
             late: result(EventResult::Late),
+            refused: result(EventResult::Refused),
         }
     }
 
@@ -593,6 +602,7 @@ impl Metrics {
                     a.applied = sum(Some(("result", "applied")));
                     a.dead_lettered = sum(Some(("result", "dead_lettered")));
                     a.late = sum(Some(("result", "late")));
+                    a.refused = sum(Some(("result", "refused")));
                 }
                 "forewarn_output_delivered_total" => {
                     a.alerts_delivered = sum(Some(("output", "alerts")));

@@ -167,6 +167,10 @@ impl Core {
                     shard.counters.count(EventResult::Late);
                     None
                 }
+                Outcome::Refused => {
+                    shard.counters.count(EventResult::Refused);
+                    None
+                }
                 Outcome::TooFarInFuture => Some((
                     "too_far_in_future",
                     "event time is more than max_future_skew ahead of the wall clock".to_string(),
@@ -871,6 +875,7 @@ impl Pipeline {
             applied = a.applied,
             dead_lettered = a.dead_lettered,
             late = a.late,
+            refused = a.refused,
             alerts_delivered = a.alerts_delivered,
             dead_letters_delivered = a.dead_letters_delivered,
             dropped = a.dropped,

@@ -44,19 +44,26 @@ pub enum Outcome {
     Late,
     /// Further ahead of the wall clock than `max_future_skew`: rejected.
     TooFarInFuture,
+    /// Counted nowhere: every grouping that would have tracked it was at its
+    /// group cap (`max_groups`, or what `max_memory` admits). Not applied.
+    Refused,
 }
 
 /// Counters that account for every event handed to [`Engine::ingest`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
-    /// Events applied.
+    /// Events applied (to at least one group).
     pub applied: u64,
+    /// Events counted nowhere because every grouping that would have tracked
+    /// them was at its group cap.
+    #[serde(default)]
+    pub refused: u64,
     /// Events refused as late.
     pub late: u64,
     /// Events refused as too far in the future.
     pub future: u64,
-    /// Applied events that a signal could not track because a new group would
-    /// exceed `max_groups`.
+    /// Events that some signal or rule could not track because a new group
+    /// would exceed the group cap (those counted nowhere are also `refused`).
     pub refused_groups: u64,
     /// Idle groups released to make room under `max_groups` (see
     /// [`Engine::reclaim_idle_groups`]).
@@ -328,9 +335,13 @@ impl Engine {
             // pane that a window ending at or before the new watermark needs.
             self.advance_to(e.ts - self.cfg.time.allowed_lateness, out);
         }
-        self.apply(e);
-        self.stats.applied += 1;
-        Outcome::Applied
+        if self.apply(e) {
+            self.stats.applied += 1;
+            Outcome::Applied
+        } else {
+            self.stats.refused += 1;
+            Outcome::Refused
+        }
     }
 
     /// Idle advancement: once no event has arrived for `idle_timeout` of wall-clock
@@ -364,7 +375,9 @@ impl Engine {
         )
     }
 
-    fn apply(&mut self, e: &Event) {
+    /// Records `e` everywhere it belongs; false when it was counted nowhere
+    /// because every grouping it needed refused a new group.
+    fn apply(&mut self, e: &Event) -> bool {
         self.resolved.fill(UNRESOLVED);
         let mut refused = self.apply_windowed(e);
         if e.entity.is_some() {
@@ -388,10 +401,13 @@ impl Engine {
             let period = rule.period;
             rs.next_eval = rs.next_eval.min((e.ts.div_euclid(period) + 1) * period);
         }
-        if refused {
-            self.stats.refused_groups += 1;
-            self.reclaim_wanted = true;
+        if !refused {
+            return true;
         }
+        self.stats.refused_groups += 1;
+        self.reclaim_wanted = true;
+        // Some grouping took it (or an entity table was what refused).
+        self.resolved.iter().any(|&g| g < REFUSED)
     }
 
     /// Records `e` in the panes of every windowed signal it matches (the hot
