@@ -64,12 +64,29 @@ pub struct Head {
     pub last_touch: Millis,
     /// Newest time of an event matching the filter (absent rules).
     pub last_seen: Millis,
+    /// Oldest time of an event matching the filter: with `last_seen`, how long
+    /// the group has been sending (absent rules watch only established groups).
+    #[serde(default = "never")]
+    pub first_seen: Millis,
+}
+
+fn never() -> Millis {
+    Millis::MIN
 }
 
 impl Head {
+    /// How long matching events have been arriving (0 for none or one).
+    pub fn history(&self) -> Millis {
+        if self.first_seen == Millis::MIN {
+            return 0;
+        }
+        self.last_seen - self.first_seen
+    }
+
     const NEW: Head = Head {
         last_touch: Millis::MIN,
         last_seen: Millis::MIN,
+        first_seen: Millis::MIN,
     };
 }
 
@@ -283,6 +300,11 @@ impl FamilyStore {
         head.last_touch = head.last_touch.max(ts);
         if matched {
             head.last_seen = head.last_seen.max(ts);
+            head.first_seen = if head.first_seen == Millis::MIN {
+                ts
+            } else {
+                head.first_seen.min(ts)
+            };
         }
     }
 

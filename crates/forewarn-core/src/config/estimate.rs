@@ -12,7 +12,7 @@ use super::{Aggregate, SignalDef};
 pub const PANE_BYTES: u64 = 24;
 /// Bytes of a signal's per-group bookkeeping (`window::Head` and its running
 /// window accumulator, which assert it).
-pub const HEAD_BYTES: u64 = 56;
+pub const HEAD_BYTES: u64 = 64;
 /// Bytes of one sketch bucket.
 const BUCKET_BYTES: u64 = 8;
 

@@ -12,8 +12,10 @@ impl Engine {
     /// being refused for ever. Runs when `max_groups` refused a group, at most
     /// once per slide of event time; O(groups × families).
     ///
-    /// Groupings with a rule that pages on silence (absent, or breaching on an
-    /// empty window) are never reclaimed: there, an idle group is the signal.
+    /// A group an absent rule watches (established: it has been sending for
+    /// the rule's `established_after`) is kept, since there an idle group is the
+    /// signal; groupings with a rule that breaches on an empty window are never
+    /// reclaimed.
     pub fn reclaim_idle_groups(&mut self) {
         self.reclaim_wanted = false;
         self.last_reclaim = self.clock.watermark;
@@ -28,7 +30,10 @@ impl Engine {
                 .filter(|&ri| self.wiring.rule_grouping[ri] == gi)
                 .collect();
             for g in 0..self.groupings[gi].len() {
-                if self.groupings[gi].is_free(g as u32) || !self.is_idle(&fams, &rules, g) {
+                if self.groupings[gi].is_free(g as u32)
+                    || self.watched_for_silence(gi, g)
+                    || !self.is_idle(&fams, &rules, g)
+                {
                     continue;
                 }
                 self.groupings[gi].release(g as u32);
@@ -41,6 +46,17 @@ impl Engine {
                 self.stats.reclaimed_groups += 1;
             }
         }
+    }
+
+    fn watched_for_silence(&self, gi: usize, g: usize) -> bool {
+        self.wiring.silence_watches[gi]
+            .iter()
+            .any(|(absent, f, m)| {
+                self.families[*f]
+                    .store
+                    .head(g, *m)
+                    .is_some_and(|h| absent.watches(h))
+            })
     }
 
     fn reset_rule_group(&mut self, ri: usize, g: usize) {

@@ -658,8 +658,9 @@ fn groups_watched_for_silence_are_never_reclaimed() {
     // what it pages on, so its group must stay even when the cap is reached.
     let src = format!("[limits]\nmax_groups = 2\n{SIMPLE}");
     let mut e = Engine::new(cfg(&src));
+    // "quiet" sends for 20 s, past the rule's established_after (one slide).
     let lines = timeline(&["a"], 300, |t| match t {
-        0..10 => vec![req("quiet", t, "ok")],
+        0..20 => vec![req("quiet", t, "ok")],
         200.. => vec![req("c", t, "ok")],
         _ => vec![],
     });
@@ -670,6 +671,34 @@ fn groups_watched_for_silence_are_never_reclaimed() {
     );
     assert_eq!(e.stats().reclaimed_groups, 0);
     assert_eq!(e.stats().refused_groups, 100, "every event of c is refused");
+}
+
+#[test]
+fn a_flood_of_one_off_services_pages_no_silence_and_leaves_room_for_a_newcomer() {
+    // Two slots after a and b; at 1 s twenty one-off services (two get slots,
+    // the rest are refused). They never establish, so their silence pages
+    // nothing and their slots are reclaimed for "c", which fails from 200 s.
+    let src = format!("[limits]\nmax_groups = 4\n{SIMPLE}");
+    let mut e = Engine::new(cfg(&src));
+    let lines = timeline(&["a", "b"], 300, |t| match t {
+        1 => (0..20)
+            .map(|i| req(&format!("flood{i}"), t, "ok"))
+            .collect(),
+        200.. => vec![req("c", t, "error")],
+        _ => vec![],
+    });
+    let got = run(&mut e, &lines, FAR_FUTURE);
+    assert!(!got.iter().any(|l| l.contains("Silent")), "{got:?}");
+    assert!(got.iter().any(|l| l.starts_with("firing Err c")), "{got:?}");
+    assert!(e.stats().reclaimed_groups >= 2, "{:?}", e.stats());
+    // Once the input stops, a (sending all along) pages its silence.
+    let mut out = Vec::new();
+    e.tick(FAR_FUTURE + 30_000, &mut out);
+    let late: Vec<String> = out.iter().map(|t| describe(&e, t)).collect();
+    assert!(
+        late.iter().any(|l| l.starts_with("firing Silent a")),
+        "{late:?}"
+    );
 }
 
 /// A rate rule and a p99 rule, each with or without `confidence`.

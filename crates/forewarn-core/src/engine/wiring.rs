@@ -2,7 +2,7 @@
 //! from the config, never part of snapshots.
 
 use crate::config::Config;
-use crate::rules::Input;
+use crate::rules::{absent::Absent, Input, RuleSpec};
 use crate::time::Millis;
 
 /// Indices linking signals, families, groupings and rules.
@@ -29,8 +29,11 @@ pub(crate) struct Wiring {
     /// Timer signals (entity tables, not panes).
     pub(crate) timer_signals: Vec<usize>,
     /// Grouping → whether its idle groups may be released: not when a rule on
-    /// it pages on silence (absent, or breaching on an empty window).
+    /// it breaches on an empty window.
     pub(crate) reclaimable: Vec<bool>,
+    /// Grouping → its absent rules, with the (family, member) of the watched
+    /// signal: a group any of them watches is kept, however idle.
+    pub(crate) silence_watches: Vec<Vec<(Absent, usize, usize)>>,
     /// The shortest evaluation period of any rule or signal.
     pub(crate) min_period: Millis,
 }
@@ -66,8 +69,12 @@ impl Wiring {
             }
         }
         let mut reclaimable = vec![true; grouping_labels.len()];
+        let mut silence_watches = vec![Vec::new(); grouping_labels.len()];
         for (ri, r) in cfg.rules.iter().enumerate() {
-            if r.spec.pages_on_silence() || r.spec.breaches_when_empty(&cfg.signals) {
+            if let RuleSpec::Absent(a) = &r.spec {
+                let (f, m) = signal_family[a.signal];
+                silence_watches[rule_grouping[ri]].push((a.clone(), f, m));
+            } else if r.spec.pages_on_silence() || r.spec.breaches_when_empty(&cfg.signals) {
                 reclaimable[rule_grouping[ri]] = false;
             }
         }
@@ -92,6 +99,7 @@ impl Wiring {
                 .filter(|&s| cfg.signals[s].timer.is_some())
                 .collect(),
             reclaimable,
+            silence_watches,
             min_period,
         }
     }

@@ -1,6 +1,11 @@
 //! `kind = "absent"`: a group that has sent matching events before goes silent
 //! for `for`. It fires at once when the silence reaches `for` and resolves with
 //! the next matching event; its `for` is the silence, not a lifecycle delay.
+//!
+//! Only *established* groups are watched: ones whose matching events span at
+//! least `established_after` (default: one slide of the signal). A flood of
+//! one-off service names never establishes, so it neither pages a storm of
+//! silences nor pins its groups against reclaim.
 
 use serde::Deserialize;
 
@@ -20,6 +25,9 @@ pub struct Raw {
     pub for_: Option<String>,
     /// `warning` or `critical` (default critical).
     pub severity: Option<String>,
+    /// How long a group must have been sending before its silence pages, e.g.
+    /// "10m" (default: the signal's slide).
+    pub established_after: Option<String>,
 }
 
 /// A validated absent rule.
@@ -31,6 +39,15 @@ pub struct Absent {
     pub for_: Millis,
     /// Severity of the alert.
     pub severity: Severity,
+    /// History a group needs before it is watched.
+    pub established_after: Millis,
+}
+
+impl Absent {
+    /// Whether a group with this head is watched for silence.
+    pub fn watches(&self, head: &crate::window::Head) -> bool {
+        head.last_seen != Millis::MIN && head.history() >= self.established_after
+    }
 }
 
 impl RuleKind for Absent {
@@ -70,10 +87,15 @@ impl RuleKind for Absent {
                 "silence is measured in whole panes; use a longer `for`",
             ));
         }
+        let established_after = match raw.established_after {
+            Some(text) => cx.duration("established_after", &text)?,
+            None => cx.signals[signal].slide,
+        };
         Ok(Absent {
             signal,
             for_,
             severity,
+            established_after,
         })
     }
 
@@ -101,10 +123,11 @@ impl RuleKind for Absent {
     }
 
     fn evaluate(&self, cx: &mut EvalCx<'_>, _st: &mut (), _insts: &[Instance]) -> Option<Verdict> {
-        let seen = cx.head(self.signal).map_or(Millis::MIN, |h| h.last_seen);
-        if seen == Millis::MIN {
+        let head = cx.head(self.signal)?;
+        if !self.watches(head) {
             return None;
         }
+        let seen = head.last_seen;
         // An event newer than the evaluation time (within the lateness) is no silence.
         let silence = (cx.at - seen).max(0);
         let reading = if silence >= self.for_ {
