@@ -635,16 +635,18 @@ mod tests {
         a.count(EventResult::Late);
         b.count(EventResult::DeadLettered);
         b.count(EventResult::Applied);
+        b.count(EventResult::Refused);
         m.delivered(Output::Alerts);
         m.dropped(Output::DeadLetters);
         let acc = m.accounting();
         assert_eq!(
             acc,
             Accounting {
-                consumed: 4,
+                consumed: 5,
                 applied: 2,
                 dead_lettered: 1,
                 late: 1,
+                refused: 1,
                 alerts_delivered: 1,
                 dead_letters_delivered: 0,
                 dropped: 1,
