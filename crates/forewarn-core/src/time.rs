@@ -102,7 +102,8 @@ pub fn parse_rfc3339(s: &str) -> Option<Millis> {
             millis *= 10;
         }
     }
-    if second == 60 {
+    let leap = second == 60;
+    if leap {
         second = 59;
         millis = 999;
     }
@@ -123,6 +124,10 @@ pub fn parse_rfc3339(s: &str) -> Option<Millis> {
         }
         _ => return None,
     };
+    // A leap second is 23:59:60 UTC; a :60 anywhere else is no time at all.
+    if leap && (i64::from(hour * 3600 + minute * 60) - offset_secs).rem_euclid(86_400) != 86_340 {
+        return None;
+    }
     let days = days_from_civil(year, month, day);
     let secs = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second) - offset_secs;
     let ms = secs * 1000 + i64::from(millis);

@@ -8,8 +8,8 @@
 use std::borrow::Cow;
 
 use super::{
-    check_number, Category, Event, Kind, Labels, Outcome, MAX_LABEL_NAME_LEN, MAX_LABEL_VALUE_LEN,
-    MAX_SERVICE_LEN,
+    check_number, has_control, Category, Event, Kind, Labels, Outcome, MAX_LABEL_NAME_LEN,
+    MAX_LABEL_VALUE_LEN, MAX_SERVICE_LEN,
 };
 use crate::time::{parse_rfc3339, MAX_MILLIS};
 
@@ -145,7 +145,13 @@ impl<'a> Scan<'a> {
             self.eat(b':')?;
             self.ws();
             let v = self.string()?;
-            if k.is_empty() || k.len() > MAX_LABEL_NAME_LEN || v.len() > MAX_LABEL_VALUE_LEN {
+            if k.is_empty()
+                || k.len() > MAX_LABEL_NAME_LEN
+                || v.len() > MAX_LABEL_VALUE_LEN
+                || has_control(k)
+                || has_control(v)
+                || out.get(k).is_some()
+            {
                 return None;
             }
             if !out.push(Cow::Borrowed(k), Cow::Borrowed(v)) {
@@ -267,7 +273,7 @@ pub(super) fn decode(b: &[u8]) -> Option<Event<'_>> {
             }
             "service" => {
                 let s = p.string()?;
-                if s.is_empty() || s.len() > MAX_SERVICE_LEN {
+                if s.is_empty() || s.len() > MAX_SERVICE_LEN || has_control(s) {
                     return None;
                 }
                 once!(service, s);

@@ -327,9 +327,16 @@ pub enum DecodeError {
     /// More than [`MAX_LABELS`] labels.
     #[error("more than {MAX_LABELS} labels")]
     TooManyLabels,
-    /// A service name or label contains a control character (U+0000–U+001F).
-    #[error("field `{0}` contains a control character")]
+    /// A service name or label contains a control character (C0, DEL, C1) or an
+    /// invisible one (zero-width, bidirectional formatting, soft hyphen, BOM).
+    #[error("field `{0}` contains a control, zero-width or bidirectional-formatting character")]
     ControlCharacter(Field),
+    /// A label name appears twice.
+    #[error("label `{name}` appears more than once")]
+    DuplicateLabel {
+        /// The label name (truncated).
+        name: String,
+    },
 }
 
 impl DecodeError {
@@ -341,7 +348,9 @@ impl DecodeError {
             DecodeError::Blank => "blank",
             DecodeError::TooLarge { .. } => "too_large",
             DecodeError::MissingField(_) => "missing_field",
-            DecodeError::DuplicateField(_) => "duplicate_field",
+            DecodeError::DuplicateField(_) | DecodeError::DuplicateLabel { .. } => {
+                "duplicate_field"
+            }
             DecodeError::WrongType { .. } => "wrong_type",
             DecodeError::BadTimestamp { .. } => "bad_timestamp",
             DecodeError::UnknownValue { .. } => "unknown_value",
@@ -383,6 +392,11 @@ pub fn decode_slow(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
     if bytes.len() > MAX_EVENT_BYTES {
         return Err(DecodeError::TooLarge { size: bytes.len() });
     }
+    // serde_json skips unknown fields' strings without checking their UTF-8;
+    // every byte of an event must be valid, wherever it is.
+    if let Err(e) = std::str::from_utf8(bytes) {
+        return Err(invalid_utf8(bytes, e.valid_up_to()));
+    }
     let mut failure = None;
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let res = EventSeed {
@@ -420,6 +434,21 @@ pub fn decode_slow(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
                 }
             }
         }),
+    }
+}
+
+/// The error for bytes that are not UTF-8 from `at` on, located like serde's.
+fn invalid_utf8(bytes: &[u8], at: usize) -> DecodeError {
+    let before = &bytes[..at];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    DecodeError::InvalidJson {
+        line,
+        column: at - line_start + 1,
+        message: "invalid UTF-8".to_string(),
     }
 }
 
@@ -657,6 +686,14 @@ impl<'de> Visitor<'de> for LabelsSeed<'_, 'de> {
                     DecodeError::ControlCharacter(Field::Labels),
                 ));
             }
+            if self.out.get(&k).is_some() {
+                return Err(fail_with(
+                    self.failure,
+                    DecodeError::DuplicateLabel {
+                        name: truncated(&k),
+                    },
+                ));
+            }
             if !self.out.push(k, v) {
                 return Err(fail_with(self.failure, DecodeError::TooManyLabels));
             }
@@ -665,10 +702,25 @@ impl<'de> Visitor<'de> for LabelsSeed<'_, 'de> {
     }
 }
 
-/// Control characters can only arrive escaped (raw ones are invalid JSON); they
-/// would let one group key impersonate another (see `groups.rs`).
-fn has_control(s: &str) -> bool {
-    s.bytes().any(|b| b < 0x20)
+/// Whether `s` holds a character that would let one service or label pass for
+/// another: C0 and C1 controls and DEL (C0 can only arrive escaped; they could
+/// also make two group keys collide, see `groups.rs`), and the invisible ones —
+/// soft hyphen, zero-width characters, word joiners, bidirectional embeddings,
+/// overrides and isolates, and the byte-order mark.
+pub(crate) fn has_control(s: &str) -> bool {
+    s.bytes().any(|b| !(0x20..0x7f).contains(&b)) && s.chars().any(is_lookalike_char)
+}
+
+fn is_lookalike_char(c: char) -> bool {
+    matches!(c,
+        '\u{0}'..='\u{1f}'
+        | '\u{7f}'..='\u{9f}'
+        | '\u{ad}'
+        | '\u{200b}'..='\u{200f}'
+        | '\u{202a}'..='\u{202e}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{206f}'
+        | '\u{feff}')
 }
 
 fn fail_with<E: de::Error>(slot: &mut Option<DecodeError>, e: DecodeError) -> E {
@@ -1010,9 +1062,65 @@ mod tests {
                 r#"{"ts":0,"service":"s","deadline":1,"deadline":2}"#,
                 "duplicate_field",
             ),
+            // Lookalike services and labels: raw (fast path) and escaped.
+            (
+                r#"{"ts":0,"service":"s","labels":{"x":"1","x":"2"}}"#,
+                "duplicate_field",
+            ),
+            (r#"{"ts":0,"service":"pay\u0085"}"#, "control_character"),
+            ("{\"ts\":0,\"service\":\"pay\u{85}\"}", "control_character"),
+            ("{\"ts\":0,\"service\":\"pay\u{7f}\"}", "control_character"),
+            (
+                "{\"ts\":0,\"service\":\"pay\u{200b}\"}",
+                "control_character",
+            ),
+            (r#"{"ts":0,"service":"\u202epay"}"#, "control_character"),
+            (
+                "{\"ts\":0,\"service\":\"\u{2067}pay\"}",
+                "control_character",
+            ),
+            (
+                "{\"ts\":0,\"service\":\"\u{feff}pay\"}",
+                "control_character",
+            ),
+            (
+                "{\"ts\":0,\"service\":\"s\",\"labels\":{\"r\":\"eu\u{200d}\"}}",
+                "control_character",
+            ),
+            (
+                "{\"ts\":0,\"service\":\"s\",\"labels\":{\"r\u{ad}\":\"eu\"}}",
+                "control_character",
+            ),
+            // A leap second is 23:59:60 UTC only.
+            (
+                r#"{"ts":"2026-11-20T10:00:60Z","service":"s"}"#,
+                "bad_timestamp",
+            ),
+            (
+                r#"{"ts":"2016-12-31T23:59:60+01:00","service":"s"}"#,
+                "bad_timestamp",
+            ),
         ];
         for (input, reason) in cases {
             assert_eq!(err(input).reason(), *reason, "{input}: {}", err(input));
+        }
+        // Invalid UTF-8 is refused wherever it is, unknown fields included, by
+        // both paths (the escape sends the second one down the serde path).
+        for input in [
+            b"{\"ts\":0,\"service\":\"s\",\"x\":\"\xff\"}".as_slice(),
+            b"{\"ts\":0,\"service\":\"s\",\"e\":\"\\u00e9\",\"x\":\"\xfe\"}",
+        ] {
+            let e = decode(input).unwrap_err();
+            assert_eq!(e.reason(), "invalid_json", "{e}");
+            assert!(e.to_string().contains("invalid UTF-8"), "{e}");
+        }
+        // Still fine: a real leap second, ordinary non-ASCII names.
+        for ok in [
+            r#"{"ts":"2016-12-31T23:59:60Z","service":"s"}"#,
+            r#"{"ts":"2017-01-01T00:59:60+01:00","service":"s"}"#,
+            "{\"ts\":0,\"service\":\"caf\u{e9}\",\"labels\":{\"r\u{e9}gion\":\"\u{4e1c}\u{4eac}\"}}",
+        ] {
+            assert!(decode(ok.as_bytes()).is_ok(), "{ok}: {:?}", decode(ok.as_bytes()));
         }
         let long = format!(
             r#"{{"ts":0,"service":"{}"}}"#,
