@@ -188,6 +188,64 @@ fn not_ready_until_the_broker_is_reachable() {
     );
 }
 
+/// With the broker down, the errors keep coming (every reconnect), but the log
+/// does not grow with them: each noisy site passes a burst per 10 s window and
+/// then says how many lines it held back.
+#[test]
+fn logging_under_a_broker_outage_is_rate_limited() {
+    let mock = Mock::start(1);
+    let dir = TempDir::new("noisy");
+    let cfg = config(&dir.0, ESTATE, &mock.addr, "noisy", "");
+    topics(&mock, "noisy", 2);
+    mock.cluster.broker_down(1).unwrap();
+    let started = std::time::Instant::now();
+    let run = Forewarn::start(&cfg, &dir.0, "run");
+    eventually(WAIT, "the endpoint is up", || run.http_addr().is_some());
+    let addr = run.http_addr().unwrap();
+    let errors = || {
+        let (_, text) = support::http_get(&addr, "/metrics");
+        text.lines()
+            .find(|l| l.starts_with("forewarn_consumer_errors_total "))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // A window later, the first line that passes says how many were held back.
+    let held = |stderr: &str| {
+        stderr.lines().any(|l| {
+            l.split("held_back=")
+                .nth(1)
+                .is_some_and(|n| n.starts_with(|c: char| ('1'..='9').contains(&c)))
+        })
+    };
+    eventually(WAIT, "a line reports lines held back", || {
+        held(&run.stderr())
+    });
+    let noisy = |stderr: &str| {
+        stderr
+            .lines()
+            .filter(|l| l.contains(" WARN ") || l.contains("ERROR"))
+            .count()
+    };
+    let (lines, errors) = (noisy(&run.stderr()), errors());
+    let windows = started.elapsed().as_secs() / 10 + 1;
+    // Five throttled sites (librdkafka consumer and producer lines, both
+    // clients' error callbacks, consume errors) at 5 lines per window, plus a
+    // few one-off start-up lines; unthrottled, each error was a line or more.
+    let bound = 5 * 5 * windows as usize + 10;
+    assert!(
+        errors > bound as f64,
+        "the outage must out-talk the bound: {errors} errors"
+    );
+    assert!(
+        lines <= bound,
+        "{lines} warning lines for {errors} consumer errors in {:?} (bound {bound}):\n{}",
+        started.elapsed(),
+        run.stderr()
+    );
+    mock.cluster.broker_up(1).unwrap();
+    let _ = run.terminate(WAIT);
+}
+
 /// Produce requests fail (retriable errors that librdkafka retries, then errors
 /// it reports, which forewarn retries itself) and offset commits fail: every
 /// alert and dead letter is still delivered, nothing is dropped, and the

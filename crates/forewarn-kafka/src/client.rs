@@ -5,6 +5,8 @@
 use forewarn_core::config::kafka::KafkaConfig;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 
+use crate::throttle::Throttle;
+
 /// The consumer's settings: offsets are stored and committed only by forewarn.
 pub fn consumer_config(k: &KafkaConfig) -> ClientConfig {
     let mut c = base(k);
@@ -57,14 +59,31 @@ fn base(k: &KafkaConfig) -> ClientConfig {
     c
 }
 
-/// Forwards one librdkafka log line to `tracing` at the matching level.
+/// Forwards one librdkafka log line to `tracing` at the matching level; warnings
+/// and errors are throttled per client (a down broker repeats them per
+/// reconnect), each passing line counting those `held_back` before it.
 pub fn log_to_tracing(client: &str, level: RDKafkaLogLevel, fac: &str, message: &str) {
     use RDKafkaLogLevel as L;
+    static PRODUCER: Throttle = Throttle::new();
+    static CONSUMER: Throttle = Throttle::new();
+    let throttled = || {
+        if client == "producer" {
+            PRODUCER.admit()
+        } else {
+            CONSUMER.admit()
+        }
+    };
     match level {
         L::Emerg | L::Alert | L::Critical | L::Error => {
-            tracing::error!(target: "librdkafka", client, fac, "{message}")
+            if let Some(held_back) = throttled() {
+                tracing::error!(target: "librdkafka", client, fac, held_back, "{message}")
+            }
         }
-        L::Warning => tracing::warn!(target: "librdkafka", client, fac, "{message}"),
+        L::Warning => {
+            if let Some(held_back) = throttled() {
+                tracing::warn!(target: "librdkafka", client, fac, held_back, "{message}")
+            }
+        }
         L::Notice | L::Info => tracing::info!(target: "librdkafka", client, fac, "{message}"),
         L::Debug => tracing::debug!(target: "librdkafka", client, fac, "{message}"),
     }

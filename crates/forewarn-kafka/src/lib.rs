@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod offsets;
 pub mod output;
 pub mod pipeline;
+pub mod throttle;
 
 pub use metrics::{Accounting, Metrics};
 pub use offsets::{OffsetTracker, PartitionOffsets};

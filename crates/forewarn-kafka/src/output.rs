@@ -18,6 +18,7 @@ use rdkafka::ClientContext;
 
 use crate::client::log_to_tracing;
 use crate::metrics::Output;
+use crate::throttle::Throttle;
 
 /// One message on its way to the broker, and what its acknowledgement completes.
 #[derive(Debug)]
@@ -63,7 +64,10 @@ impl ClientContext for OutputContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(client = "producer", %error, reason, "kafka client error");
+        static ERRORS: Throttle = Throttle::new();
+        if let Some(held_back) = ERRORS.admit() {
+            tracing::warn!(client = "producer", %error, reason, held_back, "kafka client error");
+        }
     }
 }
 

@@ -26,6 +26,7 @@ use crate::dead_letter::{dead_letter_headers, Source};
 use crate::metrics::{Accounting, EventResult, Metrics, Output, TopicCounters};
 use crate::offsets::PartitionOffsets;
 use crate::output::{Ack, Outputs, Pending};
+use crate::throttle::Throttle;
 
 /// Tuning of the pipeline; the defaults suit production.
 #[derive(Debug, Clone)]
@@ -298,7 +299,10 @@ impl Core {
                     let attempts = ack.pending.attempts;
                     match self.outputs.retry(ack.pending) {
                         None => {
-                            tracing::warn!(output = output.as_str(), %error, attempts, "delivery failed; will retry");
+                            static RETRIES: Throttle = Throttle::new();
+                            if let Some(held_back) = RETRIES.admit() {
+                                tracing::warn!(output = output.as_str(), %error, attempts, held_back, "delivery failed; will retry");
+                            }
                             None
                         }
                         Some(p) => {
@@ -497,7 +501,10 @@ impl ClientContext for SourceContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         self.metrics.consumer_errors.inc();
-        tracing::warn!(client = "consumer", %error, reason, "kafka client error");
+        static ERRORS: Throttle = Throttle::new();
+        if let Some(held_back) = ERRORS.admit() {
+            tracing::warn!(client = "consumer", %error, reason, held_back, "kafka client error");
+        }
     }
 
     fn stats(&self, statistics: rdkafka::Statistics) {
@@ -776,7 +783,10 @@ impl Pipeline {
                 }
                 Some(Err(e)) => {
                     self.metrics.consumer_errors.inc();
-                    tracing::warn!(error = %e, "consume error");
+                    static CONSUME_ERRORS: Throttle = Throttle::new();
+                    if let Some(held_back) = CONSUME_ERRORS.admit() {
+                        tracing::warn!(error = %e, held_back, "consume error");
+                    }
                     true
                 }
                 None => true,
