@@ -372,7 +372,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         match crate::http::serve(&args.listen, endpoint.clone()).await {
             Ok(a) => Ok(a),
             Err(e) => {
-                eprintln!("-- {e}; using a free port instead");
+                note!("-- {e}; using a free port instead");
                 crate::http::serve("127.0.0.1:0", endpoint).await
             }
         }
@@ -429,7 +429,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             last = (Instant::now(), acc.consumed);
             next_status = Instant::now() + Duration::from_secs(args.status_every);
             let firing = seen.lock().map(|s| s.firing.len()).unwrap_or(0);
-            eprintln!(
+            note!(
                 "-- simulated {}  produced {}  consumed {} ({:.0}/s)  services watched {}  dead-lettered {}  late {}  alerts {}  firing now {}",
                 format_rfc3339(clock.load(Ordering::Relaxed)),
                 produced.load(Ordering::Relaxed),
@@ -450,7 +450,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .join()
         .map_err(|_| anyhow::anyhow!("the simulator thread panicked"))??;
     if args.keep_running && !stop_all.load(Ordering::Relaxed) {
-        eprintln!("-- simulation finished; still consuming (Ctrl-C to stop)");
+        note!("-- simulation finished; still consuming (Ctrl-C to stop)");
         while !stop_all.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(200)); // waiting for Ctrl-C
         }
@@ -470,7 +470,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     watcher
         .join()
         .map_err(|_| anyhow::anyhow!("the alert viewer panicked"))??;
-    eprintln!(
+    note!(
         "-- {:.1} s: consumed {} = applied {} + dead-lettered {} + late {} + refused {}; alerts delivered {}",
         started.elapsed().as_secs_f64(),
         acc.consumed,

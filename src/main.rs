@@ -1,6 +1,16 @@
 //! The `forewarn` binary: command-line entry points around the core engine.
 #![forbid(unsafe_code)]
 
+/// `eprintln!` that never panics: a full or closed stderr loses the message,
+/// not the run (the summary is the last thing replay does; losing it must not
+/// turn a good exit into a crash).
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod demo;
 mod detect;
 mod http;
@@ -223,7 +233,7 @@ fn main() -> ExitCode {
         Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             if e.downcast_ref::<Quiet>().is_none() {
-                eprintln!("error: {e:#}");
+                note!("error: {e:#}");
             }
             ExitCode::from(exit_code(&e))
         }

@@ -117,7 +117,7 @@ pub fn run(
             rejected_total += 1;
             *rejected.entry(code).or_default() += 1;
             if rejected_total <= DETAILED_REJECTIONS {
-                eprintln!("{}:{lines}: rejected ({code}): {message}", path.display());
+                note!("{}:{lines}: rejected ({code}): {message}", path.display());
             }
         }
         emit(&engine, &mut transitions, &mut out)?;
@@ -160,7 +160,7 @@ fn summarize(
     rejected_total: u64,
 ) {
     let reasons: Vec<String> = rejected.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    eprintln!(
+    note!(
         "replay: {} events: {} applied, {} rejected{}, {} late{}; {} transitions; {} events refused by max_groups, {} idle groups reclaimed",
         s.applied + s.late + s.refused + rejected_total,
         s.applied,
@@ -174,14 +174,14 @@ fn summarize(
     );
     let n = s.entities;
     if n != Default::default() {
-        eprintln!(
+        note!(
             "replay: entities: {} opened, {} closed ({} after their deadline), {} expired; {} duplicate opens, {} closes before their open, {} unknown closes, {} refused by max_entities, {} without a deadline",
             n.opened, n.closed, n.closed_late, n.expired, n.duplicate_opens, n.early_closes,
             n.unknown_closes, n.refused, n.without_deadline
         );
     }
     let entities: BTreeMap<&str, u64> = n.by_result().into_iter().collect();
-    eprintln!(
+    note!(
         "{}",
         serde_json::json!({
             "events": s.applied + s.late + s.refused + rejected_total,

@@ -126,7 +126,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         }
         done
     })?;
-    eprintln!(
+    note!(
         "run: consumed {} = applied {} + dead-lettered {} + late {} + refused {}; alerts delivered {}, dead letters delivered {}, dropped {}",
         accounting.consumed,
         accounting.applied,

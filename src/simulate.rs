@@ -247,6 +247,6 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         count += 1;
     }
     sink.finish()?;
-    eprintln!("simulate: {count} events");
+    note!("simulate: {count} events");
     Ok(())
 }

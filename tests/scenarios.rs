@@ -483,3 +483,31 @@ fn replay_bounds_a_huge_line_and_classifies_blank_and_padded_ones() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_full_stderr_loses_messages_not_the_run() {
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    let dir = Path::new(DIR);
+    let out = forewarn()
+        .args(["replay", "--now", "2026-11-21T00:00:00Z", "--config"])
+        .arg(dir.join("checkout_incident.toml"))
+        .arg(dir.join("checkout_incident.ndjson"))
+        .stderr(full())
+        .output()
+        .unwrap();
+    // Rejected lines and the summary go to stderr; the transitions still come.
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 7);
+    // A failure keeps its exit code instead of becoming a panic (101).
+    let missing = forewarn()
+        .args(["check", "/nonexistent/forewarn.toml"])
+        .stderr(full())
+        .status()
+        .unwrap();
+    assert_eq!(missing.code(), Some(1));
+}
