@@ -335,3 +335,74 @@ fn max_memory_caps_groups_by_their_fixed_state() {
         assert_eq!(e.line, 2, "{e}");
     }
 }
+
+/// Field names a `Raw` struct of `src` accepts (serde renames applied).
+fn raw_fields(src: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    let mut rename = None;
+    for line in src.lines().map(str::trim) {
+        if line.starts_with("pub struct Raw") && line.ends_with('{') {
+            inside = true;
+        } else if inside && line == "}" {
+            inside = false;
+        } else if inside {
+            if let Some(r) = line.split("rename = \"").nth(1) {
+                rename = r.split('"').next().map(str::to_string);
+            } else if let Some(field) = line.strip_prefix("pub ").and_then(|l| l.split(':').next())
+            {
+                out.push(rename.take().unwrap_or_else(|| field.to_string()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_config_field_is_documented() {
+    let doc = include_str!("../../../../docs/CONFIG.md");
+    let sources = [
+        include_str!("raw.rs"),
+        include_str!("kafka.rs"),
+        include_str!("../rules/threshold.rs"),
+        include_str!("../rules/absent.rs"),
+        include_str!("../rules/anomaly.rs"),
+        include_str!("../rules/forecast.rs"),
+        include_str!("../rules/slo.rs"),
+    ];
+    let mut fields: Vec<String> = sources.iter().flat_map(|s| raw_fields(s)).collect();
+    // The common rule fields are read by key in rule.rs.
+    let rule = include_str!("rule.rs");
+    for piece in rule
+        .split("&name, \"")
+        .skip(1)
+        .chain(rule.split("text(\"").skip(1))
+        .chain(rule.split("get(\"").skip(1))
+    {
+        fields.extend(piece.split('"').next().map(str::to_string));
+    }
+    fields.push("name".into());
+    assert!(fields.len() > 60, "the scan found the fields: {fields:?}");
+    for f in [
+        "max_memory",
+        "established_after",
+        "for",
+        "m_of_n",
+        "traffic_aware",
+    ] {
+        assert!(fields.iter().any(|x| x == f), "scan missed `{f}`");
+    }
+    let missing: Vec<&String> = fields
+        .iter()
+        .filter(|f| {
+            // A row of a field table, or a section heading (`[time]`, `[[rules]]`).
+            !doc.contains(&format!("| `{f}` |"))
+                && !doc.contains(&format!("`[{f}]`"))
+                && !doc.contains(&format!("`[[{f}]]`"))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/CONFIG.md lacks a row for: {missing:?}"
+    );
+}
