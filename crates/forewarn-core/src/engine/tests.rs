@@ -605,18 +605,24 @@ fn timeline(steady: &[&str], secs: i64, extra: impl Fn(i64) -> Vec<String>) -> V
     lines
 }
 
-#[test]
-fn idle_groups_are_reclaimed_so_a_newcomer_is_tracked_after_a_flood() {
-    let mut e = Engine::new(cfg(ERRORS_ONLY));
-    // At 1 s a flood of 20 one-off services: the first takes the last free
-    // slot, 19 are refused. From 200 s a new service "c" fails every request.
-    let lines = timeline(&["a", "b"], 300, |t| match t {
+/// Steady "a" and "b" for 300 s; at 1 s twenty one-off services; from 200 s a
+/// new service "c" failing every request.
+fn flood_then_failing_newcomer() -> Vec<String> {
+    timeline(&["a", "b"], 300, |t| match t {
         1 => (0..20)
             .map(|i| req(&format!("flood{i}"), t, "ok"))
             .collect(),
         200.. => vec![req("c", t, "error")],
         _ => vec![],
-    });
+    })
+}
+
+#[test]
+fn idle_groups_are_reclaimed_so_a_newcomer_is_tracked_after_a_flood() {
+    let mut e = Engine::new(cfg(ERRORS_ONLY));
+    // At 1 s a flood of 20 one-off services: the first takes the last free
+    // slot, 19 are refused. From 200 s a new service "c" fails every request.
+    let lines = flood_then_failing_newcomer();
     let got = run(&mut e, &lines, FAR_FUTURE);
     assert!(
         got.iter().any(|l| l.starts_with("firing Err c critical")),
@@ -680,13 +686,7 @@ fn a_flood_of_one_off_services_pages_no_silence_and_leaves_room_for_a_newcomer()
     // nothing and their slots are reclaimed for "c", which fails from 200 s.
     let src = format!("[limits]\nmax_groups = 4\n{SIMPLE}");
     let mut e = Engine::new(cfg(&src));
-    let lines = timeline(&["a", "b"], 300, |t| match t {
-        1 => (0..20)
-            .map(|i| req(&format!("flood{i}"), t, "ok"))
-            .collect(),
-        200.. => vec![req("c", t, "error")],
-        _ => vec![],
-    });
+    let lines = flood_then_failing_newcomer();
     let got = run(&mut e, &lines, FAR_FUTURE);
     assert!(!got.iter().any(|l| l.contains("Silent")), "{got:?}");
     assert!(got.iter().any(|l| l.starts_with("firing Err c")), "{got:?}");
