@@ -16,8 +16,10 @@ pub mod metrics;
 pub mod offsets;
 pub mod output;
 pub mod pipeline;
+pub mod snapshot;
 pub mod throttle;
 
 pub use metrics::{Accounting, Metrics};
 pub use offsets::{OffsetTracker, PartitionOffsets};
-pub use pipeline::{ActiveAlerts, AlertSink, GroupReading, Options, Pipeline, PipelineError};
+pub use pipeline::{ActiveAlerts, AlertSink, Options, Pipeline, PipelineError};
+pub use snapshot::GroupReading;

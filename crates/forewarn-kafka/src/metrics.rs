@@ -3,6 +3,7 @@
 //! `consumed = applied + dead_lettered + late` holds per topic whenever no message
 //! is between the two increments (always, outside the processing of one message).
 
+pub use crate::output::Output;
 use prometheus::{
     exponential_buckets, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter,
     IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -29,25 +30,6 @@ impl EventResult {
             EventResult::DeadLettered => "dead_lettered",
             EventResult::Late => "late",
             EventResult::Refused => "refused",
-        }
-    }
-}
-
-/// Which producer output a delivery belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Output {
-    /// Alert transitions to the alerts topic.
-    Alerts,
-    /// Rejected events to the dead-letter topic.
-    DeadLetters,
-}
-
-impl Output {
-    /// The `output` label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Output::Alerts => "alerts",
-            Output::DeadLetters => "dead_letters",
         }
     }
 }
@@ -513,7 +495,7 @@ impl Metrics {
 
     /// Replaces the signal-value and risk gauges with `readings` (NaN values
     /// are left out; a service's risk is the largest of its rules').
-    pub fn set_readings(&self, readings: &[crate::pipeline::GroupReading]) {
+    pub fn set_readings(&self, readings: &[crate::snapshot::GroupReading]) {
         self.signal_value.reset();
         self.slo_burn_rate.reset();
         self.slo_budget_remaining.reset();

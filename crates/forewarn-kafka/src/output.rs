@@ -17,8 +17,26 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::ClientContext;
 
 use crate::client::log_to_tracing;
-use crate::metrics::Output;
 use crate::throttle::Throttle;
+
+/// Which producer output a delivery belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Alert transitions to the alerts topic.
+    Alerts,
+    /// Rejected events to the dead-letter topic.
+    DeadLetters,
+}
+
+impl Output {
+    /// The `output` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Output::Alerts => "alerts",
+            Output::DeadLetters => "dead_letters",
+        }
+    }
+}
 
 /// One message on its way to the broker, and what its acknowledgement completes.
 #[derive(Debug)]

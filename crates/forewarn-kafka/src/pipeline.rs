@@ -26,6 +26,7 @@ use crate::dead_letter::{dead_letter_headers, Source};
 use crate::metrics::{Accounting, EventResult, Metrics, Output, TopicCounters};
 use crate::offsets::PartitionOffsets;
 use crate::output::{Ack, Outputs, Pending};
+use crate::snapshot::GroupReading;
 use crate::throttle::Throttle;
 
 /// Tuning of the pipeline; the defaults suit production.
@@ -656,23 +657,6 @@ impl ActiveAlerts {
             })
             .sum()
     }
-}
-
-/// One rule's latest evaluation for one group, for the metrics endpoint.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GroupReading {
-    /// Rule name.
-    pub rule: String,
-    /// The rule's signal.
-    pub signal: String,
-    /// `service` first, then the signal's `group_by` labels.
-    pub labels: Vec<(String, String)>,
-    /// Latest value (NaN: none).
-    pub value: f64,
-    /// 0–1 risk score.
-    pub risk: f64,
-    /// The rule kind's extra gauges (SLO burn rates, budget remaining).
-    pub series: Vec<forewarn_core::rules::Series>,
 }
 
 /// A consumer-group member running engine shards.
