@@ -73,6 +73,7 @@ fn bare(addr: &str, topic: &str, n: u64) -> Duration {
 fn pipeline(
     addr: &str,
     tag: &str,
+    workers: usize,
     n: u64,
     feed: impl FnOnce() + Send + 'static,
 ) -> (Duration, Metrics) {
@@ -84,12 +85,17 @@ fn pipeline(
     let text = base.replace("idle_timeout = \"30s\"", "idle_timeout = \"1h\"");
     let mut cfg = forewarn_core::Config::parse(&text, "bench").expect("bench config");
     cfg.kafka.brokers = addr.to_string();
-    cfg.kafka.group_id = format!("{tag}-forewarn");
+    // A group per run, so each run reads the topic from the start.
+    cfg.kafka.group_id = format!("{tag}-forewarn-{workers}");
     cfg.kafka.topics = vec![format!("{tag}-events")];
     cfg.kafka.alerts_topic = format!("{tag}-alerts");
     cfg.kafka.dead_letter_topic = format!("{tag}-dead");
     let metrics = Metrics::new();
-    let p = Pipeline::new(cfg, metrics.clone(), Options::default()).unwrap();
+    let options = Options {
+        workers,
+        ..Options::default()
+    };
+    let p = Pipeline::new(cfg, metrics.clone(), options).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     let worker = std::thread::spawn(move || p.run(&flag));
@@ -232,16 +238,27 @@ fn main() {
         bare_rate,
         bare_cpu / n as f64 * 1e6
     );
-    let cpu = cpu_seconds();
-    let (fw_t, metrics) = pipeline(&broker.addr, tag, n, || {});
-    let fw_cpu = cpu_seconds() - cpu;
-    let fw_rate = n as f64 / fw_t.as_secs_f64();
-    println!(
-        "forewarn pipeline:     {n} in {fw_t:.2?} = {:.0} msg/s; client CPU {:.2} µs/msg",
-        fw_rate,
-        fw_cpu / n as f64 * 1e6
-    );
-    println!("ratio forewarn / bare: {:.2}", fw_rate / bare_rate);
+    let mut metrics = None;
+    let mut one_worker = f64::NAN;
+    for workers in [1, 2] {
+        let cpu = cpu_seconds();
+        let (fw_t, m) = pipeline(&broker.addr, tag, workers, n, || {});
+        let fw_cpu = cpu_seconds() - cpu;
+        let fw_rate = n as f64 / fw_t.as_secs_f64();
+        println!(
+            "forewarn, {workers} worker(s): {n} in {fw_t:.2?} = {:.0} msg/s; client CPU {:.2} µs/msg; ratio to bare {:.2}",
+            fw_rate,
+            fw_cpu / n as f64 * 1e6,
+            fw_rate / bare_rate
+        );
+        if workers == 1 {
+            one_worker = fw_rate;
+        } else {
+            println!("{workers} workers / 1 worker: {:.2}", fw_rate / one_worker);
+        }
+        metrics = Some(m);
+    }
+    let metrics = metrics.expect("ran");
     let acc = metrics.accounting();
     println!(
         "accounting: consumed {} = applied {} + dead-lettered {} + late {}; alerts delivered {}",
@@ -258,7 +275,8 @@ fn main() {
     let evs = events(live_n);
     let live_n = evs.len() as u64;
     let addr = broker.addr.clone();
-    let (live_t, metrics) = pipeline(&broker.addr, "live", live_n, move || {
+    let workers = Options::default().workers;
+    let (live_t, metrics) = pipeline(&broker.addr, "live", workers, live_n, move || {
         paced(addr, "live-events".into(), evs, rate)
     });
     println!(

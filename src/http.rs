@@ -44,14 +44,12 @@ pub fn register_build_info(metrics: &Metrics) {
 }
 
 async fn metrics(State(e): State<Endpoint>) -> Response {
-    // Current alerts, signal values and risk are computed at scrape time, from
-    // every shard.
+    // Current alerts, signal values and risk are published by every worker
+    // at scrape time.
     let view = e.alerts.clone();
-    if let Ok((active, readings)) =
-        tokio::task::spawn_blocking(move || (view.list(), view.readings())).await
-    {
-        e.metrics.set_active(&active);
-        e.metrics.set_readings(&readings);
+    if let Ok(current) = tokio::task::spawn_blocking(move || view.view()).await {
+        e.metrics.set_active(&current.alerts);
+        e.metrics.set_readings(&current.readings);
     }
     let mut buf = Vec::new();
     match TextEncoder::new().encode(&e.metrics.registry.gather(), &mut buf) {

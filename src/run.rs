@@ -26,6 +26,10 @@ pub struct Args {
     /// How often offsets that moved are committed.
     #[arg(long, default_value = "1s", value_parser = duration)]
     commit_interval: Duration,
+    /// Worker threads processing the assigned partitions (partition p goes to
+    /// worker p % N); 0 means one per available core.
+    #[arg(long, default_value_t = 0, env = "FOREWARN_WORKERS")]
+    workers: usize,
     /// Delivery attempts per alert or dead letter before it is given up (with an
     /// error log and `forewarn_output_dropped_total`).
     #[arg(long, default_value_t = 5)]
@@ -69,6 +73,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         commit_interval: args.commit_interval,
         shutdown_timeout: args.shutdown_timeout,
         max_attempts: args.max_attempts,
+        workers: if args.workers == 0 {
+            Options::default_workers()
+        } else {
+            args.workers
+        },
         ..Options::default()
     };
     let shutdown_timeout = options.shutdown_timeout;

@@ -278,6 +278,67 @@ fn group_members_split_partitions_and_a_survivor_takes_over() {
     );
 }
 
+/// One member with three workers and four partitions: partitions 0 and 3 go
+/// to worker 0, 1 to worker 1, 2 to worker 2. Every worker consumes, every
+/// service's incident fires and resolves whichever worker owns it, and every
+/// message is accounted for once.
+#[test]
+fn partitions_spread_over_worker_threads() {
+    let broker = Broker::start();
+    let dir = TempDir::new("workers");
+    let cfg = config(&dir.0, ESTATE, &broker.addr, "workers", "");
+    topics(&broker, "workers", 4);
+    let services = ["s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7"];
+    let events = requests(base_ms(), &services, 0, 420, &services, (200, 300));
+    broker.produce("workers-events", &events);
+    let run = Forewarn::start_with(&cfg, &dir.0, "run", &["--workers", "3"], &[]);
+    let mut want: Vec<(String, String)> = services
+        .iter()
+        .flat_map(|s| {
+            [
+                (s.to_string(), "firing".into()),
+                (s.to_string(), "resolved".into()),
+            ]
+        })
+        .collect();
+    want.sort();
+    let alerts = broker.read_until("workers-alerts", WAIT, |m| outcomes(m) == want);
+    assert_eq!(
+        outcomes(&alerts),
+        want,
+        "every service, whichever worker owns it"
+    );
+    eventually(WAIT, "offsets committed", || {
+        broker.all_committed("workers-group", "workers-events")
+    });
+    let addr = run.http_addr().expect("the endpoint's address is logged");
+    let metrics = support::http_get(&addr, "/metrics").1;
+    let per_worker = |name: &str, w: u32| -> u64 {
+        let prefix = format!("{name}{{worker=\"{w}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{prefix} in {metrics}"))
+    };
+    let taken: Vec<u64> = (0..3)
+        .map(|w| per_worker("forewarn_worker_messages_total", w))
+        .collect();
+    assert!(
+        taken.iter().all(|&n| n > 0),
+        "every worker consumed: {taken:?}"
+    );
+    assert_eq!(taken.iter().sum::<u64>(), events.len() as u64);
+    let owned: Vec<u64> = (0..3)
+        .map(|w| per_worker("forewarn_worker_partitions", w))
+        .collect();
+    assert_eq!(owned, [2, 1, 1], "partition p goes to worker p % 3");
+    let stderr = run.terminate(WAIT);
+    let [consumed, applied, dead, late, refused, ..] = accounting(&stderr);
+    assert_eq!(consumed, events.len() as u64, "{stderr}");
+    assert_eq!(consumed, applied + dead + late + refused);
+}
+
 /// A restart after SIGTERM resumes from the committed offsets: the second run
 /// consumes only what was produced while it was down.
 #[test]

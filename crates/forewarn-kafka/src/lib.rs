@@ -14,12 +14,15 @@ pub mod client;
 pub mod dead_letter;
 pub mod metrics;
 pub mod offsets;
+pub mod options;
 pub mod output;
 pub mod pipeline;
-pub mod snapshot;
+pub mod shard;
 pub mod throttle;
+pub mod view;
+pub mod worker;
 
 pub use metrics::{Accounting, Metrics};
 pub use offsets::{OffsetTracker, PartitionOffsets};
 pub use pipeline::{ActiveAlerts, AlertSink, Options, Pipeline, PipelineError};
-pub use snapshot::GroupReading;
+pub use view::{GroupReading, View};

@@ -59,8 +59,8 @@ pub struct Metrics {
     pub commit_failures: IntCounter,
     /// Consumer errors reported by librdkafka (broker down, fetch errors).
     pub consumer_errors: IntCounter,
-    /// Unix time (seconds) of the pipeline loop's last poll: readiness fails when
-    /// it stops moving (a stalled pipeline).
+    /// Unix time (seconds) the slowest pipeline thread (the consumer thread or a
+    /// worker) last moved: readiness fails when it stops (a stalled pipeline).
     pub last_poll: IntGauge,
     transitions: IntCounterVec,
     alerts: IntGaugeVec,
@@ -68,6 +68,10 @@ pub struct Metrics {
     pub watermark_delay: GaugeVec,
     /// Messages between the consumer's position and the partition's end.
     pub consumer_lag: IntGaugeVec,
+    /// Messages taken from the partition queues, by worker thread.
+    pub worker_messages: IntCounterVec,
+    /// Partitions each worker thread owns.
+    pub worker_partitions: IntGaugeVec,
     /// Applied events a signal could not track because a new group would exceed
     /// `max_groups` (the cardinality cap).
     pub groups_refused: IntCounter,
@@ -111,6 +115,49 @@ impl TopicCounters {
             EventResult::Late => self.late.inc(),
             EventResult::Refused => self.refused.inc(),
         }
+    }
+}
+
+/// A worker's counts for one topic, added to the shared counters once per
+/// batch: a shared atomic incremented per event by every worker would bounce
+/// its cache line between the cores on every event.
+pub struct BatchedCounters {
+    counters: TopicCounters,
+    /// Applied, dead-lettered, late, refused since the last flush.
+    pending: [u64; 4],
+}
+
+impl BatchedCounters {
+    /// Batches for `counters`.
+    pub fn new(counters: TopicCounters) -> BatchedCounters {
+        BatchedCounters {
+            counters,
+            pending: [0; 4],
+        }
+    }
+
+    /// Counts one consumed message under `result` (visible after [`Self::flush`]).
+    pub fn count(&mut self, result: EventResult) {
+        let i = match result {
+            EventResult::Applied => 0,
+            EventResult::DeadLettered => 1,
+            EventResult::Late => 2,
+            EventResult::Refused => 3,
+        };
+        self.pending[i] += 1;
+    }
+
+    /// Adds the batch to the shared counters: every result first, then
+    /// consumed, so `consumed ≤ applied + dead_lettered + late + refused` never
+    /// fails for a reader.
+    pub fn flush(&mut self) {
+        let [applied, dead, late, refused] = std::mem::take(&mut self.pending);
+        let c = &self.counters;
+        c.applied.inc_by(applied);
+        c.dead_lettered.inc_by(dead);
+        c.late.inc_by(late);
+        c.refused.inc_by(refused);
+        c.consumed.inc_by(applied + dead + late + refused);
     }
 }
 
@@ -234,7 +281,7 @@ impl Metrics {
         );
         let last_poll = gauge(
             "forewarn_last_poll_timestamp_seconds",
-            "Unix time of the pipeline's last consumer poll.",
+            "Unix time the slowest pipeline thread (consumer or worker) last moved; readiness fails when it stalls.",
         );
         let counter = |name: &str, help: &str| {
             let c = IntCounter::new(name, help).expect("valid metric");
@@ -289,6 +336,23 @@ impl Metrics {
         .expect("valid metric");
         registry
             .register(Box::new(consumer_lag.clone()))
+            .expect("unique metric");
+        let worker_messages = counter_vec(
+            &registry,
+            "forewarn_worker_messages_total",
+            "Messages taken from the partition queues, by worker thread (shows how evenly partitions spread).",
+            &["worker"],
+        );
+        let worker_partitions = IntGaugeVec::new(
+            Opts::new(
+                "forewarn_worker_partitions",
+                "Partitions each worker thread owns.",
+            ),
+            &["worker"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(worker_partitions.clone()))
             .expect("unique metric");
         let entity_events = IntCounterVec::new(
             Opts::new(
@@ -403,6 +467,8 @@ impl Metrics {
             alerts,
             watermark_delay,
             consumer_lag,
+            worker_messages,
+            worker_partitions,
             groups_refused,
             entity_events,
             groups_reclaimed,
@@ -495,7 +561,7 @@ impl Metrics {
 
     /// Replaces the signal-value and risk gauges with `readings` (NaN values
     /// are left out; a service's risk is the largest of its rules').
-    pub fn set_readings(&self, readings: &[crate::snapshot::GroupReading]) {
+    pub fn set_readings(&self, readings: &[crate::view::GroupReading]) {
         self.signal_value.reset();
         self.slo_burn_rate.reset();
         self.slo_budget_remaining.reset();

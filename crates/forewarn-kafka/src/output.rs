@@ -1,19 +1,23 @@
-//! The producer for alerts and dead letters: one idempotent librdkafka producer,
-//! polled by the pipeline's thread, with forewarn's own bounded retry on top of
+//! The producer for alerts and dead letters: one idempotent librdkafka producer
+//! shared by every worker, with forewarn's own bounded retry on top of
 //! librdkafka's (each attempt is bounded by `message.timeout.ms`).
 //!
 //! Every message sent carries a [`Pending`] record as its delivery opaque, so the
-//! acknowledgement says which partition offset it completes; the pipeline turns
-//! acknowledgements into committable offsets.
+//! acknowledgement says which worker and partition offset it completes. A
+//! dedicated thread polls the producer; librdkafka's delivery callback hands each
+//! acknowledgement to its worker's route (a channel), so a worker never polls
+//! the producer and never takes a lock shared with other workers. Each worker's
+//! [`Outbox`] counts what it has in flight and schedules its own retries.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
 use rdkafka::ClientContext;
 
 use crate::client::log_to_tracing;
@@ -59,6 +63,8 @@ pub struct Pending {
     pub caused_at: Instant,
     /// Delivery attempts made so far.
     pub attempts: u32,
+    /// The worker whose inbox gets the acknowledgement.
+    pub worker: usize,
 }
 
 /// A delivery report.
@@ -70,10 +76,13 @@ pub struct Ack {
     pub error: Option<KafkaError>,
 }
 
-/// Collects delivery reports; librdkafka calls it from [`BaseProducer::poll`].
-#[derive(Default)]
+/// Where the acknowledgements of one worker go.
+pub type AckRoute = Box<dyn Fn(Ack) + Send + Sync>;
+
+/// Routes delivery reports to their workers; librdkafka calls it from
+/// [`BaseProducer::poll`] on the polling thread.
 pub struct OutputContext {
-    acks: Mutex<Vec<Ack>>,
+    routes: Vec<AckRoute>,
 }
 
 impl ClientContext for OutputContext {
@@ -94,129 +103,40 @@ impl ProducerContext for OutputContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, pending: Box<Pending>) {
         let error = result.as_ref().err().map(|(e, _)| e.clone());
-        self.acks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Ack { pending, error });
+        if let Some(route) = self.routes.get(pending.worker) {
+            route(Ack { pending, error });
+        }
     }
 }
 
-/// The alert and dead-letter producer.
-pub struct Outputs {
-    producer: BaseProducer<OutputContext>,
-    /// Failed deliveries waiting for their next attempt, in due order.
-    retries: VecDeque<(Instant, Box<Pending>)>,
-    /// Sent, not yet acknowledged.
-    in_flight: usize,
-    /// Refused by librdkafka when sent: reported with the next poll.
-    refused: Vec<Ack>,
-    /// Attempts before a delivery is given up.
-    pub max_attempts: u32,
+/// The alert and dead-letter producer, shared by the workers.
+pub struct Producer {
+    inner: BaseProducer<OutputContext>,
 }
 
-/// Backoff before attempt `n + 1`: 100 ms doubling to 10 s.
-fn backoff(attempts: u32) -> Duration {
-    Duration::from_millis(100u64.saturating_mul(1 << attempts.min(7))).min(Duration::from_secs(10))
-}
-
-impl Outputs {
-    /// A producer from `config` (forewarn's settings already applied).
-    pub fn new(config: &ClientConfig, max_attempts: u32) -> Result<Outputs, KafkaError> {
-        Ok(Outputs {
-            producer: config.create_with_context(OutputContext::default())?,
-            retries: VecDeque::new(),
-            in_flight: 0,
-            refused: Vec::new(),
-            max_attempts: max_attempts.max(1),
+impl Producer {
+    /// A producer from `config` (forewarn's settings already applied) whose
+    /// acknowledgements for worker `i` go to `routes[i]`.
+    pub fn new(config: &ClientConfig, routes: Vec<AckRoute>) -> Result<Producer, KafkaError> {
+        Ok(Producer {
+            inner: config.create_with_context(OutputContext { routes })?,
         })
     }
 
-    /// Sends `pending` (now, or as soon as librdkafka's queue has room).
-    pub fn send(&mut self, mut pending: Box<Pending>) {
-        pending.attempts += 1;
-        let topic = Arc::clone(&pending.topic);
-        let key = pending.key.clone();
-        let payload = pending.payload.clone();
-        let pending_headers_empty = pending.headers.is_empty();
-        let mut headers = OwnedHeaders::new_with_capacity(pending.headers.len());
-        for (k, v) in &pending.headers {
-            headers = headers.insert(Header {
-                key: k,
-                value: Some(v.as_str()),
-            });
+    /// Serves delivery reports until `stop` is set (run on its own thread): each
+    /// report reaches its worker as soon as librdkafka has it.
+    pub fn serve_acks(&self, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            self.inner.poll(Duration::from_millis(100));
         }
-        let mut record: BaseRecord<'_, [u8], [u8], Box<Pending>> =
-            BaseRecord::with_opaque_to(&topic, pending);
-        if let Some(k) = key.as_deref() {
-            record = record.key(k);
-        }
-        if let Some(p) = payload.as_deref() {
-            record = record.payload(p);
-        }
-        if !pending_headers_empty {
-            record = record.headers(headers);
-        }
-        match self.producer.send(record) {
-            Ok(()) => self.in_flight += 1,
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), record)) => {
-                // Not an attempt: librdkafka's queue is full; try again shortly.
-                let mut pending = record.delivery_opaque;
-                pending.attempts -= 1;
-                self.retries
-                    .push_back((Instant::now() + Duration::from_millis(10), pending));
-            }
-            Err((error, record)) => {
-                // Refused outright (e.g. the topic is not writable): a failed
-                // attempt, reported like a failed delivery.
-                self.refused.push(Ack {
-                    pending: record.delivery_opaque,
-                    error: Some(error),
-                });
-            }
-        }
-    }
-
-    /// Schedules another attempt after a failed delivery, or returns the message
-    /// when it has had its last attempt.
-    pub fn retry(&mut self, pending: Box<Pending>) -> Option<Box<Pending>> {
-        if pending.attempts >= self.max_attempts {
-            return Some(pending);
-        }
-        let due = Instant::now() + backoff(pending.attempts);
-        self.retries.push_back((due, pending));
-        None
-    }
-
-    /// Serves delivery reports (waiting up to `timeout` for one) and sends retries
-    /// that are due; appends the reports to `acks`.
-    pub fn poll(&mut self, timeout: Duration, acks: &mut Vec<Ack>) {
-        let now = Instant::now();
-        while self.retries.front().is_some_and(|(due, _)| *due <= now) {
-            let (_, p) = self.retries.pop_front().expect("checked");
-            self.send(p);
-        }
-        self.producer.poll(timeout);
-        let mut got = self
-            .producer
-            .context()
-            .acks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        self.in_flight -= got.len().min(self.in_flight);
-        acks.append(&mut got);
-        acks.append(&mut self.refused);
-    }
-
-    /// Messages not yet acknowledged or given up (in flight or waiting to retry).
-    pub fn outstanding(&self) -> usize {
-        self.in_flight + self.retries.len() + self.refused.len()
+        self.inner.poll(Duration::ZERO);
     }
 
     /// Connects to the cluster and checks that each of `topics` exists, so the
     /// first alert does not pay for connection set-up and a missing topic is
     /// reported at start-up. Returns, per topic, what is wrong with it.
     pub fn warm_up(&self, topics: &[&str], timeout: Duration) -> Vec<(String, String)> {
-        let md = match self.producer.client().fetch_metadata(None, timeout) {
+        let md = match self.inner.client().fetch_metadata(None, timeout) {
             Ok(md) => md,
             Err(e) => {
                 return topics
@@ -243,6 +163,117 @@ impl Outputs {
 
     /// Asks librdkafka to send everything queued now (used before shutdown).
     pub fn flush(&self, timeout: Duration) {
-        let _ = self.producer.flush(timeout);
+        let _ = self.inner.flush(timeout);
+    }
+}
+
+/// Backoff before attempt `n + 1`: 100 ms doubling to 10 s.
+fn backoff(attempts: u32) -> Duration {
+    Duration::from_millis(100u64.saturating_mul(1 << attempts.min(7))).min(Duration::from_secs(10))
+}
+
+/// One worker's side of the producer: what it has in flight and what waits
+/// for another attempt.
+pub struct Outbox {
+    producer: Arc<Producer>,
+    /// Failed deliveries waiting for their next attempt, in due order.
+    retries: VecDeque<(Instant, Box<Pending>)>,
+    /// Sent, not yet acknowledged.
+    in_flight: usize,
+    /// Attempts before a delivery is given up.
+    max_attempts: u32,
+}
+
+impl Outbox {
+    /// A worker's outbox on the shared `producer`.
+    pub fn new(producer: Arc<Producer>, max_attempts: u32) -> Outbox {
+        Outbox {
+            producer,
+            retries: VecDeque::new(),
+            in_flight: 0,
+            max_attempts: max_attempts.max(1),
+        }
+    }
+
+    /// Sends `pending` (now, or as soon as librdkafka's queue has room). A
+    /// message librdkafka refuses outright (e.g. the topic is not writable) is
+    /// returned as a failed attempt, to be handled like a failed delivery.
+    pub fn send(&mut self, mut pending: Box<Pending>) -> Option<Ack> {
+        pending.attempts += 1;
+        let topic = Arc::clone(&pending.topic);
+        let key = pending.key.clone();
+        let payload = pending.payload.clone();
+        let pending_headers_empty = pending.headers.is_empty();
+        let mut headers = OwnedHeaders::new_with_capacity(pending.headers.len());
+        for (k, v) in &pending.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v.as_str()),
+            });
+        }
+        let mut record: BaseRecord<'_, [u8], [u8], Box<Pending>> =
+            BaseRecord::with_opaque_to(&topic, pending);
+        if let Some(k) = key.as_deref() {
+            record = record.key(k);
+        }
+        if let Some(p) = payload.as_deref() {
+            record = record.payload(p);
+        }
+        if !pending_headers_empty {
+            record = record.headers(headers);
+        }
+        match self.producer.inner.send(record) {
+            Ok(()) => {
+                self.in_flight += 1;
+                None
+            }
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), record)) => {
+                // Not an attempt: librdkafka's queue is full; try again shortly.
+                let mut pending = record.delivery_opaque;
+                pending.attempts -= 1;
+                self.retries
+                    .push_back((Instant::now() + Duration::from_millis(10), pending));
+                None
+            }
+            Err((error, record)) => Some(Ack {
+                pending: record.delivery_opaque,
+                error: Some(error),
+            }),
+        }
+    }
+
+    /// Records that a message this outbox sent was acknowledged (or failed).
+    pub fn acknowledged(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+    }
+
+    /// Schedules another attempt after a failed delivery, or returns the message
+    /// when it has had its last attempt.
+    pub fn retry(&mut self, pending: Box<Pending>) -> Option<Box<Pending>> {
+        if pending.attempts >= self.max_attempts {
+            return Some(pending);
+        }
+        let due = Instant::now() + backoff(pending.attempts);
+        self.retries.push_back((due, pending));
+        None
+    }
+
+    /// Sends the retries that are due; appends refusals to `failed`.
+    pub fn send_due(&mut self, failed: &mut Vec<Ack>) {
+        let now = Instant::now();
+        while self.retries.front().is_some_and(|(due, _)| *due <= now) {
+            let (_, p) = self.retries.pop_front().expect("checked");
+            failed.extend(self.send(p));
+        }
+    }
+
+    /// When the next retry is due, if any.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.retries.front().map(|r| r.0)
+    }
+
+    /// Messages not yet acknowledged or given up (in flight or waiting to retry).
+    pub fn outstanding(&self) -> usize {
+        self.in_flight + self.retries.len()
     }
 }

@@ -1,59 +1,43 @@
-//! The streaming path behind `forewarn run`: a consumer-group member that feeds
-//! each assigned partition into its own engine shard, sends alert transitions and
-//! dead letters through one idempotent producer, and commits an offset only once
-//! every effect of the events before it is acknowledged by the broker.
+//! The streaming path behind `forewarn run`: a consumer-group member whose
+//! assigned partitions are spread over worker threads ([`crate::worker`]), one
+//! idempotent producer shared by them ([`crate::output`]), and an offset
+//! discipline that commits an offset only once every effect of the events before
+//! it is acknowledged by the broker.
 //!
-//! One thread does it all: poll a message, decode, apply, send; librdkafka's own
-//! threads do the network I/O on both sides, so the engine (a few hundred
-//! nanoseconds per event) overlaps with fetching. Rebalance callbacks run inside
-//! `poll` on the same thread, which is why the state they touch sits behind a
-//! mutex that is never held across `poll` (so it is never contended).
+//! Threads and what flows between them, all one way:
+//! - the **consumer thread** (the caller of [`Pipeline::run`]) polls the
+//!   consumer's main queue: rebalances, errors, statistics, commit reports. On an
+//!   assignment it splits each partition's queue off and hands it to worker
+//!   `partition % workers`; on a revocation it asks the owners to drain, and
+//!   commits the positions they return;
+//! - each **worker** reads its partitions' queues, runs their engines, sends
+//!   alerts and dead letters, and commits its own positions;
+//! - the **acknowledgement thread** polls the producer, and librdkafka's
+//!   delivery callback hands each report to its worker's inbox;
+//! - the HTTP endpoint reads views the workers publish on request
+//!   ([`crate::view`]), never a worker's state.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use forewarn_core::time::Millis;
-use forewarn_core::{decode, Config, Engine, Outcome, Transition};
+use forewarn_core::config::kafka::KafkaConfig;
+use forewarn_core::Config;
+use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::client::{consumer_config, log_to_tracing, producer_config};
-use crate::dead_letter::{dead_letter_headers, Source};
-use crate::metrics::{Accounting, EventResult, Metrics, Output, TopicCounters};
-use crate::offsets::PartitionOffsets;
-use crate::output::{Ack, Outputs, Pending};
-use crate::snapshot::GroupReading;
+use crate::metrics::{Accounting, Metrics};
+pub use crate::options::Options;
+use crate::output::{AckRoute, Outbox, Producer};
 use crate::throttle::Throttle;
-
-/// Tuning of the pipeline; the defaults suit production.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// How often offsets that moved are committed (asynchronously).
-    pub commit_interval: Duration,
-    /// How often idle shards are advanced by the wall clock.
-    pub tick_interval: Duration,
-    /// Longest wait for outstanding deliveries on shutdown or revocation.
-    pub shutdown_timeout: Duration,
-    /// Delivery attempts (each bounded by `message.timeout.ms`) before an alert
-    /// or dead letter is given up with an error log and
-    /// `forewarn_output_dropped_total`.
-    pub max_attempts: u32,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            commit_interval: Duration::from_secs(1),
-            tick_interval: Duration::from_secs(1),
-            shutdown_timeout: Duration::from_secs(10),
-            max_attempts: 5,
-        }
-    }
-}
+use crate::view::{Board, View};
+pub use crate::worker::AlertSink;
+use crate::worker::{Inbox, Position, Shared, Worker};
 
 /// Why the pipeline could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -63,436 +47,128 @@ pub enum PipelineError {
     Kafka(#[from] KafkaError),
 }
 
-/// At most one "groups refused" warning per shard per this interval.
-const REFUSED_LOG_INTERVAL: Duration = Duration::from_secs(60);
+/// librdkafka's default `session.timeout.ms`.
+const DEFAULT_SESSION_TIMEOUT_MS: u64 = 45_000;
 
-/// The engine shard of one assigned partition.
-struct Shard {
-    /// Unique per assignment, so a delivery acknowledged after its partition was
-    /// revoked (and perhaps assigned again) cannot complete the wrong offset.
-    id: u64,
-    engine: Engine,
-    offsets: PartitionOffsets,
-    counters: TopicCounters,
-    /// `refused_groups` and `reclaimed_groups` of the engine at the last tick.
-    refused_seen: u64,
-    reclaimed_seen: u64,
-    /// Entity-event outcomes of the engine at the last tick.
-    entities_seen: forewarn_core::timers::EntityStats,
-    /// Refusals not yet logged, and when they were last logged: a flood is
-    /// reported once a minute, not on every tick.
-    refused_unlogged: u64,
-    refused_logged_at: Option<Instant>,
-}
+/// How long a view request waits for every worker to answer.
+const VIEW_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Everything the message loop and the rebalance callbacks share.
-struct Core {
-    cfg: Config,
-    metrics: Metrics,
-    options: Options,
-    shards: HashMap<String, HashMap<i32, Shard>>,
-    /// Shard id → (topic, partition), for acknowledgements.
-    locations: HashMap<u64, (String, i32)>,
-    next_id: u64,
-    outputs: Outputs,
-    alerts_topic: Arc<str>,
-    dead_letter_topic: Arc<str>,
-    transitions: Vec<Transition>,
-    acks: Vec<Ack>,
-    /// Reused buffer for the engines' settled forecasts.
-    settled: Vec<forewarn_core::PredictionOutcome>,
-    /// Set on shutdown: revocation then waits no further for deliveries.
-    stopping: bool,
-    /// Messages processed (for sampling the processing-time histogram).
-    processed: u64,
-    /// Further destinations of every rendered alert (e.g. Alertmanager).
-    sinks: Vec<AlertSink>,
-}
-
-/// A further destination of every rendered alert transition; called on the
-/// pipeline thread, so it must not block.
-pub type AlertSink = Box<dyn Fn(&forewarn_core::Alert) + Send>;
-
-fn wall_ms() -> Millis {
+fn wall_secs() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as Millis)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
-impl Core {
-    fn shard(&mut self, topic: &str, partition: i32) -> &mut Shard {
-        if !self
-            .shards
-            .get(topic)
-            .is_some_and(|p| p.contains_key(&partition))
-        {
-            self.next_id += 1;
-            let id = self.next_id;
-            let shard = Shard {
-                id,
-                engine: Engine::new(self.cfg.clone()),
-                offsets: PartitionOffsets::default(),
-                counters: self.metrics.topic(topic),
-                refused_seen: 0,
-                entities_seen: Default::default(),
-                reclaimed_seen: 0,
-                refused_unlogged: 0,
-                refused_logged_at: None,
-            };
-            self.locations.insert(id, (topic.to_string(), partition));
-            self.shards
-                .entry(topic.to_string())
-                .or_default()
-                .insert(partition, shard);
-            tracing::debug!(topic, partition, shard = id, "engine shard created");
-        }
-        self.shards
-            .get_mut(topic)
-            .and_then(|p| p.get_mut(&partition))
-            .expect("inserted above")
+type Consumer_ = BaseConsumer<SourceContext>;
+
+/// The consumer's context: rebalance handling, commit reports and librdkafka logs.
+pub struct SourceContext {
+    metrics: Metrics,
+    /// Incremented on every failed commit (see [`Shared::commit_failures`]).
+    commit_failures: Arc<AtomicU64>,
+    /// The consumer itself, to split partition queues off on assignment.
+    consumer: OnceLock<Weak<Consumer_>>,
+    /// Each worker's inbox.
+    workers: Vec<Sender<Inbox<PartitionQueue<SourceContext>>>>,
+    /// Longest wait for a revoked partition's outputs.
+    drain_timeout: Duration,
+    /// Set on shutdown: a revocation then waits no further.
+    stopping: AtomicBool,
+}
+
+impl SourceContext {
+    fn worker_for(&self, partition: i32) -> usize {
+        partition.unsigned_abs() as usize % self.workers.len()
     }
 
-    /// Decodes and applies one message, sends what it caused, and accounts for it.
-    fn process(&mut self, msg: &BorrowedMessage<'_>, consumed_at: Instant) {
-        let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
-        let payload = msg.payload().unwrap_or_default();
-        let now = wall_ms();
-        let mut transitions = std::mem::take(&mut self.transitions);
-        let shard = self.shard(topic, partition);
-        let rejected = match decode(payload) {
-            Ok(event) => match shard.engine.ingest(&event, now, &mut transitions) {
-                Outcome::Applied => {
-                    shard.counters.count(EventResult::Applied);
-                    None
-                }
-                Outcome::Late => {
-                    shard.counters.count(EventResult::Late);
-                    None
-                }
-                Outcome::Refused => {
-                    shard.counters.count(EventResult::Refused);
-                    None
-                }
-                Outcome::TooFarInFuture => Some((
-                    "too_far_in_future",
-                    "event time is more than max_future_skew ahead of the wall clock".to_string(),
-                )),
-            },
-            Err(e) => Some((e.reason(), e.to_string())),
+    /// Splits each assigned partition's queue off and hands it to its worker.
+    fn assign(&self, tpl: &TopicPartitionList) {
+        let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else {
+            tracing::error!("assignment before the consumer was ready; partitions not consumed");
+            return;
         };
-        if rejected.is_some() {
-            shard.counters.count(EventResult::DeadLettered);
-        }
-        let id = shard.id;
-        let outputs = transitions.len() as u32 + u32::from(rejected.is_some());
-        if !shard.offsets.consume(offset, outputs) {
-            tracing::warn!(
-                topic,
-                partition,
-                offset,
-                "offset went backwards; not tracked"
-            );
-        }
-        self.send_transitions(id, Some(offset), consumed_at, &mut transitions);
-        self.transitions = transitions;
-        self.processed += 1;
-        if self.processed % 64 == 0 {
-            self.metrics
-                .processing
-                .observe(consumed_at.elapsed().as_secs_f64());
-        }
-        if let Some((reason, error)) = rejected {
-            self.metrics.dead_letter_reason(reason);
-            let headers = dead_letter_headers(
-                reason,
-                &error,
-                Source {
+        for e in tpl.elements() {
+            let (topic, partition) = (e.topic(), e.partition());
+            let Some(mut queue) = consumer.split_partition_queue(topic, partition) else {
+                tracing::error!(
                     topic,
                     partition,
-                    offset,
-                },
-            );
-            self.outputs.send(Box::new(Pending {
-                output: Output::DeadLetters,
-                topic: Arc::clone(&self.dead_letter_topic),
-                key: msg.key().map(Arc::from),
-                payload: msg.payload().map(Arc::from),
-                headers: headers.to_vec(),
-                source: Some((id, offset)),
-                caused_at: consumed_at,
-                attempts: 0,
-            }));
-        }
-    }
-
-    /// Renders and sends `transitions` (from the shard `id`) to the alerts topic.
-    fn send_transitions(
-        &mut self,
-        id: u64,
-        offset: Option<i64>,
-        caused_at: Instant,
-        transitions: &mut Vec<Transition>,
-    ) {
-        if transitions.is_empty() {
-            return;
-        }
-        let Some((topic, partition)) = self.locations.get(&id) else {
-            transitions.clear();
-            return;
-        };
-        let Some(shard) = self.shards.get(topic).and_then(|p| p.get(partition)) else {
-            transitions.clear();
-            return;
-        };
-        for t in transitions.drain(..) {
-            let alert = shard.engine.render(&t);
-            let payload = serde_json::to_vec(&alert).expect("alerts serialize");
-            tracing::info!(
-                alertname = alert.labels.get("alertname").map_or("", String::as_str),
-                service = alert.labels.get("service").map_or("", String::as_str),
-                severity = alert.labels.get("severity").map_or("", String::as_str),
-                status = alert.status,
-                value = alert.annotations.get("value").map_or("", String::as_str),
-                evaluated_at = %alert.evaluated_at,
-                fingerprint = %alert.fingerprint,
-                "alert transition"
-            );
-            for sink in &self.sinks {
-                sink(&alert);
-            }
-            self.metrics.transition(
-                alert.labels.get("alertname").map_or("", String::as_str),
-                alert.labels.get("severity").map_or("", String::as_str),
-                alert.status,
-            );
-            self.outputs.send(Box::new(Pending {
-                output: Output::Alerts,
-                topic: Arc::clone(&self.alerts_topic),
-                key: Some(Arc::from(alert.fingerprint.as_bytes())),
-                payload: Some(Arc::from(payload)),
-                headers: Vec::new(),
-                source: offset.map(|o| (id, o)),
-                caused_at,
-                attempts: 0,
-            }));
-        }
-    }
-
-    /// Serves delivery reports: completes offsets, retries failures, gives up
-    /// after the last attempt.
-    fn poll_outputs(&mut self, timeout: Duration) {
-        let mut acks = std::mem::take(&mut self.acks);
-        self.outputs.poll(timeout, &mut acks);
-        for ack in acks.drain(..) {
-            let output = ack.pending.output;
-            let done = match ack.error {
-                None => {
-                    self.metrics.delivered(output);
-                    if output == Output::Alerts {
-                        self.metrics
-                            .detection_latency
-                            .observe(ack.pending.caused_at.elapsed().as_secs_f64());
-                    }
-                    Some(ack.pending)
-                }
-                Some(error) => {
-                    self.metrics.delivery_error(output);
-                    let attempts = ack.pending.attempts;
-                    match self.outputs.retry(ack.pending) {
-                        None => {
-                            static RETRIES: Throttle = Throttle::new();
-                            if let Some(held_back) = RETRIES.admit() {
-                                tracing::warn!(output = output.as_str(), %error, attempts, held_back, "delivery failed; will retry");
-                            }
-                            None
-                        }
-                        Some(p) => {
-                            self.metrics.dropped(output);
-                            tracing::error!(
-                                output = output.as_str(),
-                                %error,
-                                attempts,
-                                topic = %p.topic,
-                                headers = ?p.headers,
-                                "delivery failed on the last attempt; message dropped"
-                            );
-                            Some(p)
-                        }
-                    }
-                }
+                    "cannot split the partition's queue; its messages reach the main queue"
+                );
+                continue;
             };
-            if let Some((id, offset)) = done.and_then(|p| p.source) {
-                if let Some((topic, partition)) = self.locations.get(&id) {
-                    if let Some(shard) = self
-                        .shards
-                        .get_mut(topic)
-                        .and_then(|p| p.get_mut(partition))
-                    {
-                        shard.offsets.finish(offset);
-                    }
-                }
-            }
-        }
-        self.acks = acks;
-    }
-
-    /// Idle advancement of every shard by the wall clock — only for a partition
-    /// the broker confirms is caught up (`caught_up(topic, partition, next
-    /// offset)`): a partition whose fetch is merely stalled is not idle, and
-    /// advancing it would turn its delayed backlog into late events.
-    fn tick(&mut self, caught_up: &mut dyn FnMut(&str, i32, i64) -> bool) {
-        let now = wall_ms();
-        let idle_after = self.cfg.time.idle_timeout;
-        let at = Instant::now();
-        let mut emitted: Vec<(u64, Vec<Transition>)> = Vec::new();
-        for (topic, parts) in self.shards.iter_mut() {
-            for (partition, shard) in parts.iter_mut() {
-                let clock = shard.engine.clock();
-                if clock.watermark != Millis::MIN {
-                    self.metrics
-                        .watermark_delay
-                        .with_label_values(&[topic.as_str(), &partition.to_string()])
-                        .set((now - clock.watermark) as f64 / 1000.0);
-                }
-                shard.engine.take_outcomes(&mut self.settled);
-                for o in self.settled.drain(..) {
-                    let rule = &shard.engine.config().rules[o.rule as usize].name;
-                    self.metrics.prediction(rule, o.prediction);
-                }
-                let stats = shard.engine.stats();
-                let new = stats.refused_groups - shard.refused_seen;
-                self.metrics.groups_refused.inc_by(new);
-                shard.refused_seen = stats.refused_groups;
-                shard.refused_unlogged += new;
-                let reclaimed = stats.reclaimed_groups - shard.reclaimed_seen;
-                self.metrics.groups_reclaimed.inc_by(reclaimed);
-                shard.reclaimed_seen = stats.reclaimed_groups;
-                let seen = shard.entities_seen.by_result();
-                for ((result, now), (_, before)) in stats.entities.by_result().into_iter().zip(seen)
-                {
-                    self.metrics
-                        .entity_events
-                        .with_label_values(&[result])
-                        .inc_by(now - before);
-                }
-                if stats.entities.refused > shard.entities_seen.refused {
-                    shard.refused_unlogged += stats.entities.refused - shard.entities_seen.refused;
-                }
-                shard.entities_seen = stats.entities;
-                let log_due = shard
-                    .refused_logged_at
-                    .is_none_or(|t| at.duration_since(t) >= REFUSED_LOG_INTERVAL);
-                if shard.refused_unlogged > 0 && log_due {
-                    tracing::warn!(
-                        topic = %topic,
-                        partition,
-                        refused = shard.refused_unlogged,
-                        reclaimed_so_far = stats.reclaimed_groups,
-                        max_groups = self.cfg.group_cap,
-                        "events refused: max_groups reached (a flood of distinct service or label values?; idle groups are released as their windows pass) or a timer signal's max_entities open entities"
-                    );
-                    shard.refused_unlogged = 0;
-                    shard.refused_logged_at = Some(at);
-                }
-            }
-        }
-        for (topic, parts) in self.shards.iter_mut() {
-            for (partition, shard) in parts.iter_mut() {
-                let last = shard.engine.clock().last_event_wall;
-                if last == Millis::MIN || now - last < idle_after {
-                    continue;
-                }
-                let Some(next) = shard.offsets.next_offset() else {
-                    continue;
-                };
-                if !caught_up(topic, *partition, next) {
-                    tracing::debug!(topic = %topic, partition, "idle but not caught up: not advancing");
-                    continue;
-                }
-                let mut transitions = Vec::new();
-                shard.engine.tick(now, &mut transitions);
-                if !transitions.is_empty() {
-                    emitted.push((shard.id, transitions));
-                }
-            }
-        }
-        for (id, mut transitions) in emitted {
-            self.send_transitions(id, None, at, &mut transitions);
+            let inbox = self.workers[self.worker_for(partition)].clone();
+            let wake = inbox.clone();
+            queue.set_nonempty_callback(move || {
+                let _ = wake.send(Inbox::Wake);
+            });
+            let _ = inbox.send(Inbox::Assign {
+                topic: Arc::from(topic),
+                partition,
+                queue,
+            });
         }
     }
 
-    /// Positions of the given shards (all when `only` is `None`), advanced.
-    fn positions(&mut self, only: Option<&TopicPartitionList>) -> TopicPartitionList {
-        let mut tpl = TopicPartitionList::new();
-        for (topic, parts) in self.shards.iter_mut() {
-            for (partition, shard) in parts.iter_mut() {
-                if only.is_some_and(|l| l.find_partition(topic, *partition).is_none()) {
-                    continue;
-                }
-                shard.offsets.advance();
-                if let Some(pos) = shard.offsets.position() {
-                    let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(pos));
-                }
-            }
+    /// Asks the owners of the revoked partitions to drain them (until the
+    /// deadline) and returns their final positions.
+    fn revoke(&self, revoked: &TopicPartitionList) -> Vec<Position> {
+        let deadline = if self.stopping.load(Ordering::Relaxed) {
+            Instant::now()
+        } else {
+            Instant::now() + self.drain_timeout
+        };
+        let mut by_worker: Vec<Vec<(Arc<str>, i32)>> = vec![Vec::new(); self.workers.len()];
+        for e in revoked.elements() {
+            by_worker[self.worker_for(e.partition())].push((Arc::from(e.topic()), e.partition()));
         }
-        tpl
-    }
-
-    /// Positions that moved since the last call.
-    fn moved_positions(&mut self) -> TopicPartitionList {
-        let mut tpl = TopicPartitionList::new();
-        for (topic, parts) in self.shards.iter_mut() {
-            for (partition, shard) in parts.iter_mut() {
-                if let Some(pos) = shard.offsets.advance() {
-                    let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(pos));
-                }
+        let (reply, replies) = channel();
+        let mut asked = 0;
+        for (w, partitions) in by_worker.into_iter().enumerate() {
+            if partitions.is_empty() {
+                continue;
             }
+            let sent = self.workers[w].send(Inbox::Revoke {
+                partitions,
+                deadline,
+                reply: reply.clone(),
+            });
+            asked += usize::from(sent.is_ok());
         }
-        tpl
-    }
-
-    /// Deliveries still outstanding for the shards in `tpl`.
-    fn in_flight(&self, tpl: &TopicPartitionList) -> usize {
-        tpl.elements()
-            .iter()
-            .filter_map(|e| {
-                self.shards
-                    .get(e.topic())
-                    .and_then(|p| p.get(&e.partition()))
-            })
-            .map(|s| s.offsets.in_flight())
-            .sum()
-    }
-
-    /// Waits (bounded) until the outputs of the shards in `tpl` — or of all
-    /// shards — are acknowledged. Returns how many are still outstanding.
-    fn drain(&mut self, tpl: Option<&TopicPartitionList>, deadline: Instant) -> usize {
-        loop {
-            let waiting = match tpl {
-                Some(l) => self.in_flight(l),
-                None => self.outputs.outstanding(),
-            };
-            if waiting == 0 || Instant::now() >= deadline {
-                return waiting;
-            }
-            self.poll_outputs(Duration::from_millis(10));
-        }
+        collect(&replies, asked, deadline)
     }
 }
 
-/// The consumer's context: rebalance handling and librdkafka logs.
-struct SourceContext {
-    core: Arc<Mutex<Core>>,
-    metrics: Metrics,
-    /// Set when an asynchronous commit failed: the next commit sends every
-    /// position, not only the ones that moved since.
-    commit_failed: AtomicBool,
+/// Up to `n` replies of positions, waiting a little past `deadline` (a worker
+/// may be finishing a batch when asked).
+fn collect(replies: &Receiver<Vec<Position>>, n: usize, deadline: Instant) -> Vec<Position> {
+    let give_up = deadline + Duration::from_secs(2);
+    let mut positions = Vec::new();
+    for _ in 0..n {
+        match replies.recv_timeout(give_up.saturating_duration_since(Instant::now())) {
+            Ok(p) => positions.extend(p),
+            Err(_) => {
+                tracing::error!(
+                    "a worker did not answer in time; its partitions resume from their last commit"
+                );
+                break;
+            }
+        }
+    }
+    positions
 }
 
-fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
-    // A panic while holding the lock would already have ended the run; the
-    // state is still the best there is for committing.
-    core.lock().unwrap_or_else(|p| p.into_inner())
+/// The positions as a list to commit, and how many outputs were still waiting.
+fn to_commit(positions: &[Position]) -> (TopicPartitionList, usize) {
+    let mut tpl = TopicPartitionList::new();
+    let mut waiting = 0;
+    for p in positions {
+        waiting += p.waiting;
+        if let Some(offset) = p.offset {
+            let _ = tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(offset));
+        }
+    }
+    (tpl, waiting)
 }
 
 impl ClientContext for SourceContext {
@@ -524,24 +200,17 @@ impl ClientContext for SourceContext {
 }
 
 impl ConsumerContext for SourceContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, consumer: &Consumer_, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(revoked) = rebalance else {
             return;
         };
-        let mut core = lock(&self.core);
-        let deadline = if core.stopping {
-            Instant::now()
-        } else {
-            Instant::now() + core.options.shutdown_timeout
-        };
-        let waiting = core.drain(Some(revoked), deadline);
+        let (tpl, waiting) = to_commit(&self.revoke(revoked));
         if waiting > 0 {
             tracing::warn!(
                 waiting,
                 "partitions revoked with deliveries unacknowledged; their events will be re-processed by the next owner"
             );
         }
-        let tpl = core.positions(Some(revoked));
         if tpl.count() > 0 {
             if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
                 self.metrics.commit_failures.inc();
@@ -549,22 +218,16 @@ impl ConsumerContext for SourceContext {
             }
         }
         for e in revoked.elements() {
-            if let Some(shard) = core
-                .shards
-                .get_mut(e.topic())
-                .and_then(|p| p.remove(&e.partition()))
-            {
-                core.locations.remove(&shard.id);
-            }
             self.metrics.forget_partition(e.topic(), e.partition());
         }
         self.metrics.assigned_partitions.set(0);
         tracing::info!(partitions = %describe(revoked), "partitions revoked");
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, _consumer: &Consumer_, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
+                self.assign(tpl);
                 self.metrics.assigned_partitions.set(tpl.count() as i64);
                 tracing::info!(partitions = %describe(tpl), "partitions assigned");
             }
@@ -577,7 +240,7 @@ impl ConsumerContext for SourceContext {
         // A commit can fail for some partitions with no error on the request.
         let result = result.and_then(|()| offsets.elements().iter().try_for_each(|e| e.error()));
         if let Err(e) = result {
-            self.commit_failed.store(true, Ordering::Relaxed);
+            self.commit_failures.fetch_add(1, Ordering::Relaxed);
             self.metrics.commit_failures.inc();
             tracing::warn!(error = %e, "offset commit failed; the next commit supersedes it");
         }
@@ -596,82 +259,84 @@ fn describe(tpl: &TopicPartitionList) -> String {
 /// A read-only view of the pipeline's current alerts, for the HTTP endpoint.
 #[derive(Clone)]
 pub struct ActiveAlerts {
-    core: Arc<Mutex<Core>>,
+    cfg: Arc<Config>,
+    board: Arc<Board>,
 }
 
 impl ActiveAlerts {
     /// The config the pipeline runs.
     pub fn config(&self) -> Config {
-        lock(&self.core).cfg.clone()
+        (*self.cfg).clone()
+    }
+
+    /// Every worker's current view, merged (each worker answers between two
+    /// batches of messages; one that does not within 2 s contributes its last).
+    pub fn view(&self) -> View {
+        self.board.read(VIEW_TIMEOUT)
     }
 
     /// The pending and firing alerts of every shard, rendered.
     pub fn list(&self) -> Vec<forewarn_core::Alert> {
-        let core = lock(&self.core);
-        core.shards
-            .values()
-            .flat_map(|p| p.values())
-            .flat_map(|shard| {
-                shard
-                    .engine
-                    .active()
-                    .into_iter()
-                    .map(|t| shard.engine.render(&t))
-            })
-            .collect()
-    }
-
-    /// The latest value and risk of every (rule, group) of every shard.
-    pub fn readings(&self) -> Vec<GroupReading> {
-        let core = lock(&self.core);
-        let mut out = Vec::new();
-        for shard in core.shards.values().flat_map(|p| p.values()) {
-            let cfg = shard.engine.config();
-            for r in shard.engine.readings() {
-                let rule = &cfg.rules[r.rule as usize];
-                out.push(GroupReading {
-                    rule: rule.name.clone(),
-                    signal: rule.signal_name(&cfg.signals).to_string(),
-                    labels: shard.engine.rule_group_labels(r.rule, r.group),
-                    value: r.value,
-                    risk: r.risk,
-                    series: shard.engine.series(r.rule, r.group),
-                });
-            }
-        }
-        out
+        self.view().alerts
     }
 
     /// Groups (services, or services × `group_by` labels) tracked: per shard,
     /// the most of any signal.
     pub fn groups_watched(&self) -> usize {
-        let core = lock(&self.core);
-        core.shards
-            .values()
-            .flat_map(|p| p.values())
-            .map(|s| {
-                (0..s.engine.config().signals.len())
-                    .map(|i| s.engine.groups(i))
-                    .max()
-                    .unwrap_or(0)
-            })
-            .sum()
+        self.view().groups
     }
 }
 
-/// A consumer-group member running engine shards.
+/// A consumer-group member running engine shards on worker threads.
 pub struct Pipeline {
-    consumer: BaseConsumer<SourceContext>,
-    core: Arc<Mutex<Core>>,
+    consumer: Arc<Consumer_>,
+    producer: Arc<Producer>,
+    inboxes: Vec<Receiver<Inbox<PartitionQueue<SourceContext>>>>,
+    cfg: Arc<Config>,
+    board: Arc<Board>,
+    sinks: Mutex<Vec<AlertSink>>,
+    commit_failures: Arc<AtomicU64>,
     metrics: Metrics,
     options: Options,
     topics: Vec<String>,
 }
 
+/// The consumer's session timeout, as configured or librdkafka's default.
+fn session_timeout(kafka: &KafkaConfig) -> Duration {
+    let ms = kafka
+        .properties
+        .get("session.timeout.ms")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_SESSION_TIMEOUT_MS);
+    Duration::from_millis(ms)
+}
+
+/// How long a revocation may wait for outputs: the shutdown timeout, but at
+/// most half the session timeout, so a member draining its revoked partitions
+/// never holds up the group long enough to be expelled from it.
+fn revocation_deadline(kafka: &KafkaConfig, shutdown_timeout: Duration) -> Duration {
+    let session = session_timeout(kafka);
+    if shutdown_timeout < session / 2 {
+        return shutdown_timeout;
+    }
+    tracing::warn!(
+        shutdown_timeout_ms = shutdown_timeout.as_millis() as u64,
+        session_timeout_ms = session.as_millis() as u64,
+        "revocations wait for outputs at most half the session timeout, not the whole shutdown timeout"
+    );
+    session / 2
+}
+
 impl Pipeline {
     /// Creates the consumer and producer for `cfg.kafka`; nothing is consumed
     /// until [`Pipeline::run`].
-    pub fn new(cfg: Config, metrics: Metrics, options: Options) -> Result<Pipeline, PipelineError> {
+    pub fn new(
+        cfg: Config,
+        metrics: Metrics,
+        mut options: Options,
+    ) -> Result<Pipeline, PipelineError> {
+        options.workers = options.workers.max(1);
+        let drain_timeout = revocation_deadline(&cfg.kafka, options.shutdown_timeout);
         let kafka = cfg.kafka.clone();
         tracing::info!(
             brokers = %kafka.brokers,
@@ -680,10 +345,21 @@ impl Pipeline {
             alerts_topic = %kafka.alerts_topic,
             dead_letter_topic = %kafka.dead_letter_topic,
             properties = ?kafka.redacted_properties(),
+            workers = options.workers,
             "kafka settings"
         );
-        let outputs = Outputs::new(&producer_config(&kafka), options.max_attempts)?;
-        for (topic, problem) in outputs.warm_up(
+        let (senders, inboxes): (Vec<_>, Vec<_>) = (0..options.workers).map(|_| channel()).unzip();
+        let routes: Vec<AckRoute> = senders
+            .iter()
+            .map(|tx: &Sender<Inbox<PartitionQueue<SourceContext>>>| {
+                let tx = tx.clone();
+                Box::new(move |ack| {
+                    let _ = tx.send(Inbox::Ack(ack));
+                }) as AckRoute
+            })
+            .collect();
+        let producer = Arc::new(Producer::new(&producer_config(&kafka), routes)?);
+        for (topic, problem) in producer.warm_up(
             &[&kafka.alerts_topic, &kafka.dead_letter_topic],
             Duration::from_secs(5),
         ) {
@@ -693,32 +369,37 @@ impl Pipeline {
                 "output topic not ready; deliveries will be retried"
             );
         }
-        let core = Arc::new(Mutex::new(Core {
-            cfg,
-            metrics: metrics.clone(),
-            options: options.clone(),
-            shards: HashMap::new(),
-            locations: HashMap::new(),
-            next_id: 0,
-            outputs,
-            alerts_topic: Arc::from(kafka.alerts_topic.as_str()),
-            dead_letter_topic: Arc::from(kafka.dead_letter_topic.as_str()),
-            transitions: Vec::new(),
-            acks: Vec::new(),
-            settled: Vec::new(),
-            stopping: false,
-            processed: 0,
-            sinks: Vec::new(),
-        }));
-        let consumer: BaseConsumer<SourceContext> =
-            consumer_config(&kafka).create_with_context(SourceContext {
-                core: Arc::clone(&core),
+        let commit_failures = Arc::new(AtomicU64::new(0));
+        let board = Arc::new(Board::new(options.workers));
+        board.set_wakers(
+            senders
+                .iter()
+                .map(|tx| {
+                    let tx = tx.clone();
+                    Box::new(move || {
+                        let _ = tx.send(Inbox::Wake);
+                    }) as crate::view::Waker
+                })
+                .collect(),
+        );
+        let consumer: Arc<Consumer_> =
+            Arc::new(consumer_config(&kafka).create_with_context(SourceContext {
                 metrics: metrics.clone(),
-                commit_failed: AtomicBool::new(false),
-            })?;
+                commit_failures: Arc::clone(&commit_failures),
+                consumer: OnceLock::new(),
+                workers: senders,
+                drain_timeout,
+                stopping: AtomicBool::new(false),
+            })?);
+        let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
         Ok(Pipeline {
             consumer,
-            core,
+            producer,
+            inboxes,
+            cfg: Arc::new(cfg),
+            board,
+            sinks: Mutex::new(Vec::new()),
+            commit_failures,
             metrics,
             options,
             topics: kafka.topics,
@@ -727,129 +408,137 @@ impl Pipeline {
 
     /// Adds a destination for every alert transition (besides the alerts topic).
     pub fn add_alert_sink(&self, sink: AlertSink) {
-        lock(&self.core).sinks.push(sink);
+        self.sinks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(sink);
     }
 
     /// A view of the current alerts that stays valid while the pipeline runs.
     pub fn active_alerts(&self) -> ActiveAlerts {
         ActiveAlerts {
-            core: Arc::clone(&self.core),
+            cfg: Arc::clone(&self.cfg),
+            board: Arc::clone(&self.board),
         }
     }
 
     /// Consumes until `stop` is set, then stops consuming, waits (up to
     /// `shutdown_timeout`) for outstanding deliveries, commits and leaves the
     /// group. Returns the accounting of this run.
-    pub fn run(self, stop: &AtomicBool) -> Result<Accounting, PipelineError> {
+    pub fn run(mut self, stop: &AtomicBool) -> Result<Accounting, PipelineError> {
+        let shared = Arc::new(Shared {
+            cfg: (*self.cfg).clone(),
+            metrics: self.metrics.clone(),
+            options: self.options.clone(),
+            alerts_topic: Arc::from(self.cfg.kafka.alerts_topic.as_str()),
+            dead_letter_topic: Arc::from(self.cfg.kafka.dead_letter_topic.as_str()),
+            sinks: std::mem::take(&mut *self.sinks.lock().unwrap_or_else(|p| p.into_inner())),
+            board: Arc::clone(&self.board),
+            commit_failures: Arc::clone(&self.commit_failures),
+        });
+        let stop_acks = Arc::new(AtomicBool::new(false));
+        let acks = {
+            let (producer, stop) = (Arc::clone(&self.producer), Arc::clone(&stop_acks));
+            std::thread::Builder::new()
+                .name("forewarn-acks".into())
+                .spawn(move || producer.serve_acks(&stop))
+                .expect("spawn the acknowledgement thread")
+        };
+        let mut heartbeats = Vec::new();
+        let mut workers = Vec::new();
+        for (index, inbox) in std::mem::take(&mut self.inboxes).into_iter().enumerate() {
+            let heartbeat = Arc::new(AtomicI64::new(wall_secs()));
+            heartbeats.push(Arc::clone(&heartbeat));
+            let worker = Worker::new(
+                index,
+                Arc::clone(&shared),
+                Arc::clone(&self.consumer),
+                inbox,
+                Outbox::new(Arc::clone(&self.producer), self.options.max_attempts),
+                heartbeat,
+            );
+            workers.push(
+                std::thread::Builder::new()
+                    .name(format!("forewarn-worker-{index}"))
+                    .spawn(move || worker.run())
+                    .expect("spawn a worker thread"),
+            );
+        }
         let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
         self.consumer.subscribe(&topics)?;
-        tracing::info!(topics = ?topics, "subscribed");
-        let mut last_commit = Instant::now();
-        let mut last_tick = Instant::now();
-        let mut since_outputs = 0u32;
-        let mut commits = 0u64;
-        // While deliveries are outstanding the consumer is polled with a short
-        // timeout, so their reports (and offsets) are served within a millisecond
-        // instead of waiting for the next message.
-        let mut waiting_outputs = false;
+        tracing::info!(topics = ?topics, workers = workers.len(), "subscribed");
         while !stop.load(Ordering::Relaxed) {
-            let timeout = if waiting_outputs { 1 } else { 100 };
-            let polled = self.consumer.poll(Duration::from_millis(timeout));
-            let now = Instant::now();
-            if polled.is_none() {
-                self.metrics.last_poll.set(wall_ms() / 1000);
-            }
-            let mut core = lock(&self.core);
-            let idle = match polled {
-                Some(Ok(msg)) => {
-                    core.process(&msg, now);
-                    false
-                }
-                Some(Err(e)) => {
-                    self.metrics.consumer_errors.inc();
-                    static CONSUME_ERRORS: Throttle = Throttle::new();
-                    if let Some(held_back) = CONSUME_ERRORS.admit() {
-                        tracing::warn!(error = %e, held_back, "consume error");
-                    }
-                    true
-                }
-                None => true,
-            };
-            since_outputs += 1;
-            // Delivery reports are served in batches while busy, at once when idle.
-            if core.outputs.outstanding() > 0 && (idle || since_outputs >= 64) {
-                core.poll_outputs(Duration::ZERO);
-                since_outputs = 0;
-            }
-            waiting_outputs = core.outputs.outstanding() > 0;
-            if now.duration_since(last_tick) >= self.options.tick_interval {
-                last_tick = now;
-                self.metrics.last_poll.set(wall_ms() / 1000);
-                // At most a few broker round trips per tick, each bounded.
-                let mut budget = 4;
-                let consumer = &self.consumer;
-                core.tick(&mut |topic, partition, next| {
-                    if budget == 0 {
-                        return false;
-                    }
-                    budget -= 1;
-                    consumer
-                        .fetch_watermarks(topic, partition, Duration::from_millis(500))
-                        .is_ok_and(|(_, high)| next >= high)
-                });
-            }
-            if now.duration_since(last_commit) >= self.options.commit_interval {
-                last_commit = now;
-                commits += 1;
-                // Every tenth commit sends every position: it repairs an
-                // asynchronous commit that failed without a report (librdkafka
-                // does not always deliver one for manual commits).
-                let retry = self
-                    .consumer
-                    .context()
-                    .commit_failed
-                    .swap(false, Ordering::Relaxed);
-                let tpl = if retry || commits % 10 == 0 {
-                    core.positions(None)
-                } else {
-                    core.moved_positions()
-                };
-                drop(core);
-                if tpl.count() > 0 {
-                    if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
-                        self.consumer
-                            .context()
-                            .commit_failed
-                            .store(true, Ordering::Relaxed);
-                        self.metrics.commit_failures.inc();
-                        tracing::warn!(error = %e, "offset commit failed; will retry");
-                    }
-                }
-            }
+            self.poll_main_queue();
+            // Ready while this thread and every worker keep moving.
+            let slowest = heartbeats
+                .iter()
+                .map(|h| h.load(Ordering::Relaxed))
+                .min()
+                .unwrap_or(i64::MAX);
+            self.metrics.last_poll.set(slowest.min(wall_secs()));
         }
+        self.shutdown(workers);
+        stop_acks.store(true, Ordering::Relaxed);
+        let _ = acks.join();
         let metrics = self.metrics.clone();
-        self.shutdown();
+        log_summary(&metrics.accounting());
+        drop(self);
         Ok(metrics.accounting())
     }
 
-    fn shutdown(self) {
+    /// Serves rebalances and reports; a message here was fetched before its
+    /// partition's queue was split off, and goes to the partition's worker.
+    fn poll_main_queue(&self) {
+        match self.consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(msg)) => {
+                let ctx = self.consumer.context();
+                let inbox = &ctx.workers[ctx.worker_for(msg.partition())];
+                let _ = inbox.send(Inbox::Stray(msg.detach()));
+            }
+            Some(Err(e)) => {
+                self.metrics.consumer_errors.inc();
+                static CONSUME_ERRORS: Throttle = Throttle::new();
+                if let Some(held_back) = CONSUME_ERRORS.admit() {
+                    tracing::warn!(error = %e, held_back, "consume error");
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// Stops every worker (each drains its partitions until the deadline),
+    /// commits their positions, and leaves the views as they were.
+    fn shutdown(&self, workers: Vec<std::thread::JoinHandle<()>>) {
         let deadline = Instant::now() + self.options.shutdown_timeout;
-        let mut core = lock(&self.core);
-        core.stopping = true;
-        tracing::info!(
-            outstanding = core.outputs.outstanding(),
-            "stopping: waiting for deliveries, then committing"
-        );
-        core.outputs.flush(Duration::from_millis(0));
-        let waiting = core.drain(None, deadline);
+        let ctx = self.consumer.context();
+        ctx.stopping.store(true, Ordering::Relaxed);
+        tracing::info!("stopping: waiting for deliveries, then committing");
+        self.producer.flush(Duration::ZERO);
+        let (reply, replies) = channel();
+        let asked = ctx
+            .workers
+            .iter()
+            .filter(|w| {
+                w.send(Inbox::Stop {
+                    deadline,
+                    reply: reply.clone(),
+                })
+                .is_ok()
+            })
+            .count();
+        let (tpl, waiting) = to_commit(&collect(&replies, asked, deadline));
+        for w in workers {
+            if w.join().is_err() {
+                tracing::error!("a worker panicked");
+            }
+        }
+        self.board.close();
         if waiting > 0 {
             tracing::error!(
                 waiting,
                 "deliveries still unacknowledged at the shutdown deadline; offsets stay before their events, which are re-processed on restart"
             );
         }
-        let tpl = core.positions(None);
-        drop(core);
         if tpl.count() > 0 {
             match self.consumer.commit(&tpl, CommitMode::Sync) {
                 Ok(()) => {
@@ -861,22 +550,22 @@ impl Pipeline {
                 }
             }
         }
-        // Dropping the consumer leaves the group (the revoke callback runs once more).
-        drop(self.consumer);
-        let a = self.metrics.accounting();
-        tracing::info!(
-            consumed = a.consumed,
-            applied = a.applied,
-            dead_lettered = a.dead_lettered,
-            late = a.late,
-            refused = a.refused,
-            alerts_delivered = a.alerts_delivered,
-            dead_letters_delivered = a.dead_letters_delivered,
-            dropped = a.dropped,
-            balanced = a.balanced(),
-            "stopped"
-        );
     }
+}
+
+fn log_summary(a: &Accounting) {
+    tracing::info!(
+        consumed = a.consumed,
+        applied = a.applied,
+        dead_lettered = a.dead_lettered,
+        late = a.late,
+        refused = a.refused,
+        alerts_delivered = a.alerts_delivered,
+        dead_letters_delivered = a.dead_letters_delivered,
+        dropped = a.dropped,
+        balanced = a.balanced(),
+        "stopped"
+    );
 }
 
 fn describe_positions(tpl: &TopicPartitionList) -> String {
@@ -889,4 +578,24 @@ fn describe_positions(tpl: &TopicPartitionList) -> String {
         })
         .collect();
     parts.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_revocation_waits_at_most_half_the_session_timeout() {
+        let mut kafka = KafkaConfig::default();
+        let ten = Duration::from_secs(10);
+        assert_eq!(
+            revocation_deadline(&kafka, ten),
+            ten,
+            "default session 45 s"
+        );
+        kafka
+            .properties
+            .insert("session.timeout.ms".into(), "6000".into());
+        assert_eq!(revocation_deadline(&kafka, ten), Duration::from_secs(3));
+    }
 }
