@@ -171,6 +171,16 @@ fn compose_stack_is_consistent() {
         .iter()
         .any(|v| v.starts_with("./deploy/grafana/dashboards:")
             && provider.contains(v.split(':').nth(1).unwrap())));
+    // forewarn reports healthy only when ready, on the port it listens on.
+    let health = strs(&doc["services"]["forewarn"]["healthcheck"]["test"]).join(" ");
+    assert!(
+        health.contains(&format!("127.0.0.1/{port}")) && health.contains("/readyz"),
+        "{health}"
+    );
+    assert_eq!(
+        doc["services"]["simulator"]["depends_on"]["forewarn"]["condition"].as_str(),
+        Some("service_healthy")
+    );
     // The simulator feeds the topic forewarn consumes.
     let sim = strs(&doc["services"]["simulator"]["command"]);
     assert_eq!(arg_after(&sim, "--topic"), "service-events");
@@ -215,5 +225,113 @@ fn kubernetes_manifests_are_consistent() {
     assert_eq!(
         kind("Service")["spec"]["ports"][0]["port"].as_i64(),
         Some(port)
+    );
+    // Hardened: a versioned image, never root, nothing writable but /tmp.
+    let image = c["image"].as_str().unwrap();
+    assert_eq!(
+        image.rsplit_once(':').map(|t| t.1),
+        Some(env!("CARGO_PKG_VERSION")),
+        "{image}: the release's tag"
+    );
+    let pod_sec = &pod["spec"]["securityContext"];
+    assert_eq!(pod_sec["runAsNonRoot"].as_bool(), Some(true));
+    assert_eq!(pod_sec["runAsUser"].as_i64(), Some(IMAGE_UID));
+    let sec = &c["securityContext"];
+    assert_eq!(sec["allowPrivilegeEscalation"].as_bool(), Some(false));
+    assert_eq!(sec["readOnlyRootFilesystem"].as_bool(), Some(true));
+    assert_eq!(strs(&sec["capabilities"]["drop"]), ["ALL"]);
+    for r in ["cpu", "memory"] {
+        assert!(!c["resources"]["requests"][r].is_badvalue(), "{r} request");
+    }
+    // A drain never takes every replica.
+    let pdb = &kind("PodDisruptionBudget")["spec"];
+    assert_eq!(pdb["minAvailable"].as_i64(), Some(1));
+    assert_eq!(
+        pdb["selector"]["matchLabels"],
+        kind("Deployment")["spec"]["selector"]["matchLabels"]
+    );
+}
+
+/// The uid the image runs as (Dockerfile `USER`).
+const IMAGE_UID: i64 = 10001;
+
+/// The Dockerfile: pinned base images, a non-root user, a healthcheck on the
+/// endpoint the image listens on.
+#[test]
+fn dockerfile_is_pinned_non_root_and_healthchecked() {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Dockerfile")).unwrap();
+    let froms: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("FROM "))
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert!(froms.len() >= 2, "multi-stage: {froms:?}");
+    for image in &froms {
+        let tag = image.split_once(':').map_or("", |t| t.1);
+        assert!(
+            tag.contains(|c: char| c.is_ascii_digit())
+                && tag.contains('.')
+                && !tag.contains("latest"),
+            "{image}: pin a release (e.g. debian:12.12-slim), not a floating tag"
+        );
+    }
+    let user = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("USER "))
+        .next_back()
+        .expect("a USER line");
+    assert_eq!(user.split(':').next(), Some(IMAGE_UID.to_string().as_str()));
+    let listen = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ENV FOREWARN_LISTEN="))
+        .expect("the image listens beyond loopback");
+    let port = listen.rsplit(':').next().unwrap();
+    assert!(listen.starts_with("0.0.0.0:"), "{listen}");
+    let health = text
+        .split("HEALTHCHECK")
+        .nth(1)
+        .expect("a HEALTHCHECK")
+        .split("ENTRYPOINT")
+        .next()
+        .unwrap();
+    assert!(
+        health.contains(&format!("127.0.0.1/{port}")) && health.contains("/healthz"),
+        "{health}"
+    );
+    assert!(text.contains(&format!("EXPOSE {port}")));
+}
+
+/// For Prometheus-operator users: the ServiceMonitor scrapes the Service's
+/// named port, and the PrometheusRule carries exactly the meta-alerts that
+/// `promtool` checks and unit-tests.
+#[test]
+fn prometheus_operator_resources_match_the_plain_ones() {
+    let docs = load_yaml("deploy/kubernetes/prometheus-operator.yaml");
+    let kind = |k: &str| {
+        docs.iter()
+            .find(|d| d["kind"].as_str() == Some(k))
+            .unwrap_or_else(|| panic!("{k}"))
+    };
+    let plain = load_yaml("deploy/kubernetes/forewarn.yaml");
+    let service = plain
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("Service"))
+        .unwrap();
+    let monitor = &kind("ServiceMonitor")["spec"];
+    assert_eq!(
+        monitor["selector"]["matchLabels"],
+        service["metadata"]["labels"]
+    );
+    assert_eq!(
+        monitor["endpoints"][0]["port"].as_str(),
+        service["spec"]["ports"][0]["name"].as_str()
+    );
+    assert_eq!(monitor["endpoints"][0]["path"].as_str(), Some("/metrics"));
+    let rules = &load_yaml("deploy/prometheus/rules/forewarn-meta.rules.yml")[0];
+    assert_eq!(
+        kind("PrometheusRule")["spec"]["groups"],
+        rules["groups"],
+        "the PrometheusRule and forewarn-meta.rules.yml must not drift"
     );
 }
