@@ -41,6 +41,49 @@ pub struct Args {
     /// flag, or comma-separate, for an HA set).
     #[arg(long, env = "FOREWARN_ALERTMANAGER", value_delimiter = ',')]
     alertmanager: Vec<String>,
+    /// User name for HTTP basic authentication to Alertmanager (with
+    /// `--alertmanager-password-file`).
+    #[arg(
+        long,
+        env = "FOREWARN_ALERTMANAGER_USER",
+        requires = "alertmanager_password_file"
+    )]
+    alertmanager_user: Option<String>,
+    /// File holding the basic-authentication password (trailing newline ignored).
+    #[arg(
+        long,
+        env = "FOREWARN_ALERTMANAGER_PASSWORD_FILE",
+        requires = "alertmanager_user"
+    )]
+    alertmanager_password_file: Option<PathBuf>,
+    /// File holding a bearer token sent as `Authorization: Bearer …`.
+    #[arg(
+        long,
+        env = "FOREWARN_ALERTMANAGER_BEARER_TOKEN_FILE",
+        conflicts_with = "alertmanager_user"
+    )]
+    alertmanager_bearer_token_file: Option<PathBuf>,
+    /// PEM file of CA certificates trusted for `https://` Alertmanagers, besides
+    /// the system's.
+    #[arg(long, env = "FOREWARN_ALERTMANAGER_CA_FILE")]
+    alertmanager_ca_file: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS (with `--alertmanager-key-file`).
+    #[arg(
+        long,
+        env = "FOREWARN_ALERTMANAGER_CERT_FILE",
+        requires = "alertmanager_key_file"
+    )]
+    alertmanager_cert_file: Option<PathBuf>,
+    /// PEM (PKCS#8) key of the client certificate.
+    #[arg(
+        long,
+        env = "FOREWARN_ALERTMANAGER_KEY_FILE",
+        requires = "alertmanager_cert_file"
+    )]
+    alertmanager_key_file: Option<PathBuf>,
+    /// Accept any Alertmanager certificate (testing only).
+    #[arg(long)]
+    alertmanager_insecure_skip_verify: bool,
     /// How often firing alerts are re-sent to Alertmanager.
     #[arg(long, default_value = "1m", value_parser = duration)]
     alertmanager_resend: Duration,
@@ -50,6 +93,54 @@ pub struct Args {
     /// Log level or `tracing` directives; the `FOREWARN_LOG` variable overrides it.
     #[arg(long, default_value = "info")]
     log_level: String,
+}
+
+/// The contents of a secret or certificate file, naming the file and the flag
+/// on error.
+fn read_file(path: &std::path::Path, flag: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("{flag}: cannot read {}", path.display()))
+}
+
+/// A secret from a file, without its trailing newline.
+fn read_secret(path: &std::path::Path, flag: &str) -> anyhow::Result<String> {
+    let bytes = read_file(path, flag)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("{flag}: {} is not UTF-8", path.display()))?;
+    Ok(text.trim_end_matches(['\r', '\n']).to_string())
+}
+
+/// Credentials and TLS for Alertmanager, from the flags' files.
+fn alertmanager_access(
+    args: &Args,
+) -> anyhow::Result<(forewarn_outputs::Auth, forewarn_outputs::Tls)> {
+    use forewarn_outputs::Auth;
+    let auth = match (
+        &args.alertmanager_user,
+        &args.alertmanager_password_file,
+        &args.alertmanager_bearer_token_file,
+    ) {
+        (Some(user), Some(file), _) => Auth::Basic {
+            user: user.clone(),
+            password: read_secret(file, "--alertmanager-password-file")?,
+        },
+        (_, _, Some(file)) => Auth::Bearer(read_secret(file, "--alertmanager-bearer-token-file")?),
+        _ => Auth::None,
+    };
+    let tls = forewarn_outputs::Tls {
+        ca_pem: match &args.alertmanager_ca_file {
+            Some(p) => Some(read_file(p, "--alertmanager-ca-file")?),
+            None => None,
+        },
+        client: match (&args.alertmanager_cert_file, &args.alertmanager_key_file) {
+            (Some(c), Some(k)) => Some((
+                read_file(c, "--alertmanager-cert-file")?,
+                read_file(k, "--alertmanager-key-file")?,
+            )),
+            _ => None,
+        },
+        insecure_skip_verify: args.alertmanager_insecure_skip_verify,
+    };
+    Ok((auth, tls))
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -67,6 +158,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if !overridden.is_empty() {
         tracing::info!(settings = ?overridden, "kafka settings from the environment");
     }
+    // Secrets and certificates are read (and refused) before anything starts.
+    let access = if args.alertmanager.is_empty() {
+        None
+    } else {
+        Some(alertmanager_access(args)?)
+    };
     let metrics = Metrics::new();
     crate::http::register_build_info(&metrics);
     let options = Options {
@@ -91,21 +188,28 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let notifier = (!args.alertmanager.is_empty()).then(|| {
-        let n = Arc::new(forewarn_outputs::Notifier::start(
-            forewarn_outputs::AlertmanagerOptions {
-                urls: args.alertmanager.clone(),
-                resend_interval: args.alertmanager_resend,
-                ..Default::default()
-            },
-            &endpoint.metrics.registry,
-            runtime.handle(),
-        ));
-        let sink = Arc::clone(&n);
-        pipeline.add_alert_sink(Box::new(move |a| sink.notify(a)));
-        tracing::info!(urls = ?args.alertmanager, "alerts go to Alertmanager too");
-        n
-    });
+    let notifier = match access {
+        Some((auth, tls)) => {
+            let n = forewarn_outputs::Notifier::start(
+                forewarn_outputs::AlertmanagerOptions {
+                    urls: args.alertmanager.clone(),
+                    resend_interval: args.alertmanager_resend,
+                    auth,
+                    tls,
+                    ..Default::default()
+                },
+                &endpoint.metrics.registry,
+                runtime.handle(),
+            )
+            .map_err(|e| anyhow::anyhow!("Alertmanager TLS: {e}"))?;
+            let n = Arc::new(n);
+            let sink = Arc::clone(&n);
+            pipeline.add_alert_sink(Box::new(move |a| sink.notify(a)));
+            tracing::info!(urls = ?args.alertmanager, "alerts go to Alertmanager too");
+            Some(n)
+        }
+        None => None,
+    };
     let accounting = runtime.block_on(async {
         let bound = crate::http::serve(&args.listen, endpoint).await?;
         tracing::info!(addr = %bound, "http endpoint listening: /metrics /healthz /readyz /api/v1/alerts");

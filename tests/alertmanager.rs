@@ -113,6 +113,105 @@ fn alertmanager_pages_through_an_outage_then_resolves() {
     run.terminate(WAIT);
 }
 
+/// A self-signed certificate for 127.0.0.1 (openssl), as (cert, key) paths.
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (Debian package openssl)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
+/// bcrypt of "forewarn-test-secret" (cost 4), for Alertmanager's web config.
+const SECRET_HASH: &str = "$2a$04$LWJhXpM5B/v1T4ezxdsLb.fQI/RQXU9bONGkbDAkZsR4eMMYjBkoi";
+
+/// An Alertmanager behind HTTPS (a private CA) and basic auth: forewarn trusts
+/// the CA it is given, sends the password from its file, and the page arrives
+/// with no failed request. Without either, Alertmanager would refuse every
+/// request and nothing would page.
+#[test]
+fn alertmanager_over_tls_with_basic_auth() {
+    let broker = Broker::start();
+    let hook = Webhook::start();
+    let dir = TempDir::new("am-tls");
+    let (cert, key) = self_signed(&dir.0);
+    let am = Alertmanager::start_secured(&hook.url, &cert, &key, "forewarn", SECRET_HASH);
+    let password = dir.0.join("password");
+    std::fs::write(&password, "forewarn-test-secret\n").unwrap();
+    let cfg = config(&dir.0, ESTATE, &broker.addr, "amtls", "");
+    for (t, p) in [("amtls-events", 1), ("amtls-alerts", 1), ("amtls-dead", 1)] {
+        broker.create_topic(t, p);
+    }
+    let (cert_arg, password_arg) = (cert.display().to_string(), password.display().to_string());
+    let run = Forewarn::start_with(
+        &cfg,
+        &dir.0,
+        "run",
+        &[
+            "--alertmanager",
+            &am.url,
+            "--alertmanager-ca-file",
+            &cert_arg,
+            "--alertmanager-user",
+            "forewarn",
+            "--alertmanager-password-file",
+            &password_arg,
+        ],
+        &[],
+    );
+    broker.produce(
+        "amtls-events",
+        &requests(base_ms(), &["pay"], 0, 200, &["pay"], (100, 200)),
+    );
+    eventually(WAIT, "firing page through TLS and auth", || {
+        !notified(&hook, "pay", "firing").is_empty()
+    });
+    let addr = run.http_addr().unwrap();
+    assert_eq!(metric(&addr, "forewarn_notifications_failed_total"), 0.0);
+    assert!(metric(&addr, "forewarn_notifications_sent_total") >= 1.0);
+    run.terminate(WAIT);
+}
+
+/// A secret file that does not exist is refused at start-up, naming the flag
+/// and the path.
+#[test]
+fn unreadable_alertmanager_secret_is_refused_at_start() {
+    let dir = TempDir::new("am-secret");
+    let cfg = config(&dir.0, ESTATE, "127.0.0.1:9", "amsecret", "");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_forewarn"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .args(["--alertmanager", "https://127.0.0.1:9"])
+        .args(["--alertmanager-bearer-token-file", "/nonexistent/token"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("--alertmanager-bearer-token-file")
+            && stderr.contains("/nonexistent/token"),
+        "{stderr}"
+    );
+}
+
 /// An "Alertmanager" that accepts connections and never answers (a hung
 /// instance). Counts connections the client has closed (its timeout).
 struct Hung {

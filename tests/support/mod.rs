@@ -701,6 +701,8 @@ pub struct Alertmanager {
     pub url: String,
     dir: TempDir,
     port: u16,
+    /// Alertmanager's `--web.config.file` (TLS, basic auth), if any.
+    web_config: Option<PathBuf>,
 }
 
 impl Alertmanager {
@@ -721,7 +723,35 @@ impl Alertmanager {
             url: format!("http://127.0.0.1:{port}"),
             dir,
             port,
+            web_config: None,
         };
+        am.restart();
+        am
+    }
+
+    /// Serving HTTPS with `cert`/`key` (PEM files) and requiring basic auth
+    /// `user` with the bcrypt `hash` of its password.
+    pub fn start_secured(
+        webhook: &str,
+        cert: &Path,
+        key: &Path,
+        user: &str,
+        hash: &str,
+    ) -> Alertmanager {
+        let mut am = Alertmanager::start_with_group_wait(webhook, "0s");
+        am.stop();
+        let web = am.dir.0.join("web.yml");
+        std::fs::write(
+            &web,
+            format!(
+                "tls_server_config:\n  cert_file: {}\n  key_file: {}\nbasic_auth_users:\n  {user}: '{hash}'\n",
+                cert.display(),
+                key.display()
+            ),
+        )
+        .unwrap();
+        am.web_config = Some(web);
+        am.url = format!("https://127.0.0.1:{}", am.port);
         am.restart();
         am
     }
@@ -740,12 +770,24 @@ impl Alertmanager {
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
             .arg("--cluster.listen-address=")
+            .args(
+                self.web_config
+                    .iter()
+                    .map(|w| format!("--web.config.file={}", w.display())),
+            )
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("start prometheus-alertmanager (Debian package prometheus-alertmanager)");
         self.child = Some(child);
         let addr = format!("127.0.0.1:{}", self.port);
+        if self.web_config.is_some() {
+            // TLS and auth in front: listening is all this client can check.
+            eventually(Duration::from_secs(30), "alertmanager listening", || {
+                TcpStream::connect(&addr).is_ok()
+            });
+            return;
+        }
         eventually(Duration::from_secs(30), "alertmanager ready", || {
             try_http_get(&addr, "/-/ready").is_ok_and(|r| r.0 == 200)
         });

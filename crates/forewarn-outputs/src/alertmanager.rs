@@ -34,6 +34,104 @@ pub struct AlertmanagerOptions {
     pub timeout: Duration,
     /// Most distinct alerts held per Alertmanager while it does not accept them.
     pub max_queue: usize,
+    /// Credentials sent with every request.
+    pub auth: Auth,
+    /// TLS settings for `https://` URLs.
+    pub tls: Tls,
+}
+
+/// How forewarn authenticates to Alertmanager (or the proxy in front of it).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum Auth {
+    /// No credentials.
+    #[default]
+    None,
+    /// HTTP basic authentication.
+    Basic {
+        /// User name.
+        user: String,
+        /// Password.
+        password: String,
+    },
+    /// `Authorization: Bearer <token>`.
+    Bearer(String),
+}
+
+impl std::fmt::Debug for Auth {
+    // Secrets never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::None => f.write_str("None"),
+            Auth::Basic { user, .. } => {
+                write!(f, "Basic {{ user: {user:?}, password: <redacted> }}")
+            }
+            Auth::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+        }
+    }
+}
+
+/// TLS settings: extra trusted CA, a client certificate (mutual TLS), or no
+/// verification at all (testing only).
+#[derive(Clone, Default)]
+pub struct Tls {
+    /// PEM certificates trusted besides the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Client certificate and its PKCS#8 key, both PEM.
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
+    /// Accept any server certificate.
+    pub insecure_skip_verify: bool,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("ca", &self.ca_pem.is_some())
+            .field("client_certificate", &self.client.is_some())
+            .field("insecure_skip_verify", &self.insecure_skip_verify)
+            .finish()
+    }
+}
+
+/// Most alerts in one request: what Prometheus sends per batch.
+const MAX_BATCH: usize = 64;
+
+/// The HTTP client for `options`: forewarn's User-Agent, the timeout, TLS.
+fn client(options: &AlertmanagerOptions) -> Result<reqwest::Client, String> {
+    let mut b = reqwest::Client::builder()
+        .timeout(options.timeout)
+        .user_agent(concat!("forewarn/", env!("CARGO_PKG_VERSION")));
+    let tls = &options.tls;
+    if let Some(pem) = &tls.ca_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| format!("the CA file holds no readable PEM certificate: {e}"))?;
+        if certs.is_empty() {
+            return Err("the CA file holds no PEM certificate".into());
+        }
+        for c in certs {
+            b = b.add_root_certificate(c);
+        }
+    }
+    if let Some((cert, key)) = &tls.client {
+        let id = reqwest::Identity::from_pkcs8_pem(cert, key).map_err(|e| {
+            format!(
+                "the client certificate or key is not readable PEM (the key must be PKCS#8): {e}"
+            )
+        })?;
+        b = b.identity(id);
+    }
+    if tls.insecure_skip_verify {
+        b = b.danger_accept_invalid_certs(true);
+    }
+    b.build().map_err(|e| e.to_string())
+}
+
+/// `request` with the configured credentials.
+fn authorize(request: reqwest::RequestBuilder, auth: &Auth) -> reqwest::RequestBuilder {
+    match auth {
+        Auth::None => request,
+        Auth::Basic { user, password } => request.basic_auth(user, Some(password)),
+        Auth::Bearer(token) => request.bearer_auth(token),
+    }
 }
 
 impl Default for AlertmanagerOptions {
@@ -43,6 +141,8 @@ impl Default for AlertmanagerOptions {
             resend_interval: Duration::from_secs(60),
             timeout: Duration::from_secs(10),
             max_queue: 10_000,
+            auth: Auth::None,
+            tls: Tls::default(),
         }
     }
 }
@@ -125,21 +225,23 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// Starts the notifier task on `runtime`.
+    /// Starts the notifier task on `runtime`; refuses TLS material it cannot
+    /// read (the message says what is wrong with it).
     pub fn start(
         options: AlertmanagerOptions,
         registry: &Registry,
         runtime: &tokio::runtime::Handle,
-    ) -> Notifier {
+    ) -> Result<Notifier, String> {
+        let client = client(&options)?;
         let metrics = NotifierMetrics::new(registry);
         let (tx, rx) = mpsc::channel(options.max_queue.max(1));
         let dropped = metrics.dropped.clone();
-        let task = runtime.spawn(run(options, rx, metrics));
-        Notifier {
+        let task = runtime.spawn(run(options, client, rx, metrics));
+        Ok(Notifier {
             tx: std::sync::Mutex::new(Some(tx)),
             dropped,
             task: std::sync::Mutex::new(Some(task)),
-        }
+        })
     }
 
     /// Queues a firing or resolved alert (others are not Alertmanager's
@@ -252,14 +354,12 @@ impl Target {
 /// Turns pipeline alerts into postable states, keeps the firing ones for
 /// re-sending, and hands every state to each Alertmanager's queue; on close,
 /// waits for the workers to drain.
-async fn run(options: AlertmanagerOptions, mut rx: mpsc::Receiver<Alert>, m: NotifierMetrics) {
-    let client = match reqwest::Client::builder().timeout(options.timeout).build() {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot create the Alertmanager client");
-            return;
-        }
-    };
+async fn run(
+    options: AlertmanagerOptions,
+    client: reqwest::Client,
+    mut rx: mpsc::Receiver<Alert>,
+    m: NotifierMetrics,
+) {
     let targets: Vec<Arc<Target>> = options
         .urls
         .iter()
@@ -283,6 +383,7 @@ async fn run(options: AlertmanagerOptions, mut rx: mpsc::Receiver<Alert>, m: Not
             tokio::spawn(deliver(
                 Arc::clone(t),
                 client.clone(),
+                options.auth.clone(),
                 m.clone(),
                 Arc::clone(&closing),
             ))
@@ -343,6 +444,7 @@ async fn run(options: AlertmanagerOptions, mut rx: mpsc::Receiver<Alert>, m: Not
 async fn deliver(
     target: Arc<Target>,
     client: reqwest::Client,
+    auth: Auth,
     m: NotifierMetrics,
     closing: Arc<AtomicBool>,
 ) {
@@ -353,7 +455,7 @@ async fn deliver(
             .queue
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .take(500);
+            .take(MAX_BATCH);
         if batch.is_empty() {
             if closing.load(Ordering::Acquire) {
                 return;
@@ -363,7 +465,7 @@ async fn deliver(
             continue;
         }
         let body: Vec<&Postable> = batch.iter().map(|(_, p)| p).collect();
-        let ok = match client.post(url).json(&body).send().await {
+        let ok = match authorize(client.post(url), &auth).json(&body).send().await {
             Ok(r) if r.status().is_success() => true,
             Ok(r) => {
                 tracing::warn!(url, status = %r.status(), "alertmanager refused alerts");
@@ -432,5 +534,132 @@ mod tests {
             "a third distinct alert overflows"
         );
         assert_eq!(q.len(), 2);
+    }
+
+    /// Requests as a raw server saw them: (head, JSON body).
+    fn capture(
+        n: usize,
+    ) -> (
+        String,
+        std::thread::JoinHandle<Vec<(String, serde_json::Value)>>,
+    ) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let mut seen: Vec<(String, serde_json::Value)> = Vec::new();
+            while seen
+                .iter()
+                .map(|(_, b)| b.as_array().map_or(0, Vec::len))
+                .sum::<usize>()
+                < n
+            {
+                let (mut conn, _) = listener.accept().unwrap();
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 65536];
+                let (head, start, len) = loop {
+                    let got = conn.read(&mut chunk).unwrap();
+                    buf.extend_from_slice(&chunk[..got]);
+                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map_or(0, |v| v.trim().parse().unwrap());
+                        break (head, end + 4, end + 4 + len);
+                    }
+                };
+                while buf.len() < len {
+                    let got = conn.read(&mut chunk).unwrap();
+                    buf.extend_from_slice(&chunk[..got]);
+                }
+                let body = serde_json::from_slice(&buf[start..len]).unwrap();
+                seen.push((head, body));
+                conn.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .unwrap();
+            }
+            seen
+        });
+        (url, server)
+    }
+
+    fn firing(i: usize) -> Alert {
+        Alert {
+            status: "firing",
+            transition: forewarn_core::lifecycle::TransitionKind::Firing,
+            labels: [("alertname".to_string(), format!("A{i}"))].into(),
+            annotations: Default::default(),
+            starts_at: "2026-01-01T00:00:00Z".into(),
+            ends_at: None,
+            generator_url: String::new(),
+            fingerprint: format!("f{i}"),
+            episode: String::new(),
+            evaluated_at: String::new(),
+        }
+    }
+
+    /// Every request carries forewarn's User-Agent and the bearer token, and
+    /// 100 alerts go in batches of at most 64, as Prometheus sends them.
+    #[test]
+    fn requests_carry_identity_and_credentials_in_prometheus_sized_batches() {
+        let (url, server) = capture(100);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let n = Notifier::start(
+            AlertmanagerOptions {
+                urls: vec![url],
+                auth: Auth::Bearer("t0ken".into()),
+                ..Default::default()
+            },
+            &Registry::new(),
+            runtime.handle(),
+        )
+        .unwrap();
+        for i in 0..100 {
+            n.notify(&firing(i));
+        }
+        let seen = server.join().unwrap();
+        runtime.block_on(n.close(Duration::from_secs(1)));
+        let sizes: Vec<usize> = seen
+            .iter()
+            .map(|(_, b)| b.as_array().unwrap().len())
+            .collect();
+        assert!(sizes.iter().all(|&s| s <= MAX_BATCH), "{sizes:?}");
+        for (head, _) in &seen {
+            assert!(head.starts_with("post /api/v2/alerts "), "{head}");
+            assert!(head.contains("user-agent: forewarn/"), "{head}");
+            assert!(head.contains("authorization: bearer t0ken"), "{head}");
+        }
+    }
+
+    #[test]
+    fn unreadable_tls_material_is_refused_with_what_is_wrong() {
+        let mut options = AlertmanagerOptions::default();
+        options.tls.ca_pem = Some(b"not a certificate".to_vec());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let err = Notifier::start(options, &Registry::new(), runtime.handle())
+            .err()
+            .expect("refused");
+        assert!(err.contains("CA file"), "{err}");
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let basic = Auth::Basic {
+            user: "u".into(),
+            password: "hunter2".into(),
+        };
+        let shown = format!("{basic:?} {:?}", Auth::Bearer("t0ken".into()));
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("t0ken"),
+            "{shown}"
+        );
     }
 }

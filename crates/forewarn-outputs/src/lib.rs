@@ -5,4 +5,4 @@
 
 pub mod alertmanager;
 
-pub use alertmanager::{AlertmanagerOptions, Notifier};
+pub use alertmanager::{AlertmanagerOptions, Auth, Notifier, Tls};
