@@ -197,6 +197,24 @@ pub enum Field {
 }
 
 impl Field {
+    /// Every field, in declaration order.
+    pub const ALL: &'static [Field] = &[
+        Field::Ts,
+        Field::Service,
+        Field::Kind,
+        Field::Outcome,
+        Field::Category,
+        Field::LatencyMs,
+        Field::SlaMs,
+        Field::Satisfaction,
+        Field::Sentiment,
+        Field::Complaint,
+        Field::Labels,
+        Field::Entity,
+        Field::Phase,
+        Field::Deadline,
+    ];
+
     /// JSON name of the field.
     pub fn as_str(self) -> &'static str {
         match self {
