@@ -113,6 +113,70 @@ fn alertmanager_pages_through_an_outage_then_resolves() {
     run.terminate(WAIT);
 }
 
+/// An alert stamped two minutes ahead (a producer's clock, within
+/// `max_future_skew`) with a 1 s resend: its `endsAt` (now + 4 s) would be
+/// before its `startsAt`, which Alertmanager refuses. forewarn starts it now, so
+/// a real Alertmanager accepts it and nothing is rejected.
+#[test]
+fn an_alert_from_a_clock_ahead_is_accepted_by_a_real_alertmanager() {
+    let hook = Webhook::start();
+    let am = Alertmanager::start(&hook.url);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let registry = prometheus::Registry::new();
+    let n = forewarn_outputs::Notifier::start(
+        forewarn_outputs::AlertmanagerOptions {
+            urls: vec![am.url.clone()],
+            resend_interval: Duration::from_secs(1),
+            ..Default::default()
+        },
+        &registry,
+        runtime.handle(),
+    )
+    .unwrap();
+    let ahead = forewarn_core::time::format_rfc3339(base_ms_now() + 120_000);
+    n.notify(&forewarn_core::Alert {
+        status: "firing",
+        transition: forewarn_core::lifecycle::TransitionKind::Firing,
+        labels: [
+            ("alertname".to_string(), "ClockAhead".to_string()),
+            ("service".to_string(), "ahead".to_string()),
+        ]
+        .into(),
+        annotations: Default::default(),
+        starts_at: ahead,
+        ends_at: None,
+        generator_url: String::new(),
+        fingerprint: "ahead".into(),
+        episode: "ahead-1".into(),
+        evaluated_at: String::new(),
+    });
+    let addr = am.url.trim_start_matches("http://").to_string();
+    eventually(WAIT, "Alertmanager holds the alert", || {
+        http_get(&addr, "/api/v2/alerts").1.contains("ClockAhead")
+    });
+    runtime.block_on(n.close(Duration::from_secs(1)));
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .unwrap();
+    assert!(
+        text.lines()
+            .filter(|l| l.starts_with("forewarn_notifications_rejected_total"))
+            .all(|l| l.ends_with(" 0")),
+        "{text}"
+    );
+}
+
+fn base_ms_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
 /// A self-signed certificate for 127.0.0.1 (openssl), as (cert, key) paths.
 fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));

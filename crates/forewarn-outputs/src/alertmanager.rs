@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use forewarn_core::time::format_rfc3339;
+use forewarn_core::time::{format_rfc3339, parse_rfc3339};
 use forewarn_core::Alert;
 use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 use serde::Serialize;
@@ -164,6 +164,7 @@ struct Postable {
 struct NotifierMetrics {
     sent: IntCounterVec,
     failed: IntCounterVec,
+    rejected: IntCounterVec,
     dropped: IntCounter,
     queued: IntGaugeVec,
 }
@@ -186,6 +187,14 @@ impl NotifierMetrics {
             &["alertmanager"],
         )
         .expect("valid metric");
+        let rejected = IntCounterVec::new(
+            Opts::new(
+                "forewarn_notifications_rejected_total",
+                "Alerts an Alertmanager refused as invalid (HTTP 4xx), by URL: logged with its reason, not retried.",
+            ),
+            &["alertmanager"],
+        )
+        .expect("valid metric");
         let dropped = IntCounter::new(
             "forewarn_notifications_dropped_total",
             "Alerts dropped because an Alertmanager's notification queue was full.",
@@ -202,6 +211,7 @@ impl NotifierMetrics {
         for c in [
             Box::new(sent.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(failed.clone()),
+            Box::new(rejected.clone()),
             Box::new(dropped.clone()),
             Box::new(queued.clone()),
         ] {
@@ -211,6 +221,7 @@ impl NotifierMetrics {
         NotifierMetrics {
             sent,
             failed,
+            rejected,
             dropped,
             queued,
         }
@@ -351,6 +362,37 @@ impl Target {
     }
 }
 
+/// The state Alertmanager is sent, with event times clamped to what it
+/// accepts: an alert stamped ahead of its clock (a producer's clock, within
+/// `max_future_skew`) starts now, and a resolved alert ends no later than now
+/// (a future `endsAt` would keep it active) and never before it started.
+/// `firing_until` is the `endsAt` of a firing alert.
+fn postable(
+    labels: std::collections::BTreeMap<String, String>,
+    annotations: std::collections::BTreeMap<String, String>,
+    starts_at: &str,
+    resolved_at: Option<&str>,
+    firing_until: Option<String>,
+    generator_url: String,
+    now: i64,
+) -> Postable {
+    let starts = parse_rfc3339(starts_at).map_or(now, |s| s.min(now));
+    let ends_at = match firing_until {
+        Some(until) => until,
+        None => {
+            let ends = resolved_at.and_then(parse_rfc3339).unwrap_or(now);
+            format_rfc3339(ends.clamp(starts, now.max(starts)))
+        }
+    };
+    Postable {
+        labels,
+        annotations,
+        starts_at: format_rfc3339(starts),
+        ends_at,
+        generator_url,
+    }
+}
+
 /// Turns pipeline alerts into postable states, keeps the firing ones for
 /// re-sending, and hands every state to each Alertmanager's queue; on close,
 /// waits for the workers to drain.
@@ -369,6 +411,7 @@ async fn run(
             m.queued.with_label_values(&[&url]).set(0);
             m.sent.with_label_values(&[&url]);
             m.failed.with_label_values(&[&url]);
+            m.rejected.with_label_values(&[&url]);
             Arc::new(Target {
                 url,
                 queue: Mutex::new(Queue::default()),
@@ -399,17 +442,8 @@ async fn run(
             got = rx.recv() => {
                 let Some(a) = got else { break };
                 let resolved = a.status == "resolved";
-                let p = Postable {
-                    ends_at: if resolved {
-                        a.ends_at.clone().unwrap_or_else(|| format_rfc3339(wall_ms()))
-                    } else {
-                        ends_at_for_firing()
-                    },
-                    labels: a.labels,
-                    annotations: a.annotations,
-                    starts_at: a.starts_at,
-                    generator_url: a.generator_url,
-                };
+                let firing_until = (!resolved).then(ends_at_for_firing);
+                let p = postable(a.labels, a.annotations, &a.starts_at, a.ends_at.as_deref(), firing_until, a.generator_url, wall_ms());
                 for t in &targets {
                     t.put(&a.fingerprint, &p, options.max_queue, &m);
                 }
@@ -439,6 +473,41 @@ async fn run(
     }
 }
 
+/// How Alertmanager answered one request.
+enum Posted {
+    /// 2xx.
+    Accepted,
+    /// 4xx other than 408/429: the request is invalid and would be refused
+    /// again; Alertmanager's reason.
+    Rejected(String),
+    /// No answer, 5xx, 408 or 429: worth retrying.
+    Failed,
+}
+
+async fn post(client: &reqwest::Client, url: &str, auth: &Auth, body: &[&Postable]) -> Posted {
+    match authorize(client.post(url), auth).json(body).send().await {
+        Ok(r) if r.status().is_success() => Posted::Accepted,
+        Ok(r) if r.status().is_client_error() && !matches!(r.status().as_u16(), 408 | 429) => {
+            let status = r.status();
+            let text = r.text().await.unwrap_or_default();
+            Posted::Rejected(format!("{status}: {}", text.trim()))
+        }
+        Ok(r) => {
+            tracing::warn!(url, status = %r.status(), "alertmanager refused alerts; will retry");
+            Posted::Failed
+        }
+        Err(e) => {
+            tracing::warn!(url, error = %e, "alertmanager unreachable");
+            Posted::Failed
+        }
+    }
+}
+
+fn reject(url: &str, p: &Postable, why: &str, m: &NotifierMetrics) {
+    m.rejected.with_label_values(&[url]).inc();
+    tracing::error!(url, reason = why, labels = ?p.labels, starts_at = %p.starts_at, ends_at = %p.ends_at, "alertmanager rejected an alert as invalid; not retried");
+}
+
 /// One Alertmanager's worker: posts its queue in batches, retrying failures
 /// with backoff; exits once closing and drained.
 async fn deliver(
@@ -465,20 +534,37 @@ async fn deliver(
             continue;
         }
         let body: Vec<&Postable> = batch.iter().map(|(_, p)| p).collect();
-        let ok = match authorize(client.post(url), &auth).json(&body).send().await {
-            Ok(r) if r.status().is_success() => true,
-            Ok(r) => {
-                tracing::warn!(url, status = %r.status(), "alertmanager refused alerts");
-                false
+        // How many alerts of the batch (from the front) are settled.
+        let settled = match post(&client, url, &auth, &body).await {
+            Posted::Accepted => {
+                m.sent.with_label_values(&[url]).inc_by(body.len() as u64);
+                body.len()
             }
-            Err(e) => {
-                tracing::warn!(url, error = %e, "alertmanager unreachable");
-                false
+            // One invalid alert makes Alertmanager refuse the whole batch:
+            // resend one by one so only the invalid ones are given up.
+            Posted::Rejected(why) if body.len() == 1 => {
+                reject(url, body[0], &why, &m);
+                1
             }
+            Posted::Rejected(_) => {
+                let mut settled = 0;
+                for p in &body {
+                    match post(&client, url, &auth, &[*p]).await {
+                        Posted::Accepted => m.sent.with_label_values(&[url]).inc(),
+                        Posted::Rejected(why) => reject(url, p, &why, &m),
+                        // Unreachable meanwhile: the rest is retried.
+                        Posted::Failed => break,
+                    }
+                    settled += 1;
+                }
+                settled
+            }
+            Posted::Failed => 0,
         };
-        let sent = body.len() as u64;
-        if ok {
-            m.sent.with_label_values(&[url]).inc_by(sent);
+        drop(body);
+        let mut batch = batch;
+        let unsettled = batch.split_off(settled);
+        if unsettled.is_empty() {
             backoff = Duration::ZERO;
         } else {
             m.failed.with_label_values(&[url]).inc();
@@ -486,8 +572,8 @@ async fn deliver(
         }
         {
             let mut q = target.queue.lock().unwrap_or_else(|p| p.into_inner());
-            if !ok {
-                q.requeue(batch);
+            if !unsettled.is_empty() {
+                q.requeue(unsettled);
             }
             m.queued.with_label_values(&[url]).set(q.len() as i64);
         }
@@ -536,6 +622,30 @@ mod tests {
         assert_eq!(q.len(), 2);
     }
 
+    /// Reads one HTTP/1.1 request: its lower-cased head and its JSON body.
+    fn read_request(conn: &mut std::net::TcpStream) -> (String, serde_json::Value) {
+        use std::io::Read;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 65536];
+        let (head, start, len) = loop {
+            let got = conn.read(&mut chunk).unwrap();
+            buf.extend_from_slice(&chunk[..got]);
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                break (head, end + 4, end + 4 + len);
+            }
+        };
+        while buf.len() < len {
+            let got = conn.read(&mut chunk).unwrap();
+            buf.extend_from_slice(&chunk[..got]);
+        }
+        (head, serde_json::from_slice(&buf[start..len]).unwrap())
+    }
+
     /// Requests as a raw server saw them: (head, JSON body).
     fn capture(
         n: usize,
@@ -543,7 +653,7 @@ mod tests {
         String,
         std::thread::JoinHandle<Vec<(String, serde_json::Value)>>,
     ) {
-        use std::io::{Read, Write};
+        use std::io::Write;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let server = std::thread::spawn(move || {
@@ -555,25 +665,7 @@ mod tests {
                 < n
             {
                 let (mut conn, _) = listener.accept().unwrap();
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 65536];
-                let (head, start, len) = loop {
-                    let got = conn.read(&mut chunk).unwrap();
-                    buf.extend_from_slice(&chunk[..got]);
-                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                        let len: usize = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .map_or(0, |v| v.trim().parse().unwrap());
-                        break (head, end + 4, end + 4 + len);
-                    }
-                };
-                while buf.len() < len {
-                    let got = conn.read(&mut chunk).unwrap();
-                    buf.extend_from_slice(&chunk[..got]);
-                }
-                let body = serde_json::from_slice(&buf[start..len]).unwrap();
+                let (head, body) = read_request(&mut conn);
                 seen.push((head, body));
                 conn.write_all(
                     b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
@@ -660,6 +752,120 @@ mod tests {
         assert!(
             !shown.contains("hunter2") && !shown.contains("t0ken"),
             "{shown}"
+        );
+    }
+
+    #[test]
+    fn times_are_clamped_to_what_alertmanager_accepts() {
+        let now = 1_800_000_000_000;
+        let at = |ms: i64| format_rfc3339(ms);
+        let p = |starts: i64, resolved: Option<i64>| {
+            let resolved = resolved.map(at);
+            let firing = resolved.is_none().then(|| at(now + 40_000));
+            postable(
+                Default::default(),
+                Default::default(),
+                &at(starts),
+                resolved.as_deref(),
+                firing,
+                String::new(),
+                now,
+            )
+        };
+        let ahead = p(now + 120_000, None);
+        assert_eq!(ahead.starts_at, at(now), "a future start starts now");
+        assert_eq!(ahead.ends_at, at(now + 40_000));
+        let past = p(now - 60_000, None);
+        assert_eq!(past.starts_at, at(now - 60_000), "past starts are kept");
+        let resolved_ahead = p(now + 120_000, Some(now + 180_000));
+        assert_eq!(
+            (
+                resolved_ahead.starts_at.as_str(),
+                resolved_ahead.ends_at.as_str()
+            ),
+            (at(now).as_str(), at(now).as_str()),
+            "a resolve in the future ends now, not later"
+        );
+        let resolved = p(now - 60_000, Some(now - 30_000));
+        assert_eq!(resolved.ends_at, at(now - 30_000));
+    }
+
+    /// An Alertmanager that refuses any request holding an alert labelled
+    /// `bad` (as a real one refuses a whole batch for one invalid alert).
+    fn picky(good_wanted: usize) -> (String, std::thread::JoinHandle<usize>) {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let mut good = std::collections::BTreeSet::new();
+            let mut requests = 0;
+            while good.len() < good_wanted {
+                let (mut conn, _) = listener.accept().unwrap();
+                requests += 1;
+                let body = read_request(&mut conn).1;
+                let alerts = body.as_array().unwrap();
+                let reply: &[u8] = if alerts.iter().any(|a| a["labels"]["bad"] == "yes") {
+                    b"HTTP/1.1 400 Bad Request\r\ncontent-length: 35\r\nconnection: close\r\n\r\nstart time must be before end time"
+                } else {
+                    for a in alerts {
+                        good.insert(a["labels"]["alertname"].as_str().unwrap().to_string());
+                    }
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                };
+                conn.write_all(reply).unwrap();
+            }
+            requests
+        });
+        (url, server)
+    }
+
+    /// One alert Alertmanager refuses as invalid does not hold back the
+    /// others: they are delivered, it is counted as rejected, and it is not
+    /// retried (before, the batch was retried forever at the head of the queue).
+    #[test]
+    fn an_invalid_alert_is_given_up_and_does_not_wedge_the_queue() {
+        let (url, server) = picky(3);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let registry = Registry::new();
+        let n = Notifier::start(
+            AlertmanagerOptions {
+                urls: vec![url],
+                ..Default::default()
+            },
+            &registry,
+            runtime.handle(),
+        )
+        .unwrap();
+        let mut bad = firing(0);
+        bad.labels.insert("bad".into(), "yes".into());
+        n.notify(&bad);
+        for i in 1..=3 {
+            n.notify(&firing(i));
+        }
+        let requests = server.join().unwrap();
+        runtime.block_on(n.close(Duration::from_secs(1)));
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .unwrap();
+        let value = |name: &str| -> f64 {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+                .unwrap_or(0.0)
+        };
+        assert_eq!(
+            value("forewarn_notifications_rejected_total"),
+            1.0,
+            "{text}"
+        );
+        assert_eq!(value("forewarn_notifications_sent_total"), 3.0, "{text}");
+        assert!(
+            requests <= 5,
+            "the invalid alert is not retried: {requests} requests"
         );
     }
 }
