@@ -152,7 +152,7 @@ fn run(cfg: &forewarn_core::Config, workers: usize, parts: &[Arc<Vec<OwnedMessag
                 Arc::clone(&shared),
                 Arc::clone(&group),
                 inbox,
-                Outbox::new(Arc::clone(&producer), 1),
+                Outbox::new(Arc::clone(&producer), 1, usize::MAX),
                 Arc::new(AtomicI64::new(0)),
             );
             std::thread::spawn(move || worker.run())

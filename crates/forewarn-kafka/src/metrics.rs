@@ -72,6 +72,8 @@ pub struct Metrics {
     pub worker_messages: IntCounterVec,
     /// Partitions each worker thread owns.
     pub worker_partitions: IntGaugeVec,
+    /// 1 while a worker takes no input because its deliveries are not settling.
+    pub worker_paused: IntGaugeVec,
     /// Applied events a signal could not track because a new group would exceed
     /// `max_groups` (the cardinality cap).
     pub groups_refused: IntCounter,
@@ -354,6 +356,17 @@ impl Metrics {
         registry
             .register(Box::new(worker_partitions.clone()))
             .expect("unique metric");
+        let worker_paused = IntGaugeVec::new(
+            Opts::new(
+                "forewarn_worker_paused",
+                "1 while a worker takes no input because its unsettled deliveries exceed the bound (backpressure).",
+            ),
+            &["worker"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(worker_paused.clone()))
+            .expect("unique metric");
         let entity_events = IntCounterVec::new(
             Opts::new(
                 "forewarn_entity_events_total",
@@ -469,6 +482,7 @@ impl Metrics {
             consumer_lag,
             worker_messages,
             worker_partitions,
+            worker_paused,
             groups_refused,
             entity_events,
             groups_reclaimed,

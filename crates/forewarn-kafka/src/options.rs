@@ -19,6 +19,9 @@ pub struct Options {
     /// or dead letter is given up with an error log and
     /// `forewarn_output_dropped_total`.
     pub max_attempts: u32,
+    /// Bytes of undelivered alerts and dead letters a worker may hold; above
+    /// it the worker takes no more input until deliveries settle.
+    pub max_outstanding_bytes: usize,
 }
 
 impl Options {
@@ -36,6 +39,7 @@ impl Default for Options {
             tick_interval: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(10),
             max_attempts: 5,
+            max_outstanding_bytes: 64 << 20,
         }
     }
 }

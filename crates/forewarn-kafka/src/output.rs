@@ -182,17 +182,54 @@ pub struct Outbox {
     in_flight: usize,
     /// Attempts before a delivery is given up.
     max_attempts: u32,
+    /// Bytes of the messages not yet settled (delivered or given up).
+    held: usize,
+    /// Above this many held bytes the outbox is full: its worker stops taking
+    /// messages until deliveries settle (backpressure).
+    max_held: usize,
+}
+
+/// What a message holds in memory until it is settled.
+fn size_of(p: &Pending) -> usize {
+    std::mem::size_of::<Pending>()
+        + p.key.as_ref().map_or(0, |k| k.len())
+        + p.payload.as_ref().map_or(0, |v| v.len())
+        + p.headers.iter().map(|(_, v)| v.len() + 32).sum::<usize>()
 }
 
 impl Outbox {
-    /// A worker's outbox on the shared `producer`.
-    pub fn new(producer: Arc<Producer>, max_attempts: u32) -> Outbox {
+    /// A worker's outbox on the shared `producer`, full above `max_held` bytes.
+    pub fn new(producer: Arc<Producer>, max_attempts: u32, max_held: usize) -> Outbox {
         Outbox {
             producer,
             retries: VecDeque::new(),
             in_flight: 0,
             max_attempts: max_attempts.max(1),
+            held: 0,
+            max_held,
         }
+    }
+
+    /// Sends a new message (see [`Outbox::send`]), holding its bytes until
+    /// [`Outbox::settled`].
+    pub fn send_new(&mut self, pending: Box<Pending>) -> Option<Ack> {
+        self.held += size_of(&pending);
+        self.send(pending)
+    }
+
+    /// Releases a message delivered or given up.
+    pub fn settled(&mut self, pending: &Pending) {
+        self.held = self.held.saturating_sub(size_of(pending));
+    }
+
+    /// Whether the unsettled messages exceed the bound: take no more input.
+    pub fn is_full(&self) -> bool {
+        self.held > self.max_held
+    }
+
+    /// Bytes held by unsettled messages.
+    pub fn held_bytes(&self) -> usize {
+        self.held
     }
 
     /// Sends `pending` (now, or as soon as librdkafka's queue has room). A

@@ -454,7 +454,11 @@ impl Pipeline {
                 Arc::clone(&shared),
                 Arc::clone(&self.consumer),
                 inbox,
-                Outbox::new(Arc::clone(&self.producer), self.options.max_attempts),
+                Outbox::new(
+                    Arc::clone(&self.producer),
+                    self.options.max_attempts,
+                    self.options.max_outstanding_bytes,
+                ),
                 heartbeat,
             );
             workers.push(

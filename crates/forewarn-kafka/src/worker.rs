@@ -218,6 +218,9 @@ pub struct Worker<Q: MessageQueue, G: GroupClient> {
     /// This worker's `forewarn_worker_messages_total` and `forewarn_worker_partitions`.
     messages: IntCounter,
     partitions: IntGauge,
+    /// Whether input is paused for backpressure, and its gauge.
+    paused: bool,
+    paused_gauge: IntGauge,
 }
 
 fn wall_ms() -> Millis {
@@ -245,9 +248,13 @@ impl<Q: MessageQueue, G: GroupClient> Worker<Q, G> {
             .worker_partitions
             .with_label_values(&[&label]);
         partitions.set(0);
+        let paused_gauge = shared.metrics.worker_paused.with_label_values(&[&label]);
+        paused_gauge.set(0);
         Worker {
             messages,
             partitions,
+            paused: false,
+            paused_gauge,
             consumer,
             inbox,
             deferred: Vec::new(),
@@ -375,7 +382,30 @@ impl<Q: MessageQueue, G: GroupClient> Worker<Q, G> {
     }
 
     /// Takes up to a burst of messages from every partition; returns how many.
+    /// Takes none while the outbox is full: deliveries are not keeping up (a
+    /// broker outage), so input waits in Kafka instead of output in memory.
     fn consume(&mut self) -> usize {
+        let full = self.effects.outbox.is_full();
+        if full != self.paused {
+            self.paused = full;
+            self.paused_gauge.set(i64::from(full));
+            if full {
+                tracing::warn!(
+                    worker = self.effects.index,
+                    held_bytes = self.effects.outbox.held_bytes(),
+                    outstanding = self.effects.outbox.outstanding(),
+                    "deliveries are not keeping up: this worker takes no more input until they settle"
+                );
+            } else {
+                tracing::info!(
+                    worker = self.effects.index,
+                    "deliveries caught up: taking input again"
+                );
+            }
+        }
+        if full {
+            return 0;
+        }
         let mut got = 0;
         for o in &mut self.owned {
             for _ in 0..BURST {
@@ -684,7 +714,7 @@ impl Effects {
                 offset,
             },
         );
-        let failed = self.outbox.send(Box::new(Pending {
+        let failed = self.outbox.send_new(Box::new(Pending {
             output: Output::DeadLetters,
             topic: Arc::clone(&self.shared.dead_letter_topic),
             key: msg.key().map(Arc::from),
@@ -728,7 +758,7 @@ impl Effects {
                 alert.labels.get("severity").map_or("", String::as_str),
                 alert.status,
             );
-            let failed = self.outbox.send(Box::new(Pending {
+            let failed = self.outbox.send_new(Box::new(Pending {
                 output: Output::Alerts,
                 topic: Arc::clone(&self.shared.alerts_topic),
                 key: Some(Arc::from(alert.fingerprint.as_bytes())),
@@ -783,6 +813,152 @@ impl Effects {
                 p
             }
         };
+        self.outbox.settled(&done);
         done.source
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc::channel;
+
+    use rdkafka::message::Timestamp;
+
+    use super::*;
+    use crate::output::{AckRoute, Producer};
+
+    /// One partition's messages, in memory.
+    struct Memory(Vec<OwnedMessage>, AtomicUsize);
+
+    impl MessageQueue for Memory {
+        type Message<'a> = &'a OwnedMessage;
+        fn next(&self) -> Option<KafkaResult<&OwnedMessage>> {
+            let i = self.1.fetch_add(1, Ordering::Relaxed);
+            self.0.get(i).map(Ok)
+        }
+    }
+
+    impl Record for &OwnedMessage {
+        fn topic(&self) -> &str {
+            rdkafka::message::Message::topic(*self)
+        }
+        fn partition(&self) -> i32 {
+            rdkafka::message::Message::partition(*self)
+        }
+        fn offset(&self) -> i64 {
+            rdkafka::message::Message::offset(*self)
+        }
+        fn key(&self) -> Option<&[u8]> {
+            rdkafka::message::Message::key(*self)
+        }
+        fn payload(&self) -> Option<&[u8]> {
+            rdkafka::message::Message::payload(*self)
+        }
+    }
+
+    struct NoGroup;
+
+    impl GroupClient for NoGroup {
+        fn commit_async(&self, _: &TopicPartitionList) -> KafkaResult<()> {
+            Ok(())
+        }
+        fn high_watermark(&self, _: &str, _: i32) -> Option<i64> {
+            None
+        }
+    }
+
+    /// With deliveries that never settle (no broker), a worker fed only
+    /// undecodable messages (each a dead letter) stops taking input once its
+    /// outbox holds the bound, instead of buffering the whole backlog.
+    #[test]
+    fn a_worker_stops_taking_input_while_deliveries_do_not_settle() {
+        let cfg = Config::parse(
+            "[[signals]]\nname = \"n\"\naggregate = \"count\"\nwindow = \"1m\"\nslide = \"10s\"\n[[rules]]\nname = \"R\"\nkind = \"threshold\"\nsignal = \"n\"\nwarning = { value = 1e9 }\n",
+            "test.toml",
+        )
+        .unwrap();
+        let metrics = Metrics::new();
+        let (tx, inbox) = channel::<Inbox<Memory>>();
+        let route = tx.clone();
+        let routes: Vec<AckRoute> = vec![Box::new(move |ack| {
+            let _ = route.send(Inbox::Ack(ack));
+        })];
+        let producer = Arc::new(
+            Producer::new(
+                rdkafka::ClientConfig::new()
+                    .set("bootstrap.servers", "127.0.0.1:9")
+                    .set("message.timeout.ms", "600000"),
+                routes,
+            )
+            .unwrap(),
+        );
+        let shared = Arc::new(Shared {
+            cfg,
+            metrics: metrics.clone(),
+            options: Options::default(),
+            alerts_topic: Arc::from("alerts"),
+            dead_letter_topic: Arc::from("dead"),
+            sinks: Vec::new(),
+            board: Arc::new(Board::new(1)),
+            commit_failures: Arc::new(AtomicU64::new(0)),
+        });
+        let max_held = 8 << 10;
+        let worker = Worker::new(
+            0,
+            shared,
+            Arc::new(NoGroup),
+            inbox,
+            Outbox::new(producer, 5, max_held),
+            Arc::new(AtomicI64::new(0)),
+        );
+        let thread = std::thread::spawn(move || worker.run());
+        let messages: Vec<OwnedMessage> = (0..10_000)
+            .map(|i| {
+                OwnedMessage::new(
+                    Some(b"not json".to_vec()),
+                    None,
+                    "events".into(),
+                    Timestamp::NotAvailable,
+                    0,
+                    i,
+                    None,
+                )
+            })
+            .collect();
+        let _ = tx.send(Inbox::Assign {
+            topic: Arc::from("events"),
+            partition: 0,
+            queue: Memory(messages, AtomicUsize::new(0)),
+        });
+        let paused = metrics.worker_paused.with_label_values(&["0"]);
+        let taken = metrics.worker_messages.with_label_values(&["0"]);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while paused.get() == 0 && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert_eq!(paused.get(), 1, "paused");
+        let at_pause = taken.get();
+        // Each dead letter holds a few hundred bytes: the bound admits dozens,
+        // never the backlog. One burst may overshoot before the check.
+        assert!(
+            (1..=(max_held / 100) as u64 + BURST as u64).contains(&at_pause),
+            "took {at_pause} of 10000"
+        );
+        let (reply, replies) = channel();
+        let _ = tx.send(Inbox::Stop {
+            deadline: Instant::now(),
+            reply,
+        });
+        let positions = replies.recv().unwrap();
+        thread.join().unwrap();
+        assert_eq!(taken.get(), at_pause, "nothing more taken while paused");
+        assert_eq!(
+            positions[0].offset,
+            Some(0),
+            "nothing delivered: commit nothing"
+        );
+        let acc = metrics.accounting();
+        assert_eq!((acc.consumed, acc.dead_lettered), (at_pause, at_pause));
     }
 }
