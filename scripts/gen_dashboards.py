@@ -112,8 +112,9 @@ drilldown = dashboard("forewarn-service", "forewarn: service drill-down", [
           extra={"targets": [{"refId": "A", "expr": 'sum by (alertname, severity, alertstate) (forewarn_alerts{service="$service"})',
                               "format": "table", "instant": True, "datasource": DS}]}),
     panel(3, "Signals with their rules (latest window value)", "timeseries",
-          ['forewarn_signal_value{service="$service"}'], 0, 6, w=24, h=9,
-          legend=["{{rule}} ({{signal}}) {{group}}"]),
+          # No legend format: the default shows every label, including the
+          # signal's group_by labels (they differ from rule to rule).
+          ['forewarn_signal_value{service="$service"}'], 0, 6, w=24, h=9),
     panel(4, "Signal values now", "table",
           ['forewarn_signal_value{service="$service"}'], 0, 15, w=24, h=7,
           extra={"targets": [{"refId": "A", "expr": 'forewarn_signal_value{service="$service"}',

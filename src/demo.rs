@@ -360,7 +360,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             stop_all.store(true, Ordering::Relaxed);
         })?;
     }
-    let metrics = Metrics::new();
+    let metrics = Metrics::for_config(&cfg);
     crate::http::register_build_info(&metrics);
     let pipeline = Pipeline::new(cfg, metrics.clone(), Options::default())?;
     let watched = pipeline.active_alerts();

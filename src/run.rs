@@ -164,7 +164,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     } else {
         Some(alertmanager_access(args)?)
     };
-    let metrics = Metrics::new();
+    let metrics = Metrics::for_config(&cfg);
     crate::http::register_build_info(&metrics);
     let options = Options {
         commit_interval: args.commit_interval,

@@ -583,7 +583,7 @@ fn http_endpoint_serves_metrics_health_and_current_alerts() {
     // The latest error rate per service: half of pay's requests fail.
     let pay = value(
         &metrics,
-        "forewarn_signal_value{group=\"\",rule=\"ErrorRateHigh\",service=\"pay\",signal=\"error_rate\"} ",
+        "forewarn_signal_value{rule=\"ErrorRateHigh\",service=\"pay\",signal=\"error_rate\"} ",
     )
     .unwrap_or_else(|| panic!("{metrics}"));
     assert!((0.45..=0.55).contains(&pay), "pay error rate {pay}");

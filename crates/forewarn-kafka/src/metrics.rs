@@ -90,6 +90,8 @@ pub struct Metrics {
     anomaly_score: GaugeVec,
     anomaly_expected: GaugeVec,
     risk: GaugeVec,
+    /// The `group_by` label names the per-group gauges carry, in label order.
+    group_labels: std::sync::Arc<[String]>,
 }
 
 /// Handles for one topic's counters, resolved once so counting costs an atomic add.
@@ -191,6 +193,10 @@ impl Accounting {
     }
 }
 
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
     registry
@@ -202,6 +208,45 @@ fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> 
 impl Metrics {
     /// Creates and registers the metrics in a new registry.
     pub fn new() -> Metrics {
+        Metrics::with_group_labels(Vec::new())
+    }
+
+    /// The metrics for `cfg`: per-group gauges carry one label per `group_by`
+    /// label of any signal (empty where a rule does not group by it, which
+    /// Prometheus reads as absent).
+    pub fn for_config(cfg: &forewarn_core::Config) -> Metrics {
+        let mut names: Vec<String> = cfg
+            .signals
+            .iter()
+            .flat_map(|s| s.group_by.iter().cloned())
+            .collect();
+        names.sort();
+        names.dedup();
+        Metrics::with_group_labels(names)
+    }
+
+    fn with_group_labels(group_labels: Vec<String>) -> Metrics {
+        // A group_by label spelled like one of the gauges' own labels is
+        // exported with a prefix.
+        let exported: Vec<String> = group_labels
+            .iter()
+            .map(|n| match n.as_str() {
+                "rule" | "signal" | "bound" | "slo" | "window" => format!("label_{n}"),
+                n if n.starts_with("__") => format!("label{n}"),
+                n => n.to_string(),
+            })
+            .collect();
+        let with = |fixed: &[&'static str], tail: &[&'static str]| -> Vec<String> {
+            fixed
+                .iter()
+                .map(|s| s.to_string())
+                .chain(exported.iter().cloned())
+                .chain(tail.iter().map(|s| s.to_string()))
+                .collect()
+        };
+        let signal_labels = with(&["rule", "signal", "service"], &[]);
+        let score_labels = with(&["rule", "service"], &[]);
+        let expected_labels = with(&["rule", "service"], &["bound"]);
         let registry = Registry::new();
         let consumed = counter_vec(
             &registry,
@@ -400,9 +445,9 @@ impl Metrics {
         let signal_value = GaugeVec::new(
             Opts::new(
                 "forewarn_signal_value",
-                "Latest window value of each rule's signal, per service (group: the signal's group_by labels).",
+                "Latest window value of each rule's signal, per service and group_by label.",
             ),
-            &["rule", "signal", "service", "group"],
+            &refs(&signal_labels),
         )
         .expect("valid metric");
         registry
@@ -411,9 +456,9 @@ impl Metrics {
         let anomaly_score = GaugeVec::new(
             Opts::new(
                 "forewarn_anomaly_score",
-                "Anomaly score (0-1) of each anomaly rule per service and group: how rare the signal's latest window is for that group at that hour.",
+                "Anomaly score (0-1) of each anomaly rule per service and group_by label: how rare the signal's latest window is for that group at that hour.",
             ),
-            &["rule", "service", "group"],
+            &refs(&score_labels),
         )
         .expect("valid metric");
         registry
@@ -422,9 +467,9 @@ impl Metrics {
         let anomaly_expected = GaugeVec::new(
             Opts::new(
                 "forewarn_anomaly_expected",
-                "Edges of the band an anomaly rule expects its signal in (bound: lower, upper), per service and group; outside it the rule pages.",
+                "Edges of the band an anomaly rule expects its signal in (bound: lower, upper), per service and group_by label; outside it the rule pages.",
             ),
-            &["rule", "service", "group", "bound"],
+            &refs(&expected_labels),
         )
         .expect("valid metric");
         registry
@@ -476,6 +521,7 @@ impl Metrics {
             anomaly_expected,
             slo_budget_remaining,
             risk,
+            group_labels: group_labels.into(),
             transitions,
             alerts,
             watermark_delay,
@@ -583,18 +629,23 @@ impl Metrics {
         self.anomaly_expected.reset();
         self.risk.reset();
         let mut risk: std::collections::HashMap<&str, f64> = std::collections::HashMap::new();
+        let mut values: Vec<&str> = Vec::new();
         for r in readings {
             let service = r.labels.first().map_or("", |l| l.1.as_str());
-            let group: Vec<String> = r.labels[1.min(r.labels.len())..]
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            let group = group.join(",");
-            if r.value.is_finite() {
-                self.signal_value
-                    .with_label_values(&[r.rule.as_str(), r.signal.as_str(), service, &group])
-                    .set(r.value);
+            // [rule, signal, service, group labels…]; the score and band
+            // gauges take the same minus `signal`, and the band adds `bound`.
+            values.clear();
+            values.extend([r.rule.as_str(), r.signal.as_str(), service]);
+            for name in self.group_labels.iter() {
+                let v = r.labels.iter().skip(1).find(|(k, _)| k == name);
+                values.push(v.map_or("", |(_, v)| v.as_str()));
             }
+            if r.value.is_finite() {
+                self.signal_value.with_label_values(&values).set(r.value);
+            }
+            let mut without_signal: Vec<&str> = Vec::with_capacity(values.len() + 1);
+            without_signal.push(values[0]);
+            without_signal.extend_from_slice(&values[2..]);
             for s in &r.series {
                 match (s.name, s.window) {
                     ("slo_burn_rate", Some(w)) => self
@@ -607,17 +658,15 @@ impl Metrics {
                         .set(s.value),
                     ("anomaly_score", _) => self
                         .anomaly_score
-                        .with_label_values(&[r.rule.as_str(), service, &group])
+                        .with_label_values(&without_signal)
                         .set(s.value),
-                    ("anomaly_expected_lower" | "anomaly_expected_upper", _) => self
-                        .anomaly_expected
-                        .with_label_values(&[
-                            r.rule.as_str(),
-                            service,
-                            &group,
-                            s.name.trim_start_matches("anomaly_expected_"),
-                        ])
-                        .set(s.value),
+                    ("anomaly_expected_lower" | "anomaly_expected_upper", _) => {
+                        let mut labels = without_signal.clone();
+                        labels.push(s.name.trim_start_matches("anomaly_expected_"));
+                        self.anomaly_expected
+                            .with_label_values(&labels)
+                            .set(s.value)
+                    }
                     ("slo_error_budget_remaining_ratio", _) => self
                         .slo_budget_remaining
                         .with_label_values(&[r.rule.as_str(), service])
@@ -762,6 +811,57 @@ mod tests {
         assert!(
             text.contains(r#"forewarn_forecast_lead_seconds_count{rule="Heading"} 1"#),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn group_by_labels_are_labels_of_their_own() {
+        let cfg = forewarn_core::Config::parse(
+            "[[signals]]\nname = \"errors\"\naggregate = \"count\"\nwindow = \"1m\"\nslide = \"10s\"\ngroup_by = [\"region\", \"rule\"]\n\
+             [[signals]]\nname = \"all\"\naggregate = \"count\"\nwindow = \"1m\"\nslide = \"10s\"\n\
+             [[rules]]\nname = \"ByRegion\"\nkind = \"threshold\"\nsignal = \"errors\"\nwarning = { value = 1 }\n\
+             [[rules]]\nname = \"Overall\"\nkind = \"threshold\"\nsignal = \"all\"\nwarning = { value = 1 }\n",
+            "t.toml",
+        )
+        .unwrap();
+        let m = Metrics::for_config(&cfg);
+        let reading =
+            |rule: &str, signal: &str, labels: &[(&str, &str)]| crate::view::GroupReading {
+                rule: rule.into(),
+                signal: signal.into(),
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                value: 2.0,
+                risk: 0.0,
+                series: Vec::new(),
+            };
+        m.set_readings(&[
+            reading(
+                "ByRegion",
+                "errors",
+                &[("service", "pay"), ("region", "eu"), ("rule", "r1")],
+            ),
+            reading("Overall", "all", &[("service", "pay")]),
+        ]);
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&m.registry.gather())
+            .unwrap();
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("forewarn_signal_value{"))
+            .collect();
+        assert!(
+            series.iter().any(|l| l.contains(r#"region="eu""#)
+                && l.contains(r#"label_rule="r1""#)
+                && l.contains(r#"rule="ByRegion""#)
+                && !l.contains("group=")),
+            "{series:?}"
+        );
+        assert!(
+            series.iter().any(|l| l.contains(r#"rule="Overall""#)),
+            "{series:?}"
         );
     }
 }
