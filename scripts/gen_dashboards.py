@@ -132,6 +132,21 @@ drilldown = dashboard("forewarn-service", "forewarn: service drill-down", [
           extra={"fieldConfig": {"defaults": {"unit": "x", "min": 0,
                                               "custom": {"thresholdsStyle": {"mode": "line"}},
                                               "thresholds": BURN_STEPS}, "overrides": []}}),
+    # Expected against actual: each anomaly rule's signal inside the band it
+    # expects at this hour (the band is filled between its two edges).
+    panel(7, "Expected vs actual (anomaly rules)", "timeseries",
+          ['forewarn_signal_value{service="$service"} and on (rule, service) forewarn_anomaly_score{service="$service"}',
+           'forewarn_anomaly_expected{service="$service", bound="lower"}',
+           'forewarn_anomaly_expected{service="$service", bound="upper"}'],
+          0, 30, w=16, h=9, legend=["{{rule}} actual", "{{rule}} expected low", "{{rule}} expected high"],
+          # The band's edges dashed; the unit is the signal's own (a rate, ms …).
+          extra={"fieldConfig": {"defaults": {"unit": "short"}, "overrides": [
+              {"matcher": {"id": "byRegexp", "options": ".* expected (low|high)"},
+               "properties": [{"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}}]}]}}),
+    panel(8, "Anomaly score (pages at 1 - sensitivity, 0.5 by default)", "timeseries",
+          ['forewarn_anomaly_score{service="$service"}'], 16, 30, w=8, h=9,
+          unit="percentunit", legend=["{{rule}}"],
+          extra={"fieldConfig": {"defaults": {"unit": "percentunit", "min": 0, "max": 1}, "overrides": []}}),
 ], variables=[service_variable()])
 
 pipeline = dashboard("forewarn-pipeline", "forewarn: pipeline health", [

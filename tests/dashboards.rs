@@ -35,6 +35,12 @@ fn expressions(dashboard: &Value, service: &str) -> Vec<(String, String)> {
 
 const SLO_RULE: &str = r#"
 [[rules]]
+name = "ErrorRateUnusual"
+kind = "anomaly"
+signal = "error_rate"
+direction = "above"
+
+[[rules]]
 name = "AvailabilitySLOBurn"
 kind = "slo"
 total = { kind = "request" }
@@ -46,7 +52,7 @@ objective = 0.99
 fn every_dashboard_expression_returns_data() {
     let broker = Broker::start();
     let dir = TempDir::new("dash");
-    // With an SLO rule, so the SLO panels have series too.
+    // With an anomaly and an SLO rule, so their panels have series too.
     let estate = format!("{ESTATE}{SLO_RULE}");
     let cfg = config(
         &dir.0,
