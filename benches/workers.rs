@@ -141,6 +141,7 @@ fn run(cfg: &forewarn_core::Config, workers: usize, parts: &[Arc<Vec<OwnedMessag
         sinks: Vec::new(),
         board: Arc::new(Board::new(workers)),
         commit_failures: Arc::new(AtomicU64::new(0)),
+        checkpoint_topic: None,
     });
     let group = Arc::new(NoGroup);
     let threads: Vec<_> = inboxes
@@ -172,6 +173,7 @@ fn run(cfg: &forewarn_core::Config, workers: usize, parts: &[Arc<Vec<OwnedMessag
             topic: Arc::from("bench-events"),
             partition: p as i32,
             queue,
+            restored: Ok(None),
         });
     }
     // When each worker took its last message (its share: partitions p % workers).

@@ -339,6 +339,91 @@ fn partitions_spread_over_worker_threads() {
     assert_eq!(consumed, applied + dead + late + refused);
 }
 
+/// Firing transitions for `service` on the alerts topic, by severity.
+fn firings(alerts: &[rdkafka::message::OwnedMessage], service: &str) -> Vec<String> {
+    let mut v: Vec<String> = alerts
+        .iter()
+        .map(json)
+        .filter(|a| a["status"] == "firing" && a["labels"]["service"] == service)
+        .map(|a| a["labels"]["severity"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// With checkpoints, an incident in progress survives the end of a run (by
+/// `stop`): the next run restores the partition's state, so the firing alert
+/// stays firing in the same episode: no second page, no resolve, and the next
+/// run consumes only what came after the checkpoint.
+fn alerts_continue_across(tag: &str, stop: fn(Forewarn)) {
+    let broker = Broker::start();
+    let dir = TempDir::new(tag);
+    let extra =
+        format!("checkpoint_topic = \"{tag}-checkpoints\"\ncheckpoint_interval = \"500ms\"");
+    let cfg = config(&dir.0, ESTATE, &broker.addr, tag, &extra);
+    topics(&broker, tag, 2);
+    broker.create_topic(&format!("{tag}-checkpoints"), 1);
+    let (events, alerts_topic) = (format!("{tag}-events"), format!("{tag}-alerts"));
+    let group = format!("{tag}-group");
+    let base = base_ms();
+    let services = ["pay", "cart"];
+    // pay fails from 100 s on, through both runs.
+    let first = requests(base, &services, 0, 200, &["pay"], (100, 400));
+    broker.produce(&events, &first);
+    let run = Forewarn::start(&cfg, &dir.0, "first");
+    let before = broker.read_until(&alerts_topic, WAIT, |m| {
+        firings(m, "pay") == ["critical", "warning"]
+    });
+    assert_eq!(firings(&before, "pay"), ["critical", "warning"]);
+    eventually(WAIT, "first run committed (so checkpointed)", || {
+        broker.all_committed(&group, &events)
+    });
+    stop(run);
+
+    let second = requests(base, &services, 200, 300, &["pay"], (100, 400));
+    broker.produce(&events, &second);
+    let run = Forewarn::start(&cfg, &dir.0, "second");
+    eventually(WAIT, "second run committed", || {
+        broker.all_committed(&group, &events)
+    });
+    let stderr = run.terminate(WAIT);
+    assert!(
+        stderr.contains("partition restored from its checkpoint"),
+        "{stderr}"
+    );
+    let after = broker.read_all(&alerts_topic, WAIT);
+    assert_eq!(
+        firings(&after, "pay"),
+        ["critical", "warning"],
+        "still the first run's pages: the restored alerts kept firing"
+    );
+    let resolved = after
+        .iter()
+        .map(json)
+        .filter(|a| a["status"] == "resolved" && a["labels"]["service"] == "pay")
+        .count();
+    assert_eq!(resolved, 0, "no resolve while pay still fails");
+    let [consumed, applied, dead, late, refused, ..] = accounting(&stderr);
+    assert_eq!(consumed, applied + dead + late + refused);
+    assert!(
+        consumed <= second.len() as u64 + first.len() as u64 / 10,
+        "the second run resumed near the checkpoint: consumed {consumed}, new {}",
+        second.len()
+    );
+}
+
+#[test]
+fn alerts_stay_firing_across_a_graceful_restart() {
+    alerts_continue_across("ckterm", |run| {
+        run.terminate(WAIT);
+    });
+}
+
+#[test]
+fn alerts_stay_firing_across_a_crash() {
+    alerts_continue_across("ckkill", Forewarn::kill);
+}
+
 /// A restart after SIGTERM resumes from the committed offsets: the second run
 /// consumes only what was produced while it was down.
 #[test]

@@ -301,6 +301,44 @@ impl Kafka {
         got
     }
 
+    /// Every message of `topic` written so far (when nothing writes to it any
+    /// more). Tansu's watermark is the last batch's base offset + 1, so after
+    /// reaching it the rest of that batch, already fetched, is drained too.
+    pub fn read_all(&self, topic: &str, timeout: Duration) -> Vec<OwnedMessage> {
+        let c: BaseConsumer = self
+            .client()
+            .set("group.id", "forewarn-test-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        let mut at_least = 0;
+        for p in self.partitions(&c, topic) {
+            let (low, high) = c
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .unwrap();
+            at_least += high - low;
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .unwrap();
+        }
+        c.assign(&tpl).unwrap();
+        let deadline = Instant::now() + timeout;
+        let mut got = Vec::new();
+        while Instant::now() < deadline {
+            let wait = if got.len() as i64 >= at_least {
+                500
+            } else {
+                100
+            };
+            match c.poll(Duration::from_millis(wait)) {
+                Some(r) => got.push(r.expect("read").detach()),
+                None if got.len() as i64 >= at_least => break,
+                None => {}
+            }
+        }
+        got
+    }
+
     /// Committed offset of `group` and end (from the producer's delivery
     /// reports) for each partition of `topic`; -1 where nothing is committed.
     pub fn offsets(&self, group: &str, topic: &str) -> Vec<(i64, i64)> {

@@ -74,6 +74,19 @@ pub struct Metrics {
     pub worker_partitions: IntGaugeVec,
     /// 1 while a worker takes no input because its deliveries are not settling.
     pub worker_paused: IntGaugeVec,
+    /// Checkpoints by result: written (every chunk acknowledged) or failed.
+    pub checkpoints: IntCounterVec,
+    /// Size of each partition's last checkpoint written.
+    pub checkpoint_bytes: IntGaugeVec,
+    /// Partition restores on assignment by result: restored, none (no
+    /// checkpoint yet) or refused (unreadable, partial, corrupt, other version
+    /// or config: reprocessed from the committed offset instead).
+    pub restores: IntCounterVec,
+    /// Seconds the last assignment's checkpoint read and restore took.
+    pub restore_seconds: prometheus::Gauge,
+    /// Messages below a restored checkpoint's offset: already in the restored
+    /// state, so skipped (counted by the run that applied them).
+    pub checkpoint_skipped: IntCounter,
     /// Applied events a signal could not track because a new group would exceed
     /// `max_groups` (the cardinality cap).
     pub groups_refused: IntCounter,
@@ -412,6 +425,45 @@ impl Metrics {
         registry
             .register(Box::new(worker_paused.clone()))
             .expect("unique metric");
+        let checkpoints = counter_vec(
+            &registry,
+            "forewarn_checkpoints_total",
+            "Partition checkpoints by result: written (every chunk acknowledged) or failed.",
+            &["result"],
+        );
+        let restores = counter_vec(
+            &registry,
+            "forewarn_restores_total",
+            "Partition restores on assignment: restored, none (no checkpoint yet) or refused (reprocessed from the committed offset).",
+            &["result"],
+        );
+        let checkpoint_bytes = IntGaugeVec::new(
+            Opts::new(
+                "forewarn_checkpoint_bytes",
+                "Size of each partition's last checkpoint.",
+            ),
+            &["topic", "partition"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(checkpoint_bytes.clone()))
+            .expect("unique metric");
+        let restore_seconds = prometheus::Gauge::new(
+            "forewarn_restore_seconds",
+            "Seconds the last assignment's checkpoint read and restore took.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(restore_seconds.clone()))
+            .expect("unique metric");
+        let checkpoint_skipped = IntCounter::new(
+            "forewarn_checkpoint_skipped_total",
+            "Messages below a restored checkpoint's offset, already in the restored state: skipped.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(checkpoint_skipped.clone()))
+            .expect("unique metric");
         let entity_events = IntCounterVec::new(
             Opts::new(
                 "forewarn_entity_events_total",
@@ -529,6 +581,11 @@ impl Metrics {
             worker_messages,
             worker_partitions,
             worker_paused,
+            checkpoints,
+            checkpoint_bytes,
+            restores,
+            restore_seconds,
+            checkpoint_skipped,
             groups_refused,
             entity_events,
             groups_reclaimed,
@@ -687,6 +744,7 @@ impl Metrics {
         let p = partition.to_string();
         let _ = self.watermark_delay.remove_label_values(&[topic, &p]);
         let _ = self.consumer_lag.remove_label_values(&[topic, &p]);
+        let _ = self.checkpoint_bytes.remove_label_values(&[topic, &p]);
     }
 
     /// Totals over every topic.

@@ -30,6 +30,8 @@ pub enum Output {
     Alerts,
     /// Rejected events to the dead-letter topic.
     DeadLetters,
+    /// Chunks of partition state to the checkpoint topic.
+    Checkpoints,
 }
 
 impl Output {
@@ -38,6 +40,7 @@ impl Output {
         match self {
             Output::Alerts => "alerts",
             Output::DeadLetters => "dead_letters",
+            Output::Checkpoints => "checkpoints",
         }
     }
 }
@@ -65,6 +68,8 @@ pub struct Pending {
     pub attempts: u32,
     /// The worker whose inbox gets the acknowledgement.
     pub worker: usize,
+    /// For a checkpoint chunk: the shard and the checkpoint's generation.
+    pub checkpoint: Option<(u64, u64)>,
 }
 
 /// A delivery report.

@@ -30,6 +30,7 @@ use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use crate::checkpoint::{self, Restored};
 use crate::client::{consumer_config, log_to_tracing, producer_config};
 use crate::metrics::{Accounting, Metrics};
 pub use crate::options::Options;
@@ -74,20 +75,58 @@ pub struct SourceContext {
     drain_timeout: Duration,
     /// Set on shutdown: a revocation then waits no further.
     stopping: AtomicBool,
+    /// Where checkpoints are read on assignment, when they are on: the
+    /// topic, the consumer group (the key prefix) and the reader's settings.
+    checkpoints: Option<(String, String, rdkafka::ClientConfig)>,
 }
+
+/// Longest a checkpoint read on assignment may take.
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl SourceContext {
     fn worker_for(&self, partition: i32) -> usize {
         partition.unsigned_abs() as usize % self.workers.len()
     }
 
-    /// Splits each assigned partition's queue off and hands it to its worker.
+    /// Reads the checkpoints of the assigned partitions (one scan of the
+    /// checkpoint topic for all of them), in `tpl` order.
+    fn read_checkpoints(
+        &self,
+        tpl: &TopicPartitionList,
+    ) -> Vec<Result<Option<Box<Restored>>, String>> {
+        let n = tpl.count();
+        let Some((topic, group, reader)) = &self.checkpoints else {
+            return (0..n).map(|_| Ok(None)).collect();
+        };
+        let started = Instant::now();
+        let prefixes: Vec<String> = tpl
+            .elements()
+            .iter()
+            .map(|e| checkpoint::key_prefix(group, e.topic(), e.partition()))
+            .collect();
+        let found = match checkpoint::read(reader, topic, &prefixes, RESTORE_TIMEOUT) {
+            Ok(found) => found
+                .into_iter()
+                .map(|r| r.map(|o| o.map(Box::new)).map_err(|e| e.to_string()))
+                .collect(),
+            Err(e) => (0..n).map(|_| Err(e.to_string())).collect(),
+        };
+        self.metrics
+            .restore_seconds
+            .set(started.elapsed().as_secs_f64());
+        found
+    }
+
+    /// Reads the assigned partitions' checkpoints, then splits each one's
+    /// queue off and hands both to its worker.
     fn assign(&self, tpl: &TopicPartitionList) {
         let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else {
             tracing::error!("assignment before the consumer was ready; partitions not consumed");
             return;
         };
+        let mut restored = self.read_checkpoints(tpl).into_iter();
         for e in tpl.elements() {
+            let restored = restored.next().unwrap_or(Ok(None));
             let (topic, partition) = (e.topic(), e.partition());
             let Some(mut queue) = consumer.split_partition_queue(topic, partition) else {
                 tracing::error!(
@@ -106,6 +145,7 @@ impl SourceContext {
                 topic: Arc::from(topic),
                 partition,
                 queue,
+                restored,
             });
         }
     }
@@ -382,15 +422,20 @@ impl Pipeline {
                 })
                 .collect(),
         );
-        let consumer: Arc<Consumer_> =
-            Arc::new(consumer_config(&kafka).create_with_context(SourceContext {
+        let consumer: Arc<Consumer_> = Arc::new(
+            consumer_config(&kafka).create_with_context(SourceContext {
                 metrics: metrics.clone(),
                 commit_failures: Arc::clone(&commit_failures),
                 consumer: OnceLock::new(),
                 workers: senders,
                 drain_timeout,
                 stopping: AtomicBool::new(false),
-            })?);
+                checkpoints: kafka
+                    .checkpoint_topic
+                    .clone()
+                    .map(|t| (t, kafka.group_id.clone(), consumer_config(&kafka))),
+            })?,
+        );
         let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
         Ok(Pipeline {
             consumer,
@@ -435,6 +480,7 @@ impl Pipeline {
             sinks: std::mem::take(&mut *self.sinks.lock().unwrap_or_else(|p| p.into_inner())),
             board: Arc::clone(&self.board),
             commit_failures: Arc::clone(&self.commit_failures),
+            checkpoint_topic: self.cfg.kafka.checkpoint_topic.as_deref().map(Arc::from),
         });
         let stop_acks = Arc::new(AtomicBool::new(false));
         let acks = {

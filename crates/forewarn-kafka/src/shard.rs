@@ -38,6 +38,75 @@ pub struct Shard {
     /// reported once a minute, not on every tick.
     refused_unlogged: u64,
     refused_logged_at: Option<Instant>,
+    /// Checkpointing, when the pipeline has a checkpoint topic.
+    pub checkpoint: Option<Checkpointing>,
+    /// The position last committed.
+    pub last_committed: Option<i64>,
+}
+
+/// Where a shard's checkpoints stand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpointing {
+    /// Key prefix of the partition's checkpoints.
+    pub prefix: String,
+    /// Generation of the last checkpoint started (or restored).
+    pub generation: u64,
+    /// The next input offset the last acknowledged checkpoint covers: offsets
+    /// are committed no further.
+    pub covered: Option<i64>,
+    /// A checkpoint being written: its generation, offset and chunks still
+    /// unacknowledged.
+    pub writing: Option<(u64, i64, usize)>,
+    /// A checkpoint is wanted at the next chance (its interval passed, or the
+    /// partition is being drained).
+    pub due: bool,
+    /// Messages below this offset are already in the restored state.
+    pub skip_below: Option<i64>,
+}
+
+impl Checkpointing {
+    /// Fresh, for a partition with no checkpoint (generations then start from
+    /// the wall clock, so they still increase across restarts).
+    pub fn new(prefix: String, base_generation: u64) -> Checkpointing {
+        Checkpointing {
+            prefix,
+            generation: base_generation,
+            covered: None,
+            writing: None,
+            due: false,
+            skip_below: None,
+        }
+    }
+
+    /// What may be committed: the delivery bound `position`, but never past
+    /// the last acknowledged checkpoint.
+    pub fn bound(&self, position: Option<i64>) -> Option<i64> {
+        match (position, self.covered) {
+            (Some(p), Some(c)) => Some(p.min(c)),
+            _ => None,
+        }
+    }
+
+    /// A chunk of generation `generation` was acknowledged (`ok`) or given up;
+    /// returns whether that completed the checkpoint.
+    pub fn chunk_settled(&mut self, generation: u64, ok: bool) -> Option<bool> {
+        let (g, offset, left) = self.writing?;
+        if g != generation {
+            return None;
+        }
+        if !ok {
+            self.writing = None;
+            self.due = true;
+            return Some(false);
+        }
+        if left <= 1 {
+            self.writing = None;
+            self.covered = Some(offset);
+            return Some(true);
+        }
+        self.writing = Some((g, offset, left - 1));
+        None
+    }
 }
 
 impl Shard {
@@ -55,7 +124,18 @@ impl Shard {
             entities_seen: Default::default(),
             refused_unlogged: 0,
             refused_logged_at: None,
+            checkpoint: None,
+            last_committed: None,
         }
+    }
+
+    /// Takes the engine's counters as already reported (after a restore:
+    /// the previous run reported them).
+    pub fn resync_stats(&mut self) {
+        let stats = self.engine.stats();
+        self.refused_seen = stats.refused_groups;
+        self.reclaimed_seen = stats.reclaimed_groups;
+        self.entities_seen = stats.entities;
     }
 
     /// Publishes what the engine counted since the last tick (watermark delay,
@@ -126,6 +206,38 @@ impl Shard {
             return None;
         }
         self.offsets.next_offset()
+    }
+
+    /// The chunks of a checkpoint, when one is due and can be taken now: none
+    /// is being written and no output of an applied event is in flight (the
+    /// state must not run ahead of what was delivered).
+    pub fn take_checkpoint(&mut self) -> Option<(u64, Vec<crate::checkpoint::Chunk>)> {
+        let cp = self.checkpoint.as_mut()?;
+        if !cp.due || cp.writing.is_some() || self.offsets.in_flight() > 0 {
+            return None;
+        }
+        cp.due = false;
+        let next = self.offsets.next_offset().or(cp.skip_below)?;
+        cp.generation += 1;
+        let chunks = crate::checkpoint::encode(
+            &cp.prefix,
+            &self.engine.snapshot(),
+            next,
+            cp.generation,
+            crate::checkpoint::CHUNK_BYTES,
+        );
+        cp.writing = Some((cp.generation, next, chunks.len()));
+        Some((cp.generation, chunks))
+    }
+
+    /// What may be committed: the delivery bound, and with checkpoints on,
+    /// never past the last acknowledged checkpoint.
+    pub fn committable(&self) -> Option<i64> {
+        let position = self.offsets.position();
+        match &self.checkpoint {
+            Some(cp) => cp.bound(position),
+            None => position,
+        }
     }
 
     /// Groups tracked: the most of any signal.

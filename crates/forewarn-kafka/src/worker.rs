@@ -129,6 +129,9 @@ pub enum Inbox<Q: MessageQueue> {
         partition: i32,
         /// The partition's own message queue.
         queue: Q,
+        /// Its checkpoint, read before it was handed over (`Ok(None)`: none
+        /// yet, or checkpoints are off).
+        restored: Result<Option<Box<crate::checkpoint::Restored>>, String>,
     },
     /// Revoked partitions: drain them until `deadline`, then reply with their
     /// final positions and drop them.
@@ -190,6 +193,8 @@ pub struct Shared {
     /// Incremented on every failed commit: the next commit of every worker
     /// then sends every position, not only the ones that moved.
     pub commit_failures: Arc<AtomicU64>,
+    /// The checkpoint topic, when checkpoints are on.
+    pub checkpoint_topic: Option<Arc<str>>,
 }
 
 /// A partition owned by a worker.
@@ -215,6 +220,7 @@ pub struct Worker<Q: MessageQueue, G: GroupClient> {
     commit_failures_seen: u64,
     last_tick: Instant,
     last_commit: Instant,
+    last_checkpoint: Instant,
     /// This worker's `forewarn_worker_messages_total` and `forewarn_worker_partitions`.
     messages: IntCounter,
     partitions: IntGauge,
@@ -275,6 +281,7 @@ impl<Q: MessageQueue, G: GroupClient> Worker<Q, G> {
             commit_failures_seen: 0,
             last_tick: now,
             last_commit: now,
+            last_checkpoint: now,
         }
     }
 
@@ -323,7 +330,8 @@ impl<Q: MessageQueue, G: GroupClient> Worker<Q, G> {
                 topic,
                 partition,
                 queue,
-            } => self.assign(topic, partition, queue),
+                restored,
+            } => self.assign(topic, partition, queue, restored),
             Inbox::Revoke {
                 partitions,
                 deadline,
@@ -369,16 +377,119 @@ impl<Q: MessageQueue, G: GroupClient> Worker<Q, G> {
         true
     }
 
-    fn assign(&mut self, topic: Arc<str>, partition: i32, queue: Q) {
+    fn assign(
+        &mut self,
+        topic: Arc<str>,
+        partition: i32,
+        queue: Q,
+        restored: Result<Option<Box<crate::checkpoint::Restored>>, String>,
+    ) {
         self.next_shard += 1;
         let id = self.next_shard;
         let shared = &self.effects.shared;
-        let shard = Shard::new(id, topic, partition, shared.cfg.clone(), &shared.metrics);
+        let mut shard = Shard::new(id, topic, partition, shared.cfg.clone(), &shared.metrics);
         tracing::debug!(topic = %shard.topic, partition, worker = self.effects.index, shard = id, "engine shard created");
+        if shared.checkpoint_topic.is_some() {
+            self.restore(&mut shard, restored);
+        }
         self.owned
             .retain(|o| !(o.shard.topic == shard.topic && o.shard.partition == partition));
         self.owned.push(Owned { queue, shard });
         self.partitions.set(self.owned.len() as i64);
+    }
+
+    /// Starts `shard`'s checkpointing, from its checkpoint when there is a
+    /// usable one; a restored shard's firing alerts go to the sinks again at
+    /// once, so Alertmanager never sees them lapse.
+    fn restore(
+        &self,
+        shard: &mut Shard,
+        restored: Result<Option<Box<crate::checkpoint::Restored>>, String>,
+    ) {
+        let shared = &self.effects.shared;
+        let prefix = crate::checkpoint::key_prefix(
+            &shared.cfg.kafka.group_id,
+            &shard.topic,
+            shard.partition,
+        );
+        let mut cp = crate::shard::Checkpointing::new(prefix, wall_ms().max(0) as u64);
+        let result = match restored {
+            Ok(None) => "none",
+            Ok(Some(r)) => {
+                let crate::checkpoint::Restored {
+                    snapshot,
+                    next_offset,
+                    generation,
+                    bytes,
+                } = *r;
+                match forewarn_core::Engine::restore(shared.cfg.clone(), snapshot) {
+                    Ok(engine) => {
+                        shard.engine = engine;
+                        shard.resync_stats();
+                        cp.generation = cp.generation.max(generation);
+                        cp.covered = Some(next_offset);
+                        cp.skip_below = Some(next_offset);
+                        tracing::info!(topic = %shard.topic, partition = shard.partition, next_offset = next_offset, bytes, "partition restored from its checkpoint");
+                        for t in shard.engine.active() {
+                            let alert = shard.engine.render(&t);
+                            for sink in &shared.sinks {
+                                sink(&alert);
+                            }
+                        }
+                        "restored"
+                    }
+                    Err(e) => {
+                        tracing::error!(topic = %shard.topic, partition = shard.partition, error = %e, "checkpoint refused; the partition is reprocessed from its committed offset");
+                        "refused"
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(topic = %shard.topic, partition = shard.partition, error = %e, "checkpoint refused; the partition is reprocessed from its committed offset");
+                "refused"
+            }
+        };
+        shared.metrics.restores.with_label_values(&[result]).inc();
+        shard.checkpoint = Some(cp);
+    }
+
+    /// Sends a checkpoint of every shard `which` selects that has one due and
+    /// can take it now.
+    fn write_checkpoints(&mut self, which: &dyn Fn(&Shard) -> bool) {
+        let Some(topic) = self.effects.shared.checkpoint_topic.clone() else {
+            return;
+        };
+        for o in &mut self.owned {
+            if !which(&o.shard) {
+                continue;
+            }
+            let Some((generation, chunks)) = o.shard.take_checkpoint() else {
+                continue;
+            };
+            let bytes: usize = chunks.iter().map(|c| c.payload.len()).sum();
+            self.effects
+                .shared
+                .metrics
+                .checkpoint_bytes
+                .with_label_values(&[&*o.shard.topic, &o.shard.partition.to_string()])
+                .set(bytes as i64);
+            for c in chunks {
+                let failed = self.effects.outbox.send_new(Box::new(Pending {
+                    output: Output::Checkpoints,
+                    topic: Arc::clone(&topic),
+                    key: Some(Arc::from(c.key.as_bytes())),
+                    payload: Some(Arc::from(c.payload)),
+                    headers: c.headers,
+                    source: None,
+                    caused_at: Instant::now(),
+                    attempts: 0,
+                    worker: self.effects.index,
+                    checkpoint: Some((o.shard.id, generation)),
+                }));
+                self.effects.failed.extend(failed);
+            }
+        }
+        self.settle_failed();
     }
 
     /// Takes up to a burst of messages from every partition; returns how many.
@@ -447,6 +558,20 @@ impl<Q: MessageQueue, G: GroupClient> Worker<Q, G> {
             self.last_tick = now;
             self.tick();
         }
+        let checkpoint_interval =
+            Duration::from_millis(self.effects.shared.cfg.kafka.checkpoint_interval.max(0) as u64);
+        if self.effects.shared.checkpoint_topic.is_some() {
+            if now.duration_since(self.last_checkpoint) >= checkpoint_interval {
+                self.last_checkpoint = now;
+                for o in &mut self.owned {
+                    if let Some(cp) = o.shard.checkpoint.as_mut() {
+                        cp.due = true;
+                    }
+                }
+            }
+            // A due checkpoint waits for its shard's outputs in flight.
+            self.write_checkpoints(&|_| true);
+        }
         if now.duration_since(self.last_commit) >= commit_interval {
             self.last_commit = now;
             self.commit();
@@ -513,15 +638,16 @@ impl<Q: MessageQueue, G: GroupClient> Worker<Q, G> {
         self.commit_failures_seen = failures;
         let mut tpl = TopicPartitionList::new();
         for o in &mut self.owned {
-            let offsets = &mut o.shard.offsets;
-            let moved = offsets.advance();
-            if let Some(pos) = if all { offsets.position() } else { moved } {
-                let _ = tpl.add_partition_offset(
-                    &o.shard.topic,
-                    o.shard.partition,
-                    Offset::Offset(pos),
-                );
+            o.shard.offsets.advance();
+            let Some(pos) = o.shard.committable() else {
+                continue;
+            };
+            if !all && o.shard.last_committed == Some(pos) {
+                continue;
             }
+            o.shard.last_committed = Some(pos);
+            let _ =
+                tpl.add_partition_offset(&o.shard.topic, o.shard.partition, Offset::Offset(pos));
         }
         if tpl.count() == 0 {
             return;
@@ -540,15 +666,30 @@ impl<Q: MessageQueue, G: GroupClient> Worker<Q, G> {
     /// messages are taken; their outputs in flight are awaited until
     /// `deadline`; then they leave the worker with their positions.
     fn drain(&mut self, which: impl Fn(&Shard) -> bool, deadline: Instant) -> Vec<Position> {
+        // With checkpoints, a last one is taken once the outputs are in, and
+        // awaited too.
+        let mut final_checkpoint = self.effects.shared.checkpoint_topic.is_none();
         loop {
-            let waiting: usize = self
-                .owned
-                .iter()
-                .filter(|o| which(&o.shard))
-                .map(|o| o.shard.offsets.in_flight())
-                .sum();
+            let selected = || self.owned.iter().filter(|o| which(&o.shard));
+            let waiting: usize = selected().map(|o| o.shard.offsets.in_flight()).sum();
+            let writing = selected().any(|o| {
+                o.shard
+                    .checkpoint
+                    .as_ref()
+                    .is_some_and(|c| c.writing.is_some())
+            });
             let left = deadline.saturating_duration_since(Instant::now());
-            if waiting == 0 || left.is_zero() {
+            if waiting == 0 && !writing && !final_checkpoint {
+                final_checkpoint = true;
+                for o in self.owned.iter_mut().filter(|o| which(&o.shard)) {
+                    if let Some(cp) = o.shard.checkpoint.as_mut() {
+                        cp.due = true;
+                    }
+                }
+                self.write_checkpoints(&which);
+                continue;
+            }
+            if (waiting == 0 && !writing) || left.is_zero() {
                 break;
             }
             let mut failed = std::mem::take(&mut self.effects.failed);
@@ -570,13 +711,12 @@ impl<Q: MessageQueue, G: GroupClient> Worker<Q, G> {
             if !which(&o.shard) {
                 return true;
             }
-            let offsets = &mut o.shard.offsets;
-            offsets.advance();
+            o.shard.offsets.advance();
             positions.push(Position {
                 topic: Arc::clone(&o.shard.topic),
                 partition: o.shard.partition,
-                offset: offsets.position(),
-                waiting: offsets.in_flight(),
+                offset: o.shard.committable(),
+                waiting: o.shard.offsets.in_flight(),
             });
             metrics.forget_partition(&o.shard.topic, o.shard.partition);
             false
@@ -592,13 +732,35 @@ impl<Q: MessageQueue, G: GroupClient> Worker<Q, G> {
         }
     }
 
-    /// Completes, retries or gives up one delivery; a completed one finishes
-    /// its source offset.
+    /// Completes, retries or gives up one delivery; a settled one finishes its
+    /// source offset, or its part of a checkpoint.
     fn settle(&mut self, ack: Ack) {
-        if let Some((id, offset)) = self.effects.settle(ack) {
+        let Some((pending, delivered)) = self.effects.settle(ack) else {
+            return;
+        };
+        self.effects.outbox.settled(&pending);
+        if let Some((id, offset)) = pending.source {
             if let Some(o) = self.owned.iter_mut().find(|o| o.shard.id == id) {
                 o.shard.offsets.finish(offset);
             }
+        }
+        let Some((id, generation)) = pending.checkpoint else {
+            return;
+        };
+        let Some(o) = self.owned.iter_mut().find(|o| o.shard.id == id) else {
+            return;
+        };
+        let Some(cp) = o.shard.checkpoint.as_mut() else {
+            return;
+        };
+        let metrics = &self.effects.shared.metrics;
+        match cp.chunk_settled(generation, delivered) {
+            Some(true) => metrics.checkpoints.with_label_values(&["written"]).inc(),
+            Some(false) => {
+                metrics.checkpoints.with_label_values(&["failed"]).inc();
+                tracing::warn!(topic = %o.shard.topic, partition = o.shard.partition, generation, "checkpoint not written; offsets stay at the previous one until the next succeeds");
+            }
+            None => {}
         }
     }
 
@@ -646,6 +808,16 @@ impl Effects {
     /// Decodes and applies one message, sends what it caused, and accounts for it.
     fn process<M: Record>(&mut self, shard: &mut Shard, msg: &M, consumed_at: Instant) {
         let offset = msg.offset();
+        if shard
+            .checkpoint
+            .as_ref()
+            .and_then(|c| c.skip_below)
+            .is_some_and(|below| offset < below)
+        {
+            // Applied before the restart: already in the restored state.
+            self.shared.metrics.checkpoint_skipped.inc();
+            return;
+        }
         let payload = msg.payload().unwrap_or_default();
         let mut transitions = std::mem::take(&mut self.transitions);
         let rejected = match decode(payload) {
@@ -724,6 +896,7 @@ impl Effects {
             caused_at: consumed_at,
             attempts: 0,
             worker: self.index,
+            checkpoint: None,
         }));
         self.failed.extend(failed);
     }
@@ -768,14 +941,16 @@ impl Effects {
                 caused_at,
                 attempts: 0,
                 worker: self.index,
+                checkpoint: None,
             }));
             self.failed.extend(failed);
         }
     }
 
     /// Counts one delivery report, retries a failure (or gives it up after the
-    /// last attempt); returns the source offset it completes, if any.
-    fn settle(&mut self, ack: Ack) -> Option<(u64, i64)> {
+    /// last attempt); returns the message once settled, and whether it was
+    /// delivered.
+    fn settle(&mut self, ack: Ack) -> Option<(Box<Pending>, bool)> {
         let metrics = &self.shared.metrics;
         let output = ack.pending.output;
         let done = match ack.error {
@@ -786,7 +961,7 @@ impl Effects {
                         .detection_latency
                         .observe(ack.pending.caused_at.elapsed().as_secs_f64());
                 }
-                ack.pending
+                return Some((ack.pending, true));
             }
             Some(error) => {
                 metrics.delivery_error(output);
@@ -813,8 +988,7 @@ impl Effects {
                 p
             }
         };
-        self.outbox.settled(&done);
-        done.source
+        Some((done, false))
     }
 }
 
@@ -902,6 +1076,7 @@ mod tests {
             sinks: Vec::new(),
             board: Arc::new(Board::new(1)),
             commit_failures: Arc::new(AtomicU64::new(0)),
+            checkpoint_topic: None,
         });
         let max_held = 8 << 10;
         let worker = Worker::new(
@@ -930,6 +1105,7 @@ mod tests {
             topic: Arc::from("events"),
             partition: 0,
             queue: Memory(messages, AtomicUsize::new(0)),
+            restored: Ok(None),
         });
         let paused = metrics.worker_paused.with_label_values(&["0"]);
         let taken = metrics.worker_messages.with_label_values(&["0"]);

@@ -28,7 +28,7 @@ pub const MANAGED_PROPERTIES: &[(&str, &str)] = &[
 
 /// Environment variables with this prefix override the `[kafka]` section:
 /// `FOREWARN_KAFKA_BROKERS`, `_GROUP_ID`, `_TOPICS` (comma-separated),
-/// `_ALERTS_TOPIC`, `_DEAD_LETTER_TOPIC`; any other name sets a librdkafka
+/// `_ALERTS_TOPIC`, `_DEAD_LETTER_TOPIC`, `_CHECKPOINT_TOPIC`; any other name sets a librdkafka
 /// property: `FOREWARN_KAFKA_SASL_PASSWORD=…` sets `sasl.password` (underscores
 /// become dots).
 pub const ENV_PREFIX: &str = "FOREWARN_KAFKA_";
@@ -47,6 +47,11 @@ pub struct RawKafka {
     pub alerts_topic: Option<Spanned<String>>,
     /// Where rejected events are produced, with the reason in headers.
     pub dead_letter_topic: Option<Spanned<String>>,
+    /// Compacted topic where each partition's engine state is checkpointed
+    /// (empty or absent: no checkpoints; state starts empty after a restart).
+    pub checkpoint_topic: Option<Spanned<String>>,
+    /// How often each partition's state is checkpointed.
+    pub checkpoint_interval: Option<Spanned<String>>,
     /// librdkafka properties passed through to both consumer and producer.
     #[serde(default)]
     pub properties: BTreeMap<String, Spanned<toml::Value>>,
@@ -65,6 +70,10 @@ pub struct KafkaConfig {
     pub alerts_topic: String,
     /// Dead-letter topic.
     pub dead_letter_topic: String,
+    /// Checkpoint topic, if checkpoints are on.
+    pub checkpoint_topic: Option<String>,
+    /// Checkpoint interval (ms).
+    pub checkpoint_interval: crate::time::Millis,
     /// Passed-through librdkafka properties (after environment overrides).
     pub properties: BTreeMap<String, String>,
 }
@@ -77,6 +86,8 @@ impl Default for KafkaConfig {
             topics: vec!["service-events".into()],
             alerts_topic: "forewarn-alerts".into(),
             dead_letter_topic: "forewarn-dead-letter".into(),
+            checkpoint_topic: None,
+            checkpoint_interval: 30_000,
             properties: BTreeMap::new(),
         }
     }
@@ -138,6 +149,17 @@ impl KafkaConfig {
                 set.push(rest.to_ascii_lowercase());
                 continue;
             }
+            if rest == "CHECKPOINT_TOPIC" {
+                self.checkpoint_topic = if value.is_empty() {
+                    None
+                } else {
+                    check_topic(&value)
+                        .map_err(|why| format!("environment variable {name}: {why}"))?;
+                    Some(value)
+                };
+                set.push("checkpoint_topic".into());
+                continue;
+            }
             if rest == "TOPICS" {
                 let topics: Vec<String> = value.split(',').map(|t| t.trim().to_string()).collect();
                 for t in &topics {
@@ -164,6 +186,8 @@ impl fmt::Debug for KafkaConfig {
             .field("topics", &self.topics)
             .field("alerts_topic", &self.alerts_topic)
             .field("dead_letter_topic", &self.dead_letter_topic)
+            .field("checkpoint_topic", &self.checkpoint_topic)
+            .field("checkpoint_interval", &self.checkpoint_interval)
             .field("properties", &self.redacted_properties())
             .finish()
     }

@@ -606,6 +606,39 @@ fn kafka_section(cx: &Ctx, raw: kafka::RawKafka) -> Result<kafka::KafkaConfig, C
             "give dead letters a topic of their own",
         ));
     }
+    if let Some(t) = raw
+        .checkpoint_topic
+        .as_ref()
+        .filter(|t| !t.get_ref().is_empty())
+    {
+        kafka::check_topic(t.get_ref()).map_err(|m| {
+            cx.err(
+                t.span(),
+                format!("`kafka.checkpoint_topic`: {m}"),
+                topic_help,
+            )
+        })?;
+        let name = t.get_ref();
+        if k.topics.contains(name) || *name == k.alerts_topic || *name == k.dead_letter_topic {
+            return Err(cx.err(
+                t.span(),
+                "`kafka.checkpoint_topic` is also an input or output topic",
+                "give checkpoints a compacted topic of their own",
+            ));
+        }
+        k.checkpoint_topic = Some(name.clone());
+    }
+    if let Some(i) = &raw.checkpoint_interval {
+        let ms = cx.duration(i, "kafka.checkpoint_interval")?;
+        if ms < 100 {
+            return Err(cx.err(
+                i.span(),
+                "`kafka.checkpoint_interval` is below 100ms",
+                "checkpoints every few seconds to a minute are usual, e.g. \"30s\"",
+            ));
+        }
+        k.checkpoint_interval = ms;
+    }
     for (key, value) in &raw.properties {
         kafka::check_property(key).map_err(|m| {
             cx.err(

@@ -182,6 +182,21 @@ fn kafka_defaults_and_passthrough() {
 }
 
 #[test]
+fn checkpoints_are_off_unless_a_topic_is_given() {
+    let off = Config::parse(&format!("{SIGNAL}{RULE}"), "t.toml").unwrap();
+    assert_eq!(off.kafka.checkpoint_topic, None);
+    let on = Config::parse(
+        &format!(
+            "{SIGNAL}{RULE}[kafka]\ncheckpoint_topic = \"ck\"\ncheckpoint_interval = \"5s\"\n"
+        ),
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(on.kafka.checkpoint_topic.as_deref(), Some("ck"));
+    assert_eq!(on.kafka.checkpoint_interval, 5_000);
+}
+
+#[test]
 fn kafka_section_errors_are_located() {
     let cases: &[(&str, &str, &str)] = &[
         (
@@ -218,6 +233,16 @@ fn kafka_section_errors_are_located() {
             "[kafka]\nbrokers = \" \"\n",
             "`kafka.brokers` is empty",
             "give a value",
+        ),
+        (
+            "[kafka]\ncheckpoint_topic = \"forewarn-alerts\"\n",
+            "also an input or output topic",
+            "compacted topic",
+        ),
+        (
+            "[kafka]\ncheckpoint_topic = \"ck\"\ncheckpoint_interval = \"10ms\"\n",
+            "below 100ms",
+            "30s",
         ),
         (
             "[kafka]\nbrokerz = \"b:9092\"\n",
