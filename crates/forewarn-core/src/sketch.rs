@@ -81,16 +81,12 @@ pub struct Sketch {
     /// Keys below this count in the bucket at it, once a fold has happened. It
     /// only rises until `clear`, so a running window that adds and later
     /// subtracts the same pane maps each key to the same bucket both times.
-    #[serde(default = "no_floor", skip_serializing_if = "is_no_floor")]
+    #[serde(default = "no_floor")]
     floor: i32,
 }
 
 fn no_floor() -> i32 {
     NO_FLOOR
-}
-
-fn is_no_floor(f: &i32) -> bool {
-    *f == NO_FLOOR
 }
 
 impl Default for Sketch {

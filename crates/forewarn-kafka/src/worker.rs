@@ -473,8 +473,10 @@ impl<Q: MessageQueue, G: GroupClient> Worker<Q, G> {
                 .checkpoint_bytes
                 .with_label_values(&[&*o.shard.topic, &o.shard.partition.to_string()])
                 .set(bytes as i64);
+            // Not held against the outbox bound: at most one checkpoint per
+            // partition is in flight, and input must not pause for it.
             for c in chunks {
-                let failed = self.effects.outbox.send_new(Box::new(Pending {
+                let failed = self.effects.outbox.send(Box::new(Pending {
                     output: Output::Checkpoints,
                     topic: Arc::clone(&topic),
                     key: Some(Arc::from(c.key.as_bytes())),
@@ -738,7 +740,9 @@ impl<Q: MessageQueue, G: GroupClient> Worker<Q, G> {
         let Some((pending, delivered)) = self.effects.settle(ack) else {
             return;
         };
-        self.effects.outbox.settled(&pending);
+        if pending.checkpoint.is_none() {
+            self.effects.outbox.settled(&pending);
+        }
         if let Some((id, offset)) = pending.source {
             if let Some(o) = self.owned.iter_mut().find(|o| o.shard.id == id) {
                 o.shard.offsets.finish(offset);
