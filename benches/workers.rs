@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use forewarn_kafka::output::{AckRoute, Outbox, Producer};
 use forewarn_kafka::view::Board;
-use forewarn_kafka::worker::{GroupClient, Inbox, MessageQueue, Record, Shared, Worker};
+use forewarn_kafka::worker::{GroupClient, Inbox, MessageQueue, Shared, Worker};
 use forewarn_kafka::{Metrics, Options};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{OwnedMessage, Timestamp};
@@ -38,32 +38,11 @@ struct MemoryQueue {
     next: AtomicUsize,
 }
 
-/// A message of a [`MemoryQueue`].
-struct Lent<'a>(&'a OwnedMessage);
-
-impl Record for Lent<'_> {
-    fn topic(&self) -> &str {
-        self.0.topic()
-    }
-    fn partition(&self) -> i32 {
-        self.0.partition()
-    }
-    fn offset(&self) -> i64 {
-        self.0.offset()
-    }
-    fn key(&self) -> Option<&[u8]> {
-        self.0.key()
-    }
-    fn payload(&self) -> Option<&[u8]> {
-        self.0.payload()
-    }
-}
-
 impl MessageQueue for MemoryQueue {
-    type Message<'a> = Lent<'a>;
-    fn next(&self) -> Option<KafkaResult<Lent<'_>>> {
+    type Message<'a> = &'a OwnedMessage;
+    fn next(&self) -> Option<KafkaResult<&OwnedMessage>> {
         let i = self.next.fetch_add(1, Ordering::Relaxed);
-        self.messages.get(i).map(|m| Ok(Lent(m)))
+        self.messages.get(i).map(Ok)
     }
 }
 

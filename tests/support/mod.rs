@@ -279,18 +279,7 @@ impl Kafka {
         timeout: Duration,
         mut done: impl FnMut(&[OwnedMessage]) -> bool,
     ) -> Vec<OwnedMessage> {
-        let c: BaseConsumer = self
-            .client()
-            .set("group.id", "forewarn-test-reader")
-            .set("enable.auto.commit", "false")
-            .create()
-            .unwrap();
-        let mut tpl = TopicPartitionList::new();
-        for p in self.partitions(&c, topic) {
-            tpl.add_partition_offset(topic, p, Offset::Beginning)
-                .unwrap();
-        }
-        c.assign(&tpl).unwrap();
+        let (c, _) = self.reader(topic);
         let deadline = Instant::now() + timeout;
         let mut got = Vec::new();
         while !done(&got) && Instant::now() < deadline {
@@ -301,27 +290,39 @@ impl Kafka {
         got
     }
 
-    /// Every message of `topic` written so far (when nothing writes to it any
-    /// more). Tansu's watermark is the last batch's base offset + 1, so after
-    /// reaching it the rest of that batch, already fetched, is drained too.
-    pub fn read_all(&self, topic: &str, timeout: Duration) -> Vec<OwnedMessage> {
+    /// A consumer assigned to every partition of `topic` from the beginning,
+    /// and those partitions.
+    fn reader(&self, topic: &str) -> (BaseConsumer, Vec<i32>) {
         let c: BaseConsumer = self
             .client()
             .set("group.id", "forewarn-test-reader")
             .set("enable.auto.commit", "false")
             .create()
             .unwrap();
+        let partitions = self.partitions(&c, topic);
         let mut tpl = TopicPartitionList::new();
-        let mut at_least = 0;
-        for p in self.partitions(&c, topic) {
-            let (low, high) = c
-                .fetch_watermarks(topic, p, Duration::from_secs(10))
-                .unwrap();
-            at_least += high - low;
-            tpl.add_partition_offset(topic, p, Offset::Beginning)
+        for p in &partitions {
+            tpl.add_partition_offset(topic, *p, Offset::Beginning)
                 .unwrap();
         }
         c.assign(&tpl).unwrap();
+        (c, partitions)
+    }
+
+    /// Every message of `topic` written so far (when nothing writes to it any
+    /// more). Tansu's watermark is the last batch's base offset + 1, so after
+    /// reaching it the rest of that batch, already fetched, is drained too.
+    pub fn read_all(&self, topic: &str, timeout: Duration) -> Vec<OwnedMessage> {
+        let (c, partitions) = self.reader(topic);
+        let at_least: i64 = partitions
+            .into_iter()
+            .map(|p| {
+                let (low, high) = c
+                    .fetch_watermarks(topic, p, Duration::from_secs(10))
+                    .unwrap();
+                high - low
+            })
+            .sum();
         let deadline = Instant::now() + timeout;
         let mut got = Vec::new();
         while Instant::now() < deadline {

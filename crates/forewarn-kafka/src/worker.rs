@@ -80,6 +80,25 @@ macro_rules! record_of_message {
 record_of_message!(BorrowedMessage<'_>);
 record_of_message!(OwnedMessage);
 
+/// A message lent from memory (the worker benchmark, tests).
+impl Record for &OwnedMessage {
+    fn topic(&self) -> &str {
+        Record::topic(*self)
+    }
+    fn partition(&self) -> i32 {
+        Record::partition(*self)
+    }
+    fn offset(&self) -> i64 {
+        Record::offset(*self)
+    }
+    fn key(&self) -> Option<&[u8]> {
+        Record::key(*self)
+    }
+    fn payload(&self) -> Option<&[u8]> {
+        Record::payload(*self)
+    }
+}
+
 /// Where a worker reads one partition's messages: its librdkafka partition
 /// queue in production, memory in the worker benchmark.
 pub trait MessageQueue: Send + 'static {
@@ -1014,24 +1033,6 @@ mod tests {
         fn next(&self) -> Option<KafkaResult<&OwnedMessage>> {
             let i = self.1.fetch_add(1, Ordering::Relaxed);
             self.0.get(i).map(Ok)
-        }
-    }
-
-    impl Record for &OwnedMessage {
-        fn topic(&self) -> &str {
-            rdkafka::message::Message::topic(*self)
-        }
-        fn partition(&self) -> i32 {
-            rdkafka::message::Message::partition(*self)
-        }
-        fn offset(&self) -> i64 {
-            rdkafka::message::Message::offset(*self)
-        }
-        fn key(&self) -> Option<&[u8]> {
-            rdkafka::message::Message::key(*self)
-        }
-        fn payload(&self) -> Option<&[u8]> {
-            rdkafka::message::Message::payload(*self)
         }
     }
 
