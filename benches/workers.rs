@@ -10,52 +10,24 @@
 //! default 3).
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::mpsc::channel;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use forewarn_kafka::memory::{MemoryQueue, NoGroup};
 use forewarn_kafka::output::{AckRoute, Outbox, Producer};
 use forewarn_kafka::view::Board;
-use forewarn_kafka::worker::{GroupClient, Inbox, MessageQueue, Shared, Worker};
+use forewarn_kafka::worker::{Inbox, Shared, Worker};
 use forewarn_kafka::{Metrics, Options};
-use rdkafka::error::KafkaResult;
 use rdkafka::message::{OwnedMessage, Timestamp};
-use rdkafka::{ClientConfig, TopicPartitionList};
+use rdkafka::ClientConfig;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// One partition's messages, in offset order, lent out one at a time (the
-/// worker frees nothing another thread allocated, as with librdkafka's own
-/// buffers).
-struct MemoryQueue {
-    messages: Arc<Vec<OwnedMessage>>,
-    next: AtomicUsize,
-}
-
-impl MessageQueue for MemoryQueue {
-    type Message<'a> = &'a OwnedMessage;
-    fn next(&self) -> Option<KafkaResult<&OwnedMessage>> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        self.messages.get(i).map(Ok)
-    }
-}
-
-/// A group that accepts every commit and never reports a partition's end.
-struct NoGroup;
-
-impl GroupClient for NoGroup {
-    fn commit_async(&self, _: &TopicPartitionList) -> KafkaResult<()> {
-        Ok(())
-    }
-    fn high_watermark(&self, _: &str, _: i32) -> Option<i64> {
-        None
-    }
 }
 
 /// Simulated retail-estate events (with incidents) ending an hour ago,
@@ -140,10 +112,7 @@ fn run(cfg: &forewarn_core::Config, workers: usize, parts: &[Arc<Vec<OwnedMessag
         .collect();
     let queues: Vec<MemoryQueue> = parts
         .iter()
-        .map(|p| MemoryQueue {
-            messages: Arc::clone(p),
-            next: AtomicUsize::new(0),
-        })
+        .map(|p| MemoryQueue::new(Arc::clone(p)))
         .collect();
     let n: u64 = parts.iter().map(|p| p.len() as u64).sum();
     let start = Instant::now();

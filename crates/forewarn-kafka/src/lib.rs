@@ -13,6 +13,7 @@
 pub mod checkpoint;
 pub mod client;
 pub mod dead_letter;
+pub mod memory;
 pub mod metrics;
 pub mod offsets;
 pub mod options;

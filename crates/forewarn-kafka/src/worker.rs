@@ -1017,35 +1017,13 @@ impl Effects {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
     use std::sync::mpsc::channel;
 
     use rdkafka::message::Timestamp;
 
     use super::*;
+    use crate::memory::{MemoryQueue, NoGroup};
     use crate::output::{AckRoute, Producer};
-
-    /// One partition's messages, in memory.
-    struct Memory(Vec<OwnedMessage>, AtomicUsize);
-
-    impl MessageQueue for Memory {
-        type Message<'a> = &'a OwnedMessage;
-        fn next(&self) -> Option<KafkaResult<&OwnedMessage>> {
-            let i = self.1.fetch_add(1, Ordering::Relaxed);
-            self.0.get(i).map(Ok)
-        }
-    }
-
-    struct NoGroup;
-
-    impl GroupClient for NoGroup {
-        fn commit_async(&self, _: &TopicPartitionList) -> KafkaResult<()> {
-            Ok(())
-        }
-        fn high_watermark(&self, _: &str, _: i32) -> Option<i64> {
-            None
-        }
-    }
 
     /// With deliveries that never settle (no broker), a worker fed only
     /// undecodable messages (each a dead letter) stops taking input once its
@@ -1058,7 +1036,7 @@ mod tests {
         )
         .unwrap();
         let metrics = Metrics::new();
-        let (tx, inbox) = channel::<Inbox<Memory>>();
+        let (tx, inbox) = channel::<Inbox<MemoryQueue>>();
         let route = tx.clone();
         let routes: Vec<AckRoute> = vec![Box::new(move |ack| {
             let _ = route.send(Inbox::Ack(ack));
@@ -1109,7 +1087,7 @@ mod tests {
         let _ = tx.send(Inbox::Assign {
             topic: Arc::from("events"),
             partition: 0,
-            queue: Memory(messages, AtomicUsize::new(0)),
+            queue: MemoryQueue::new(Arc::new(messages)),
             restored: Ok(None),
         });
         let paused = metrics.worker_paused.with_label_values(&["0"]);
