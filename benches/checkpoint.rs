@@ -58,7 +58,7 @@ fn main() {
         a.add(&headers, &c.payload);
     }
     let restored = a.finish().unwrap().unwrap();
-    let restored_engine = forewarn_core::Engine::restore(cfg, restored.snapshot).unwrap();
+    let (restored_engine, _) = forewarn_core::Engine::restore(cfg, restored.snapshot).unwrap();
     let read = t.elapsed();
     assert_eq!(restored_engine.snapshot(), snap, "exact restore");
     println!(

@@ -167,6 +167,40 @@ impl FamilyStore {
         }
     }
 
+    /// This state under another member list: new member `m` takes over old
+    /// member `from[m]`'s state, or starts empty (a config reload that kept
+    /// some of the family's signals). The ring must be the same.
+    pub fn remap(mut self, sigs: &[&SignalDef], from: &[Option<usize>]) -> FamilyStore {
+        let keeps_all =
+            from.len() == self.members && from.iter().enumerate().all(|(m, f)| *f == Some(m));
+        if keeps_all {
+            return self;
+        }
+        let mut out = FamilyStore::new(sigs, 0);
+        out.ring = self.ring;
+        out.group_cap = self.group_cap;
+        let groups = self.groups();
+        let slots = self.ring * self.group_cap;
+        out.heads = remap_members(&mut self.heads, groups, self.members, from, || Head::NEW);
+        out.accs = remap_members(&mut self.accs, groups, self.members, from, || Acc::NEW);
+        out.panes = remap_members(&mut self.panes, slots, self.members, from, || Pane::EMPTY);
+        // Quantile members keep their own numbering.
+        let qfrom: Vec<Option<usize>> = (0..from.len())
+            .filter(|&m| out.quantile_of[m].is_some())
+            .map(|m| from[m].and_then(|f| self.quantile_of[f]))
+            .collect();
+        let q = self.quantiles;
+        out.sketches = remap_members(&mut self.sketches, slots, q, &qfrom, Sketch::default);
+        out.window_sketches = remap_members(
+            &mut self.window_sketches,
+            groups,
+            q,
+            &qfrom,
+            Sketch::default,
+        );
+        out
+    }
+
     /// Slots per group.
     pub fn ring(&self) -> usize {
         self.ring
@@ -476,6 +510,31 @@ fn relayout<T>(
     for _ in 0..ring {
         out.extend(old.by_ref().take(old_cap * per_group));
         out.extend(std::iter::repeat_with(&mut fill).take((new_cap - old_cap) * per_group));
+    }
+    out
+}
+
+/// `rows` rows of `per_row` entries re-laid as rows of `from.len()` entries,
+/// entry `m` moved from old entry `from[m]` (or `fill`ed). Empty when the old
+/// layout held no rows.
+fn remap_members<T>(
+    old: &mut [T],
+    rows: usize,
+    per_row: usize,
+    from: &[Option<usize>],
+    mut fill: impl FnMut() -> T,
+) -> Vec<T> {
+    if old.len() < rows * per_row {
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(rows * from.len());
+    for r in 0..rows {
+        for f in from {
+            out.push(match f {
+                Some(f) => std::mem::replace(&mut old[r * per_row + f], fill()),
+                None => fill(),
+            });
+        }
     }
     out
 }

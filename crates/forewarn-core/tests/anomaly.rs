@@ -130,7 +130,7 @@ fn a_restored_engine_goes_on_exactly() {
     for l in &lines[..cut] {
         a.ingest(&decode(l.as_bytes()).unwrap(), T0 + 10 * DAY, &mut out_a);
     }
-    let mut b = Engine::restore(cfg, a.snapshot()).unwrap();
+    let (mut b, _) = Engine::restore(cfg, a.snapshot()).unwrap();
     let mut out_b = Vec::new();
     for l in &lines[cut..] {
         a.ingest(&decode(l.as_bytes()).unwrap(), T0 + 10 * DAY, &mut out_a);

@@ -27,8 +27,9 @@ fn restored_engine_continues_an_entity_stream_exactly() {
         let mut out = Vec::new();
         feed(&mut first, &lines[..cut], &mut out);
         let json = serde_json::to_string(&first.snapshot()).unwrap();
-        let mut second =
-            Engine::restore(cfg.clone(), serde_json::from_str(&json).unwrap()).unwrap();
+        let mut second = Engine::restore(cfg.clone(), serde_json::from_str(&json).unwrap())
+            .unwrap()
+            .0;
         feed(&mut second, &lines[cut..], &mut out);
         second.finish(&mut out);
         assert_eq!(out, expected, "cut at {cut}");

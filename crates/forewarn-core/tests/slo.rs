@@ -164,7 +164,7 @@ fn restored_engine_continues_an_slo_exactly() {
         let back = serde_json::from_str(&json).unwrap();
         assert_eq!(snap, back);
         let cfg = first.config().clone();
-        let mut second = Engine::restore(cfg, back).unwrap();
+        let (mut second, _) = Engine::restore(cfg, back).unwrap();
         out.extend(run(&mut second, &lines[cut..]));
         assert_eq!(out, whole, "cut at {cut}");
         assert_eq!(second.snapshot(), {

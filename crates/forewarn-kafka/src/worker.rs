@@ -442,7 +442,10 @@ impl<Q: MessageQueue, G: GroupClient> Worker<Q, G> {
                     bytes,
                 } = *r;
                 match forewarn_core::Engine::restore(shared.cfg.clone(), snapshot) {
-                    Ok(engine) => {
+                    Ok((engine, carried)) => {
+                        if carried.signals.any() || carried.rules.any() {
+                            tracing::warn!(topic = %shard.topic, partition = shard.partition, restarted_signals = ?carried.signals.restarted, added_signals = ?carried.signals.added, removed_signals = ?carried.signals.removed, restarted_rules = ?carried.rules.restarted, added_rules = ?carried.rules.added, removed_rules = ?carried.rules.removed, "checkpoint written under another config: what changed starts afresh, the rest is restored");
+                        }
                         shard.engine = engine;
                         shard.resync_stats();
                         cp.generation = cp.generation.max(generation);

@@ -4,6 +4,7 @@
 //! what to fix.
 
 pub mod estimate;
+mod identity;
 pub mod kafka;
 pub(crate) mod raw;
 mod rule;

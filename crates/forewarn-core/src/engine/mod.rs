@@ -12,8 +12,10 @@
 //!   lifecycle every rule kind's readings go through;
 //! - `reclaim.rs`: releasing idle groups under `max_groups`;
 //! - `render.rs`: alerts, readings and active instances for the outside;
-//! - `snapshot.rs`: capture and exact restore.
+//! - `snapshot.rs`: capture and restore;
+//! - `carry.rs`: what state a changed config keeps (reloads, restores).
 
+mod carry;
 mod evaluate;
 mod reclaim;
 mod render;
@@ -22,6 +24,7 @@ mod wiring;
 
 use serde::{Deserialize, Serialize};
 
+pub use carry::{changes, Carried, Changes, Reconfigured};
 pub use snapshot::{RestoreError, Snapshot};
 
 use crate::alert::Transition;

@@ -1,22 +1,27 @@
-//! Capturing the whole state of a shard and restoring it exactly.
+//! Capturing the whole state of a shard, and restoring it under the same
+//! config exactly, or under an edited one keeping what did not change
+//! (see [`super::carry`]).
 
 use serde::{Deserialize, Serialize};
 
+use super::carry::{Carried, Carry, Lineage};
 use super::{Clock, Engine, FamilyState, RuleState, Stats};
 use crate::config::Config;
 use crate::groups::{GroupKey, Grouping};
 use crate::time::Millis;
 
-/// Serialisable engine state; restore it with [`Engine::restore`] under the same config.
+/// Serialisable engine state; restore it with [`Engine::restore`].
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Snapshot {
     /// Format version.
     pub version: u32,
-    signal_names: Vec<String>,
-    rule_names: Vec<String>,
+    lineage: Lineage,
     clock: Clock,
     stats: Stats,
-    groupings: Vec<Vec<GroupKey>>,
+    /// Per grouping: its labels and its groups' keys by id.
+    groupings: Vec<(Vec<String>, Vec<GroupKey>)>,
+    /// Per family: its member signals.
+    family_members: Vec<Vec<usize>>,
     families: Vec<FamilyState>,
     rules: Vec<RuleState>,
     /// Pending reclaim pass and the watermark of the last one.
@@ -24,8 +29,8 @@ pub struct Snapshot {
     last_reclaim: Millis,
 }
 
-/// Version 2: rule states typed by kind, own-input rule schedules.
-const SNAPSHOT_VERSION: u32 = 2;
+/// Version 3: signals and rules carried by identity.
+const SNAPSHOT_VERSION: u32 = 3;
 
 /// Why a snapshot cannot be restored.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -33,74 +38,136 @@ pub enum RestoreError {
     /// Written by another format version.
     #[error("snapshot version {0} is not supported (expected {SNAPSHOT_VERSION})")]
     Version(u32),
-    /// Taken under a config with other signals, rules or windows.
-    #[error("snapshot does not match the config: {0}")]
-    ConfigMismatch(String),
 }
 
 impl Engine {
     /// Captures the whole state.
     pub fn snapshot(&self) -> Snapshot {
+        self.snapshot_of(self.families.clone(), self.rules.clone())
+    }
+
+    /// Captures the whole state without copying it (a reconfiguration).
+    pub(super) fn into_snapshot(mut self) -> Snapshot {
+        let (families, rules) = (
+            std::mem::take(&mut self.families),
+            std::mem::take(&mut self.rules),
+        );
+        self.snapshot_of(families, rules)
+    }
+
+    fn snapshot_of(&self, families: Vec<FamilyState>, rules: Vec<RuleState>) -> Snapshot {
         Snapshot {
             version: SNAPSHOT_VERSION,
-            signal_names: self.cfg.signals.iter().map(|s| s.name.clone()).collect(),
-            rule_names: self.cfg.rules.iter().map(|r| r.name.clone()).collect(),
+            lineage: Lineage::of(&self.cfg),
             clock: self.clock,
             stats: self.stats,
-            groupings: self.groupings.iter().map(|g| g.keys().to_vec()).collect(),
-            families: self.families.clone(),
-            rules: self.rules.clone(),
+            groupings: self
+                .groupings
+                .iter()
+                .map(|g| (g.labels.clone(), g.keys().to_vec()))
+                .collect(),
+            family_members: self.wiring.family_members.clone(),
+            families,
+            rules,
             reclaim_wanted: self.reclaim_wanted,
             last_reclaim: self.last_reclaim,
         }
     }
 
-    /// Rebuilds an engine from a snapshot taken under the same config.
-    pub fn restore(cfg: Config, snap: Snapshot) -> Result<Engine, RestoreError> {
+    /// Rebuilds an engine for `cfg` from a snapshot: exactly, when it was
+    /// taken under the same config; otherwise the signals and rules whose
+    /// definition is unchanged keep their state and the others start afresh
+    /// (the returned [`Carried`] names them). The event-time clock and the
+    /// counters are always kept.
+    pub fn restore(cfg: Config, snap: Snapshot) -> Result<(Engine, Carried), RestoreError> {
+        let (e, carry) = Engine::restore_carrying(cfg, snap)?;
+        Ok((e, carry.carried))
+    }
+
+    pub(super) fn restore_carrying(
+        cfg: Config,
+        snap: Snapshot,
+    ) -> Result<(Engine, Carry), RestoreError> {
         if snap.version != SNAPSHOT_VERSION {
             return Err(RestoreError::Version(snap.version));
         }
         let mut e = Engine::new(cfg);
-        let names: Vec<&str> = e.cfg.signals.iter().map(|s| s.name.as_str()).collect();
-        let rules: Vec<&str> = e.cfg.rules.iter().map(|r| r.name.as_str()).collect();
-        if names != snap.signal_names || rules != snap.rule_names {
-            return Err(RestoreError::ConfigMismatch(
-                "signals or rules differ".into(),
-            ));
-        }
-        if snap.groupings.len() != e.groupings.len()
-            || snap.families.len() != e.families.len()
-            || snap.rules.len() != e.rules.len()
-        {
-            return Err(RestoreError::ConfigMismatch("groupings differ".into()));
-        }
-        for (fresh, saved) in e.families.iter().zip(&snap.families) {
-            if fresh.store.ring() != saved.store.ring() {
-                return Err(RestoreError::ConfigMismatch(
-                    "a window, slide or allowed_lateness changed".into(),
-                ));
+        let carry = snap.lineage.carry(&Lineage::of(&e.cfg));
+        let mut groupings: Vec<_> = snap.groupings.into_iter().map(Some).collect();
+        for g in &mut e.groupings {
+            if let Some(old) = groupings
+                .iter_mut()
+                .find(|o| o.as_ref().is_some_and(|(labels, _)| *labels == g.labels))
+            {
+                let (labels, keys) = old.take().expect("found");
+                *g = Grouping::from_keys(labels, keys);
             }
         }
-        for (rule, saved) in e.cfg.rules.iter().zip(&snap.rules) {
-            if !saved.states.is_for(&rule.spec) {
-                return Err(RestoreError::ConfigMismatch(format!(
-                    "rule `{}` changed kind",
-                    rule.name
-                )));
-            }
-        }
-        e.groupings = e
-            .groupings
-            .iter()
-            .zip(snap.groupings)
-            .map(|(g, keys)| Grouping::from_keys(g.labels.clone(), keys))
-            .collect();
-        e.families = snap.families;
-        e.rules = snap.rules;
         e.clock = snap.clock;
         e.stats = snap.stats;
         e.reclaim_wanted = snap.reclaim_wanted;
         e.last_reclaim = snap.last_reclaim;
-        Ok(e)
+        e.carry_families(&carry, &snap.family_members, snap.families);
+        let mut rules: Vec<Option<RuleState>> = snap.rules.into_iter().map(Some).collect();
+        for (ri, from) in carry.rule_from.iter().enumerate() {
+            let Some(old) = from.and_then(|f| rules.get_mut(f)?.take()) else {
+                continue;
+            };
+            if old.states.is_for(&e.cfg.rules[ri].spec) {
+                e.rules[ri] = old;
+            }
+        }
+        Ok((e, carry))
+    }
+
+    /// Moves each old family's state to the new family holding its carried
+    /// signals (signals of one geometry always share a family, so the kept
+    /// members of a new family all come from one old family).
+    fn carry_families(&mut self, carry: &Carry, old_members: &[Vec<usize>], old: Vec<FamilyState>) {
+        let mut place = Vec::new();
+        for (f, members) in old_members.iter().enumerate() {
+            for (m, &si) in members.iter().enumerate() {
+                if place.len() <= si {
+                    place.resize(si + 1, (0, 0));
+                }
+                place[si] = (f, m);
+            }
+        }
+        let mut old: Vec<Option<FamilyState>> = old.into_iter().map(Some).collect();
+        for fi in 0..self.families.len() {
+            let members = &self.wiring.family_members[fi];
+            let from: Vec<Option<(usize, usize)>> = members
+                .iter()
+                .map(|&si| carry.signal_from[si].and_then(|o| place.get(o).copied()))
+                .collect();
+            let Some(source) = from.iter().flatten().map(|(f, _)| *f).next() else {
+                continue;
+            };
+            let Some(state) = old.get_mut(source).and_then(Option::take) else {
+                continue;
+            };
+            let member_from: Vec<Option<usize>> = from
+                .iter()
+                .map(|x| x.filter(|(f, _)| *f == source).map(|(_, m)| m))
+                .collect();
+            let sigs: Vec<_> = members.iter().map(|&si| &self.cfg.signals[si]).collect();
+            let slide = sigs[0].slide;
+            let mut next_eval = state.next_eval;
+            let rules_restarted = self.wiring.family_rules[fi]
+                .iter()
+                .any(|&ri| carry.rule_from[ri].is_none());
+            if rules_restarted && next_eval != Millis::MAX && self.clock.watermark != Millis::MIN {
+                // Its new or restarted rules may need the slides its old rules
+                // let it skip: evaluate from the next one on.
+                let next_slide = (self.clock.watermark.div_euclid(slide) + 1).saturating_mul(slide);
+                next_eval = next_eval.min(next_slide);
+            }
+            self.families[fi] = FamilyState {
+                store: state.store.remap(&sigs, &member_from),
+                entities: state.entities,
+                next_eval,
+                newest: state.newest,
+            };
+        }
     }
 }

@@ -3,6 +3,7 @@ use std::collections::HashSet;
 use proptest::prelude::*;
 
 use super::*;
+use crate::alert::Alert;
 use crate::config::{Aggregate, Config};
 use crate::event::{decode, Event};
 use crate::lifecycle::TransitionKind;
@@ -377,7 +378,11 @@ fn restored_engine_continues_exactly() {
         let mut got = run(&mut first, &lines[..cut], now);
         let bytes = serde_json::to_vec(&first.snapshot()).unwrap();
         let snap: Snapshot = serde_json::from_slice(&bytes).unwrap();
-        let mut second = Engine::restore(cfg(src), snap).unwrap();
+        let (mut second, carried) = Engine::restore(cfg(src), snap).unwrap();
+        assert!(
+            !carried.signals.any() && !carried.rules.any(),
+            "{carried:?}"
+        );
         got.extend(run(&mut second, &lines[cut..], now));
         assert_eq!(got, expected, "cut at {cut}");
         assert_eq!(
@@ -388,17 +393,163 @@ fn restored_engine_continues_exactly() {
     }
 }
 
+// ------------------------------------------------------------------ reconfigure
+
+fn checkout() -> (&'static str, Vec<String>, Millis) {
+    let src = include_str!("../../../../tests/scenarios/checkout_incident.toml");
+    let lines = include_str!("../../../../tests/scenarios/checkout_incident.ndjson")
+        .lines()
+        .filter(|l| decode(l.as_bytes()).is_ok())
+        .map(String::from)
+        .collect();
+    (src, lines, parse_rfc3339("2026-11-20T11:00:00Z").unwrap())
+}
+
+/// Index of the first line at or after `secs` into the scenario (its hour:
+/// the scenario holds a line from years ahead, refused as too far in the future).
+fn line_at(lines: &[String], secs: i64) -> usize {
+    let hour = T0 + secs * 1000..T0 + 3_600_000;
+    lines.iter().position(|l| hour.contains(&ev(l).ts)).unwrap()
+}
+
+fn of_rule<'a>(transitions: &'a [String], rule: &str) -> Vec<&'a str> {
+    let rule = format!(" {rule} ");
+    transitions
+        .iter()
+        .filter(|t| t.contains(&rule))
+        .map(String::as_str)
+        .collect()
+}
+
+/// Reloading the config it runs changes nothing: the run continues exactly,
+/// whatever state the cut catches (before the incident, pending, firing,
+/// resolved, silent).
 #[test]
-fn restore_refuses_other_config() {
-    let a = cfg(PROP_CONFIG);
-    let snap = Engine::new(a).snapshot();
-    let other = cfg(&PROP_CONFIG.replace("window = \"40s\"", "window = \"50s\""));
-    assert!(matches!(
-        Engine::restore(other, snap.clone()),
-        Err(RestoreError::ConfigMismatch(_))
-    ));
-    let renamed = cfg(&PROP_CONFIG.replace("name = \"r5\"", "name = \"r5b\""));
-    assert!(Engine::restore(renamed, snap).is_err());
+fn reconfiguring_to_the_same_config_continues_exactly() {
+    let (src, lines, now) = checkout();
+    let mut whole = Engine::new(cfg(src));
+    let expected = run(&mut whole, &lines, now);
+    for secs in [0, 495, 515, 545, 700, 1000] {
+        let cut = line_at(&lines, secs);
+        let mut first = Engine::new(cfg(src));
+        let mut got = run(&mut first, &lines[..cut], now);
+        let (mut second, r) = first.reconfigure(cfg(src));
+        assert!(r.retired.is_empty(), "{:?}", r.retired);
+        assert!(!r.carried.signals.any() && !r.carried.rules.any(), "{r:?}");
+        got.extend(run(&mut second, &lines[cut..], now));
+        assert_eq!(got, expected, "cut at {secs}s");
+        assert_eq!(second.snapshot(), whole.snapshot(), "cut at {secs}s");
+    }
+}
+
+const P90: &str = r#"[[signals]]
+name = "p90"
+aggregate = "quantile"
+quantile = 0.9
+field = "latency_ms"
+window = "1m"
+slide = "10s"
+
+"#;
+
+const LATENCY_RULE: &str = r#"
+[[rules]]
+name = "LatencyHigh"
+kind = "threshold"
+signal = "p90"
+warning = { value = 100000 }
+"#;
+
+/// A reload that adds a signal of the same geometry (so it joins the family of
+/// the kept ones, ahead of them in the file), adds a rule and edits another:
+/// the unchanged rule goes on exactly as if nothing happened, mid-incident
+/// included; the edited one restarts under its new definition.
+#[test]
+fn reconfiguring_keeps_unchanged_rules_and_restarts_edited_ones() {
+    let (src, lines, now) = checkout();
+    let edited = format!(
+        "{}{LATENCY_RULE}",
+        src.replacen("[[signals]]", &format!("{P90}[[signals]]"), 1)
+            .replace(r#"for = "2m""#, r#"for = "3m""#)
+    );
+    for secs in [0, 495, 515, 545, 600] {
+        let cut = line_at(&lines, secs);
+        let mut whole = Engine::new(cfg(src));
+        run(&mut whole, &lines[..cut], now);
+        let unchanged = run(&mut whole, &lines[cut..], now);
+        let mut first = Engine::new(cfg(src));
+        run(&mut first, &lines[..cut], now);
+        let (mut second, r) = first.reconfigure(cfg(&edited));
+        let after = run(&mut second, &lines[cut..], now);
+        assert_eq!(r.carried.signals.kept, ["error_rate", "requests"]);
+        assert_eq!(r.carried.signals.added, ["p90"]);
+        assert_eq!(r.carried.rules.kept, ["ErrorRateHigh"]);
+        assert_eq!(r.carried.rules.restarted, ["ServiceSilent"]);
+        assert_eq!(r.carried.rules.added, ["LatencyHigh"]);
+        assert!(r.retired.is_empty());
+        assert_eq!(
+            of_rule(&after, "ErrorRateHigh"),
+            of_rule(&unchanged, "ErrorRateHigh"),
+            "cut at {secs}s"
+        );
+        // The edited absent rule now waits 3 minutes of silence, not 2.
+        let silent = of_rule(&after, "ServiceSilent");
+        assert_eq!(silent.len(), 1, "{silent:?}");
+        assert!(silent[0].contains("10:18:00"), "{silent:?}");
+    }
+}
+
+/// A changed level restarts the rule: an incident in progress goes pending
+/// again under the new level. A removed rule's pending and firing alerts end
+/// at the reload, under the same fingerprint and episode they fired with.
+#[test]
+fn reconfiguring_restarts_changed_levels_and_ends_removed_rules_alerts() {
+    let (src, lines, now) = checkout();
+    let cut = line_at(&lines, 545);
+    let mut first = Engine::new(cfg(src));
+    let so_far = run(&mut first, &lines[..cut], now);
+    let firing: Vec<Alert> = first.active().iter().map(|t| first.render(t)).collect();
+    assert_eq!(
+        firing.len(),
+        2,
+        "warning firing, critical pending: {so_far:?}"
+    );
+
+    let lowered = src.replace("value = 0.05, clear = 0.03", "value = 0.04, clear = 0.03");
+    let (mut second, r) = Engine::new(cfg(src)).reconfigure(cfg(src));
+    assert!(r.retired.is_empty());
+    run(&mut second, &lines[..cut], now);
+    let (mut second, r) = second.reconfigure(cfg(&lowered));
+    assert_eq!(r.carried.rules.restarted, ["ErrorRateHigh"]);
+    let after = run(&mut second, &lines[cut..], now);
+    assert!(
+        of_rule(&after, "ErrorRateHigh")[0].starts_with("pending"),
+        "{after:?}"
+    );
+
+    let without = src.replace("name = \"ErrorRateHigh\"", "name = \"ErrorRateHigher\"");
+    let (_, r) = first.reconfigure(cfg(&without));
+    assert_eq!(r.carried.rules.removed, ["ErrorRateHigh"]);
+    assert_eq!(r.carried.rules.added, ["ErrorRateHigher"]);
+    let mut ended: Vec<(&str, &str, &str)> = r
+        .retired
+        .iter()
+        .map(|a| (a.status, a.fingerprint.as_str(), a.episode.as_str()))
+        .collect();
+    ended.sort();
+    let mut before: Vec<(&str, &str, &str)> = firing
+        .iter()
+        .map(|a| {
+            let status = if a.status == "firing" {
+                "resolved"
+            } else {
+                "inactive"
+            };
+            (status, a.fingerprint.as_str(), a.episode.as_str())
+        })
+        .collect();
+    before.sort();
+    assert_eq!(ended, before);
 }
 
 // --------------------------------------------------------------- time semantics
@@ -651,7 +802,7 @@ fn idle_groups_are_reclaimed_so_a_newcomer_is_tracked_after_a_flood() {
     for cut in first_c - 4..first_c + 12 {
         let mut before = Engine::new(cfg(ERRORS_ONLY));
         let mut joined = run(&mut before, &lines[..cut], FAR_FUTURE);
-        let mut after = Engine::restore(cfg(ERRORS_ONLY), before.snapshot()).unwrap();
+        let (mut after, _) = Engine::restore(cfg(ERRORS_ONLY), before.snapshot()).unwrap();
         joined.extend(run(&mut after, &lines[cut..], FAR_FUTURE));
         assert_eq!(joined, got, "cut at line {cut}");
         assert_eq!(after.snapshot(), e.snapshot(), "cut at line {cut}");

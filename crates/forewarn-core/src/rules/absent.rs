@@ -103,6 +103,10 @@ impl RuleKind for Absent {
         Input::Signal(self.signal)
     }
 
+    fn signal_mut(&mut self) -> Option<&mut usize> {
+        Some(&mut self.signal)
+    }
+
     fn levels(&self) -> usize {
         1
     }

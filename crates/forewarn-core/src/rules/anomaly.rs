@@ -156,6 +156,10 @@ impl RuleKind for Anomaly {
         Input::Signal(self.signal)
     }
 
+    fn signal_mut(&mut self) -> Option<&mut usize> {
+        Some(&mut self.signal)
+    }
+
     fn levels(&self) -> usize {
         1
     }

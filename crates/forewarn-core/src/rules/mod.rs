@@ -116,6 +116,10 @@ pub trait RuleKind: Sized + Clone + PartialEq + Debug {
     fn validate(raw: Self::Raw, cx: &RuleCx) -> Result<Self, ConfigError>;
     /// What drives evaluations.
     fn input(&self) -> Input;
+    /// The index of the signal it watches, to rewrite (a kind whose input is
+    /// a signal must return it: rule identities compare the signal by
+    /// definition, not by index).
+    fn signal_mut(&mut self) -> Option<&mut usize>;
     /// Labels beyond `service` that split its groups.
     fn group_by<'a>(&'a self, signals: &'a [SignalDef]) -> &'a [String] {
         match self.input() {
@@ -293,6 +297,11 @@ macro_rules! rule_kinds {
             /// See [`RuleKind::input`].
             pub fn input(&self) -> Input {
                 match self { $(RuleSpec::$variant(k) => k.input()),+ }
+            }
+
+            /// See [`RuleKind::signal_mut`].
+            pub fn signal_mut(&mut self) -> Option<&mut usize> {
+                match self { $(RuleSpec::$variant(k) => k.signal_mut()),+ }
             }
 
             /// See [`RuleKind::group_by`].

@@ -213,6 +213,10 @@ impl RuleKind for Slo {
         }
     }
 
+    fn signal_mut(&mut self) -> Option<&mut usize> {
+        None
+    }
+
     fn group_by<'a>(&'a self, _signals: &'a [SignalDef]) -> &'a [String] {
         &self.group_by
     }

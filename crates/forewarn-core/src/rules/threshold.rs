@@ -102,6 +102,10 @@ impl RuleKind for Threshold {
         Input::Signal(self.signal)
     }
 
+    fn signal_mut(&mut self) -> Option<&mut usize> {
+        Some(&mut self.signal)
+    }
+
     fn levels(&self) -> usize {
         self.levels.len()
     }
