@@ -367,6 +367,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let endpoint = crate::http::Endpoint {
         metrics: metrics.clone(),
         alerts: pipeline.active_alerts(),
+        reload: None,
     };
     let bound = http_runtime.block_on(async {
         match crate::http::serve(&args.listen, endpoint.clone()).await {

@@ -3,15 +3,15 @@
 //! (partitions are assigned and the pipeline is polling), `/api/v1/alerts`
 //! (current pending and firing alerts, in the shape of Prometheus's alerts API),
 //! `/api/v1/rules` (the rules with their alerts, in the shape of Prometheus's
-//! rules API) and `/rules/NAME` (one rule: where every alert's `generatorURL`
-//! points).
+//! rules API), `/rules/NAME` (one rule: where every alert's `generatorURL`
+//! points) and `POST /-/reload` (re-read the config file, as `SIGHUP` does).
 
 use std::net::SocketAddr;
 
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use forewarn_kafka::{ActiveAlerts, Metrics};
 use prometheus::{Encoder, IntGaugeVec, Opts, TextEncoder};
@@ -23,7 +23,13 @@ pub struct Endpoint {
     pub metrics: Metrics,
     /// Current alerts.
     pub alerts: ActiveAlerts,
+    /// Re-reads and applies the config file (`forewarn run`; `None` in the
+    /// demo, whose config is built in).
+    pub reload: Option<Reload>,
 }
+
+/// A config reload: what changed, or why it was refused.
+pub type Reload = std::sync::Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
 
 /// Registers `forewarn_build_info{version}` = 1 and the standard `process_*`
 /// metrics in the pipeline's registry.
@@ -61,6 +67,23 @@ async fn metrics(State(e): State<Endpoint>) -> Response {
             buf,
         )
             .into_response(),
+        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
+    }
+}
+
+/// `POST /-/reload`: 200 with what changed, or 400 with why the new config was
+/// refused (the running one is kept).
+async fn reload(State(e): State<Endpoint>) -> Response {
+    let Some(reload) = e.reload.clone() else {
+        return (
+            StatusCode::NOT_FOUND,
+            "reload: this process has no config file to re-read\n",
+        )
+            .into_response();
+    };
+    match tokio::task::spawn_blocking(move || reload()).await {
+        Ok(Ok(what)) => (StatusCode::OK, format!("{what}\n")).into_response(),
+        Ok(Err(why)) => (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response(),
         Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
     }
 }
@@ -214,6 +237,7 @@ pub async fn serve(addr: &str, endpoint: Endpoint) -> anyhow::Result<SocketAddr>
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/rules", get(rules))
         .route("/rules/{name}", get(rule))
+        .route("/-/reload", post(reload))
         .with_state(endpoint);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {

@@ -1,6 +1,7 @@
 //! `forewarn run`: the Kafka service. Consumes the configured topics as a member
 //! of the consumer group, scores events per partition, publishes alert
-//! transitions and dead letters, and stops gracefully on SIGTERM or SIGINT.
+//! transitions and dead letters, re-reads its config on SIGHUP (or
+//! `POST /-/reload`), and stops gracefully on SIGTERM or SIGINT.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -150,11 +151,7 @@ fn duration(s: &str) -> Result<Duration, String> {
 /// Runs until SIGTERM/SIGINT (a second signal exits at once).
 pub fn run(args: &Args) -> anyhow::Result<()> {
     logging::init(args.log_format, &args.log_level)?;
-    let mut cfg = crate::load_config(&args.config)?;
-    let overridden = cfg
-        .kafka
-        .apply_env(std::env::vars())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (cfg, overridden) = load(&args.config)?;
     if !overridden.is_empty() {
         tracing::info!(settings = ?overridden, "kafka settings from the environment");
     }
@@ -183,7 +180,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let endpoint = crate::http::Endpoint {
         metrics,
         alerts: pipeline.active_alerts(),
+        reload: Some(reload_from(args.config.clone(), pipeline.reloader())),
     };
+    let reload = endpoint.reload.clone().expect("set above");
     let stop = Arc::new(AtomicBool::new(false));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -215,9 +214,22 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         tracing::info!(addr = %bound, "http endpoint listening: /metrics /healthz /readyz /api/v1/alerts");
         let flag = Arc::clone(&stop);
         let mut worker = tokio::task::spawn_blocking(move || pipeline.run(&flag));
-        tokio::select! {
-            done = &mut worker => return done?.map_err(anyhow::Error::from),
-            signal = shutdown_signal() => tracing::info!(signal, "shutting down"),
+        let mut hangup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                done = &mut worker => return done?.map_err(anyhow::Error::from),
+                signal = shutdown_signal() => {
+                    tracing::info!(signal, "shutting down");
+                    break;
+                }
+                _ = hangup.recv() => {
+                    tracing::info!("SIGHUP: reloading the config");
+                    let reload = Arc::clone(&reload);
+                    // The outcome is logged and in the reload metrics.
+                    let _ = tokio::task::spawn_blocking(move || reload()).await;
+                }
+            }
         }
         stop.store(true, Ordering::Relaxed);
         // The pipeline bounds its own wait for deliveries; leaving the group can
@@ -251,6 +263,58 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         accounting.dropped,
     );
     Ok(())
+}
+
+/// Reads the config file with the `FOREWARN_KAFKA_*` overrides applied;
+/// returns the settings they overrode.
+fn load(path: &std::path::Path) -> anyhow::Result<(forewarn_core::Config, Vec<String>)> {
+    let mut cfg = crate::load_config(path)?;
+    let overridden = cfg
+        .kafka
+        .apply_env(std::env::vars())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((cfg, overridden))
+}
+
+/// Re-reads `path` and hands it to `reloader`; says what changed or why the
+/// file was refused.
+fn reload_from<Q>(
+    path: PathBuf,
+    reloader: forewarn_kafka::reload::Reloader<Q>,
+) -> crate::http::Reload
+where
+    Q: forewarn_kafka::worker::MessageQueue + Send + 'static,
+{
+    let reloader = Arc::new(reloader);
+    Arc::new(move || {
+        let load = || {
+            if path == std::path::Path::new("-") {
+                return Err("the config was read from stdin: there is no file to re-read".into());
+            }
+            load(&path)
+                .map(|(cfg, _)| cfg)
+                .map_err(|e| format!("{e:#}"))
+        };
+        reloader
+            .reload(load)
+            .map(|c| describe_reload(&c))
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// `config reloaded; rules: kept [a], restarted [b] …` for the HTTP answer.
+fn describe_reload(c: &forewarn_core::engine::Carried) -> String {
+    let part = |what: &str, ch: &forewarn_core::engine::Changes| {
+        format!(
+            "{what}: kept {:?}, restarted {:?}, added {:?}, removed {:?}",
+            ch.kept, ch.restarted, ch.added, ch.removed
+        )
+    };
+    format!(
+        "config reloaded; {}; {}",
+        part("rules", &c.rules),
+        part("signals", &c.signals)
+    )
 }
 
 /// Resolves on SIGTERM or SIGINT, naming it.

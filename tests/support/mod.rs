@@ -457,6 +457,11 @@ impl Forewarn {
         assert!(ok, "kill {sig}");
     }
 
+    /// SIGHUP: re-read the config.
+    pub fn hangup(&self) {
+        self.signal("-HUP");
+    }
+
     /// SIGTERM, then waits for exit (panics after `timeout`); returns stderr.
     pub fn terminate(mut self, timeout: Duration) -> String {
         self.signal("-TERM");
@@ -639,6 +644,26 @@ pub const FAST_REBALANCE: &str =
 /// A plain HTTP GET: (status code, body); panics if the server cannot be read.
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     try_http_get(addr, path).unwrap_or_else(|e| panic!("GET http://{addr}{path}: {e}"))
+}
+
+/// A plain HTTP POST without a body: (status code, body).
+pub fn http_post(addr: &str, path: &str) -> (u16, String) {
+    use std::io::Write;
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("POST {addr}{path}: {e}"));
+    write!(
+        s,
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {resp}"));
+    let body = resp.split_once("\r\n\r\n").map_or("", |b| b.1).to_string();
+    (status, body)
 }
 
 /// A plain HTTP GET that reports I/O errors (a server still starting may

@@ -19,6 +19,7 @@ pub mod offsets;
 pub mod options;
 pub mod output;
 pub mod pipeline;
+pub mod reload;
 pub mod shard;
 pub mod throttle;
 pub mod view;

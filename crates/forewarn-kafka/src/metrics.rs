@@ -62,6 +62,11 @@ pub struct Metrics {
     /// Unix time (seconds) the slowest pipeline thread (the consumer thread or a
     /// worker) last moved: readiness fails when it stops (a stalled pipeline).
     pub last_poll: IntGauge,
+    /// 1 when the last config reload (or the start) succeeded, 0 after a
+    /// refused one.
+    pub config_reload_successful: IntGauge,
+    /// Unix time of the last successful config load (the start or a reload).
+    pub config_reload_time: IntGauge,
     transitions: IntCounterVec,
     alerts: IntGaugeVec,
     /// Wall clock minus the shard's watermark, by topic and partition.
@@ -218,6 +223,18 @@ fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> 
     c
 }
 
+/// Every `group_by` label of any signal, sorted, once each.
+pub(crate) fn group_label_names(cfg: &forewarn_core::Config) -> Vec<String> {
+    let mut names: Vec<String> = cfg
+        .signals
+        .iter()
+        .flat_map(|s| s.group_by.iter().cloned())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 impl Metrics {
     /// Creates and registers the metrics in a new registry.
     pub fn new() -> Metrics {
@@ -228,14 +245,7 @@ impl Metrics {
     /// label of any signal (empty where a rule does not group by it, which
     /// Prometheus reads as absent).
     pub fn for_config(cfg: &forewarn_core::Config) -> Metrics {
-        let mut names: Vec<String> = cfg
-            .signals
-            .iter()
-            .flat_map(|s| s.group_by.iter().cloned())
-            .collect();
-        names.sort();
-        names.dedup();
-        Metrics::with_group_labels(names)
+        Metrics::with_group_labels(group_label_names(cfg))
     }
 
     fn with_group_labels(group_labels: Vec<String>) -> Metrics {
@@ -342,6 +352,20 @@ impl Metrics {
         let last_poll = gauge(
             "forewarn_last_poll_timestamp_seconds",
             "Unix time the slowest pipeline thread (consumer or worker) last moved; readiness fails when it stalls.",
+        );
+        let config_reload_successful = gauge(
+            "forewarn_config_last_reload_successful",
+            "1 when the last config reload (or the start) succeeded, 0 after a refused one.",
+        );
+        config_reload_successful.set(1);
+        let config_reload_time = gauge(
+            "forewarn_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config load: the start or a reload.",
+        );
+        config_reload_time.set(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
         );
         let counter = |name: &str, help: &str| {
             let c = IntCounter::new(name, help).expect("valid metric");
@@ -603,7 +627,14 @@ impl Metrics {
             commit_failures,
             consumer_errors,
             last_poll,
+            config_reload_successful,
+            config_reload_time,
         }
+    }
+
+    /// The `group_by` labels the per-group gauges carry.
+    pub(crate) fn group_labels(&self) -> &[String] {
+        &self.group_labels
     }
 
     /// The counters of `topic`.

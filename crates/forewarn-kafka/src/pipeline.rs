@@ -35,6 +35,7 @@ use crate::client::{consumer_config, log_to_tracing, producer_config};
 use crate::metrics::{Accounting, Metrics};
 pub use crate::options::Options;
 use crate::output::{AckRoute, Outbox, Producer};
+use crate::reload::{CurrentConfig, Reloader};
 use crate::throttle::Throttle;
 use crate::view::{Board, View};
 pub use crate::worker::AlertSink;
@@ -299,14 +300,15 @@ fn describe(tpl: &TopicPartitionList) -> String {
 /// A read-only view of the pipeline's current alerts, for the HTTP endpoint.
 #[derive(Clone)]
 pub struct ActiveAlerts {
-    cfg: Arc<Config>,
+    cfg: CurrentConfig,
     board: Arc<Board>,
 }
 
 impl ActiveAlerts {
     /// The config the pipeline runs.
     pub fn config(&self) -> Config {
-        (*self.cfg).clone()
+        let current = self.cfg.read().unwrap_or_else(|p| p.into_inner());
+        (**current).clone()
     }
 
     /// Every worker's current view, merged (each worker answers between two
@@ -332,7 +334,7 @@ pub struct Pipeline {
     consumer: Arc<Consumer_>,
     producer: Arc<Producer>,
     inboxes: Vec<Receiver<Inbox<PartitionQueue<SourceContext>>>>,
-    cfg: Arc<Config>,
+    cfg: CurrentConfig,
     board: Arc<Board>,
     sinks: Mutex<Vec<AlertSink>>,
     commit_failures: Arc<AtomicU64>,
@@ -441,7 +443,7 @@ impl Pipeline {
             consumer,
             producer,
             inboxes,
-            cfg: Arc::new(cfg),
+            cfg: Arc::new(std::sync::RwLock::new(Arc::new(cfg))),
             board,
             sinks: Mutex::new(Vec::new()),
             commit_failures,
@@ -467,20 +469,31 @@ impl Pipeline {
         }
     }
 
+    /// Replaces the running config (see [`crate::reload`]), from any thread,
+    /// for as long as the pipeline runs.
+    pub fn reloader(&self) -> Reloader<PartitionQueue<SourceContext>> {
+        Reloader::new(
+            Arc::clone(&self.cfg),
+            self.consumer.context().workers.clone(),
+            self.metrics.clone(),
+        )
+    }
+
     /// Consumes until `stop` is set, then stops consuming, waits (up to
     /// `shutdown_timeout`) for outstanding deliveries, commits and leaves the
     /// group. Returns the accounting of this run.
     pub fn run(mut self, stop: &AtomicBool) -> Result<Accounting, PipelineError> {
+        let cfg = Arc::clone(&self.cfg.read().unwrap_or_else(|p| p.into_inner()));
         let shared = Arc::new(Shared {
-            cfg: (*self.cfg).clone(),
+            cfg: (*cfg).clone(),
             metrics: self.metrics.clone(),
             options: self.options.clone(),
-            alerts_topic: Arc::from(self.cfg.kafka.alerts_topic.as_str()),
-            dead_letter_topic: Arc::from(self.cfg.kafka.dead_letter_topic.as_str()),
+            alerts_topic: Arc::from(cfg.kafka.alerts_topic.as_str()),
+            dead_letter_topic: Arc::from(cfg.kafka.dead_letter_topic.as_str()),
             sinks: std::mem::take(&mut *self.sinks.lock().unwrap_or_else(|p| p.into_inner())),
             board: Arc::clone(&self.board),
             commit_failures: Arc::clone(&self.commit_failures),
-            checkpoint_topic: self.cfg.kafka.checkpoint_topic.as_deref().map(Arc::from),
+            checkpoint_topic: cfg.kafka.checkpoint_topic.as_deref().map(Arc::from),
         });
         let stop_acks = Arc::new(AtomicBool::new(false));
         let acks = {

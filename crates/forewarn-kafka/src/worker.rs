@@ -177,6 +177,9 @@ pub enum Inbox<Q: MessageQueue> {
     /// Something is waiting: a partition queue became non-empty, or a view
     /// was requested.
     Wake,
+    /// A reloaded config (already checked): every shard switches to it,
+    /// keeping the state of what did not change, and new shards start with it.
+    Reload(Arc<Config>),
 }
 
 /// A partition's committable position when it left its worker.
@@ -195,7 +198,8 @@ pub struct Position {
 
 /// What every worker reads and nobody writes.
 pub struct Shared {
-    /// The running config.
+    /// The config at start. Its `[kafka]` section holds while running; the
+    /// rest may be replaced by reloads (see [`Inbox::Reload`]).
     pub cfg: Config,
     /// The pipeline's metrics (atomic counters and gauges).
     pub metrics: Metrics,
@@ -286,6 +290,7 @@ impl<Q: MessageQueue, G: GroupClient> Worker<Q, G> {
             owned: Vec::new(),
             effects: Effects {
                 index,
+                cfg: Arc::new(shared.cfg.clone()),
                 shared,
                 outbox,
                 transitions: Vec::new(),
@@ -392,8 +397,25 @@ impl<Q: MessageQueue, G: GroupClient> Worker<Q, G> {
                 self.settle(ack);
             }
             Inbox::Wake => {}
+            Inbox::Reload(cfg) => self.reconfigure(cfg),
         }
         true
+    }
+
+    /// Switches every shard to `cfg`; the alerts of removed and changed rules
+    /// end now.
+    fn reconfigure(&mut self, cfg: Arc<Config>) {
+        let now = Instant::now();
+        for o in &mut self.owned {
+            let placeholder = forewarn_core::Engine::new((*cfg).clone());
+            let old = std::mem::replace(&mut o.shard.engine, placeholder);
+            let (engine, r) = old.reconfigure((*cfg).clone());
+            o.shard.engine = engine;
+            for alert in r.retired {
+                self.effects.send_alert(&o.shard, None, now, &alert);
+            }
+        }
+        self.effects.cfg = cfg;
     }
 
     fn assign(
@@ -406,7 +428,8 @@ impl<Q: MessageQueue, G: GroupClient> Worker<Q, G> {
         self.next_shard += 1;
         let id = self.next_shard;
         let shared = &self.effects.shared;
-        let mut shard = Shard::new(id, topic, partition, shared.cfg.clone(), &shared.metrics);
+        let cfg = (*self.effects.cfg).clone();
+        let mut shard = Shard::new(id, topic, partition, cfg, &shared.metrics);
         tracing::debug!(topic = %shard.topic, partition, worker = self.effects.index, shard = id, "engine shard created");
         if shared.checkpoint_topic.is_some() {
             self.restore(&mut shard, restored);
@@ -441,7 +464,7 @@ impl<Q: MessageQueue, G: GroupClient> Worker<Q, G> {
                     generation,
                     bytes,
                 } = *r;
-                match forewarn_core::Engine::restore(shared.cfg.clone(), snapshot) {
+                match forewarn_core::Engine::restore((*self.effects.cfg).clone(), snapshot) {
                     Ok((engine, carried)) => {
                         if carried.signals.any() || carried.rules.any() {
                             tracing::warn!(topic = %shard.topic, partition = shard.partition, restarted_signals = ?carried.signals.restarted, added_signals = ?carried.signals.added, removed_signals = ?carried.signals.removed, restarted_rules = ?carried.rules.restarted, added_rules = ?carried.rules.added, removed_rules = ?carried.rules.removed, "checkpoint written under another config: what changed starts afresh, the rest is restored");
@@ -618,7 +641,7 @@ impl<Q: MessageQueue, G: GroupClient> Worker<Q, G> {
         let now = wall_ms();
         self.heartbeat.store(now / 1000, Ordering::Relaxed);
         let at = Instant::now();
-        let idle_after = self.effects.shared.cfg.time.idle_timeout;
+        let idle_after = self.effects.cfg.time.idle_timeout;
         // At most a few broker round trips per tick, each bounded.
         let mut budget = 4;
         for o in &mut self.owned {
@@ -820,6 +843,9 @@ impl<Q: MessageQueue, G: GroupClient> Worker<Q, G> {
 struct Effects {
     index: usize,
     shared: Arc<Shared>,
+    /// The config new shards start with: the one at start, or the last
+    /// reload's.
+    cfg: Arc<Config>,
     outbox: Outbox,
     transitions: Vec<Transition>,
     /// Sends librdkafka refused outright, to be handled like failed deliveries.
@@ -938,39 +964,51 @@ impl Effects {
     ) {
         for t in transitions.drain(..) {
             let alert = shard.engine.render(&t);
-            let payload = serde_json::to_vec(&alert).expect("alerts serialize");
-            tracing::info!(
-                alertname = alert.labels.get("alertname").map_or("", String::as_str),
-                service = alert.labels.get("service").map_or("", String::as_str),
-                severity = alert.labels.get("severity").map_or("", String::as_str),
-                status = alert.status,
-                value = alert.annotations.get("value").map_or("", String::as_str),
-                evaluated_at = %alert.evaluated_at,
-                fingerprint = %alert.fingerprint,
-                "alert transition"
-            );
-            for sink in &self.shared.sinks {
-                sink(&alert);
-            }
-            self.shared.metrics.transition(
-                alert.labels.get("alertname").map_or("", String::as_str),
-                alert.labels.get("severity").map_or("", String::as_str),
-                alert.status,
-            );
-            let failed = self.outbox.send_new(Box::new(Pending {
-                output: Output::Alerts,
-                topic: Arc::clone(&self.shared.alerts_topic),
-                key: Some(Arc::from(alert.fingerprint.as_bytes())),
-                payload: Some(Arc::from(payload)),
-                headers: Vec::new(),
-                source: offset.map(|o| (shard.id, o)),
-                caused_at,
-                attempts: 0,
-                worker: self.index,
-                checkpoint: None,
-            }));
-            self.failed.extend(failed);
+            self.send_alert(shard, offset, caused_at, &alert);
         }
+    }
+
+    /// Sends one alert (of `shard`, caused by the event at `offset`) to the
+    /// alerts topic and the sinks.
+    fn send_alert(
+        &mut self,
+        shard: &Shard,
+        offset: Option<i64>,
+        caused_at: Instant,
+        alert: &forewarn_core::Alert,
+    ) {
+        let payload = serde_json::to_vec(alert).expect("alerts serialize");
+        tracing::info!(
+            alertname = alert.labels.get("alertname").map_or("", String::as_str),
+            service = alert.labels.get("service").map_or("", String::as_str),
+            severity = alert.labels.get("severity").map_or("", String::as_str),
+            status = alert.status,
+            value = alert.annotations.get("value").map_or("", String::as_str),
+            evaluated_at = %alert.evaluated_at,
+            fingerprint = %alert.fingerprint,
+            "alert transition"
+        );
+        for sink in &self.shared.sinks {
+            sink(alert);
+        }
+        self.shared.metrics.transition(
+            alert.labels.get("alertname").map_or("", String::as_str),
+            alert.labels.get("severity").map_or("", String::as_str),
+            alert.status,
+        );
+        let failed = self.outbox.send_new(Box::new(Pending {
+            output: Output::Alerts,
+            topic: Arc::clone(&self.shared.alerts_topic),
+            key: Some(Arc::from(alert.fingerprint.as_bytes())),
+            payload: Some(Arc::from(payload)),
+            headers: Vec::new(),
+            source: offset.map(|o| (shard.id, o)),
+            caused_at,
+            attempts: 0,
+            worker: self.index,
+            checkpoint: None,
+        }));
+        self.failed.extend(failed);
     }
 
     /// Counts one delivery report, retries a failure (or gives it up after the

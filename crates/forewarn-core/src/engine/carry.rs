@@ -180,18 +180,20 @@ pub fn changes(old: &Config, new: &Config) -> Carried {
 pub struct Reconfigured {
     /// What kept its state.
     pub carried: Carried,
-    /// The end of every alert of a removed rule that was pending or firing:
-    /// resolved (or cancelled) now, rendered under the old config.
+    /// The end of every alert of a removed or changed rule that was pending
+    /// or firing: resolved (or cancelled) now, rendered under the old config,
+    /// so each episode that began under the old definition also ends.
     pub retired: Vec<Alert>,
 }
 
 impl Engine {
     /// Switches to `cfg`, keeping the state of every signal and rule whose
-    /// definition is unchanged (a config reload). A changed rule restarts: its
-    /// alerts fire again under a new episode if they still breach. A removed
-    /// rule's active alerts end now (see [`Reconfigured::retired`]).
+    /// definition is unchanged (a config reload). A changed or removed rule's
+    /// active alerts end now (see [`Reconfigured::retired`]); a changed rule
+    /// restarts and fires again, under a new episode, if it still breaches.
     pub fn reconfigure(mut self, cfg: Config) -> (Engine, Reconfigured) {
-        let retired = self.retire_removed(&cfg);
+        let kept = changes(&self.cfg, &cfg).rules.kept;
+        let retired = self.retire_all_but(&kept);
         let (mut latest, trace) = (std::mem::take(&mut self.latest), self.trace.is_some());
         let (mut e, carry) = Engine::restore_carrying(cfg, self.into_snapshot())
             .expect("a snapshot of this build restores");
@@ -205,15 +207,12 @@ impl Engine {
         (e, Reconfigured { carried, retired })
     }
 
-    /// Ends the active instances of the rules `cfg` no longer has.
-    fn retire_removed(&self, cfg: &Config) -> Vec<Alert> {
+    /// Ends the active instances of every rule not named in `kept`.
+    fn retire_all_but(&self, kept: &[String]) -> Vec<Alert> {
         let at = self.clock.watermark;
         self.active()
             .into_iter()
-            .filter(|t| {
-                let name = &self.cfg.rules[t.rule as usize].name;
-                !cfg.rules.iter().any(|r| r.name == *name)
-            })
+            .filter(|t| !kept.contains(&self.cfg.rules[t.rule as usize].name))
             .map(|mut t| {
                 t.kind = match t.kind {
                     TransitionKind::Firing => TransitionKind::Resolved,

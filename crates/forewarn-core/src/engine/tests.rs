@@ -499,11 +499,12 @@ fn reconfiguring_keeps_unchanged_rules_and_restarts_edited_ones() {
     }
 }
 
-/// A changed level restarts the rule: an incident in progress goes pending
-/// again under the new level. A removed rule's pending and firing alerts end
-/// at the reload, under the same fingerprint and episode they fired with.
+/// A changed level restarts the rule: its pending and firing alerts end at
+/// the reload, under the fingerprint and episode they fired with, and an
+/// incident in progress goes pending again under the new level. A removed
+/// rule's alerts end the same way.
 #[test]
-fn reconfiguring_restarts_changed_levels_and_ends_removed_rules_alerts() {
+fn reconfiguring_ends_changed_and_removed_rules_alerts() {
     let (src, lines, now) = checkout();
     let cut = line_at(&lines, 545);
     let mut first = Engine::new(cfg(src));
@@ -514,6 +515,20 @@ fn reconfiguring_restarts_changed_levels_and_ends_removed_rules_alerts() {
         2,
         "warning firing, critical pending: {so_far:?}"
     );
+    type End = (String, String, String);
+    let end = |a: &Alert, status: &str| -> End {
+        (status.to_string(), a.fingerprint.clone(), a.episode.clone())
+    };
+    let expected = sorted(firing.iter().map(|a| {
+        let status = if a.status == "firing" {
+            "resolved"
+        } else {
+            "inactive"
+        };
+        end(a, status)
+    }));
+    let ended =
+        |r: &Reconfigured| -> Vec<End> { sorted(r.retired.iter().map(|a| end(a, a.status))) };
 
     let lowered = src.replace("value = 0.05, clear = 0.03", "value = 0.04, clear = 0.03");
     let (mut second, r) = Engine::new(cfg(src)).reconfigure(cfg(src));
@@ -521,6 +536,7 @@ fn reconfiguring_restarts_changed_levels_and_ends_removed_rules_alerts() {
     run(&mut second, &lines[..cut], now);
     let (mut second, r) = second.reconfigure(cfg(&lowered));
     assert_eq!(r.carried.rules.restarted, ["ErrorRateHigh"]);
+    assert_eq!(ended(&r), expected);
     let after = run(&mut second, &lines[cut..], now);
     assert!(
         of_rule(&after, "ErrorRateHigh")[0].starts_with("pending"),
@@ -531,25 +547,13 @@ fn reconfiguring_restarts_changed_levels_and_ends_removed_rules_alerts() {
     let (_, r) = first.reconfigure(cfg(&without));
     assert_eq!(r.carried.rules.removed, ["ErrorRateHigh"]);
     assert_eq!(r.carried.rules.added, ["ErrorRateHigher"]);
-    let mut ended: Vec<(&str, &str, &str)> = r
-        .retired
-        .iter()
-        .map(|a| (a.status, a.fingerprint.as_str(), a.episode.as_str()))
-        .collect();
-    ended.sort();
-    let mut before: Vec<(&str, &str, &str)> = firing
-        .iter()
-        .map(|a| {
-            let status = if a.status == "firing" {
-                "resolved"
-            } else {
-                "inactive"
-            };
-            (status, a.fingerprint.as_str(), a.episode.as_str())
-        })
-        .collect();
-    before.sort();
-    assert_eq!(ended, before);
+    assert_eq!(ended(&r), expected);
+}
+
+fn sorted<T: Ord>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut v: Vec<T> = items.collect();
+    v.sort();
+    v
 }
 
 // --------------------------------------------------------------- time semantics
