@@ -187,7 +187,8 @@ fn compose_stack_is_consistent() {
 }
 
 /// deploy/kubernetes: the ConfigMap's config passes `forewarn check`; probes hit
-/// /healthz and /readyz on the port forewarn listens on; scrape annotations agree.
+/// /healthz and /readyz on the port forewarn listens on; scrape annotations agree;
+/// each pod has a static group membership from its stable name.
 #[test]
 fn kubernetes_manifests_are_consistent() {
     let docs = load_yaml("deploy/kubernetes/forewarn.yaml");
@@ -200,7 +201,7 @@ fn kubernetes_manifests_are_consistent() {
         kind("ConfigMap")["data"]["forewarn.toml"].as_str().unwrap(),
         "configmap",
     );
-    let pod = &kind("Deployment")["spec"]["template"];
+    let pod = &kind("StatefulSet")["spec"]["template"];
     let c = &pod["spec"]["containers"][0];
     let args = strs(&c["args"]);
     let port = arg_after(&args, "--listen")
@@ -243,12 +244,27 @@ fn kubernetes_manifests_are_consistent() {
     for r in ["cpu", "memory"] {
         assert!(!c["resources"]["requests"][r].is_badvalue(), "{r} request");
     }
+    // Static membership from the pod's stable name.
+    let instance = c["env"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"].as_str() == Some("FOREWARN_KAFKA_GROUP_INSTANCE_ID"))
+        .expect("a static group.instance.id");
+    assert_eq!(
+        instance["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+        Some("metadata.name")
+    );
+    assert_eq!(
+        kind("StatefulSet")["spec"]["serviceName"].as_str(),
+        kind("Service")["metadata"]["name"].as_str()
+    );
     // A drain never takes every replica.
     let pdb = &kind("PodDisruptionBudget")["spec"];
     assert_eq!(pdb["minAvailable"].as_i64(), Some(1));
     assert_eq!(
         pdb["selector"]["matchLabels"],
-        kind("Deployment")["spec"]["selector"]["matchLabels"]
+        kind("StatefulSet")["spec"]["selector"]["matchLabels"]
     );
 }
 

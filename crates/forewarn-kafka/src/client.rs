@@ -24,6 +24,9 @@ pub fn consumer_config(k: &KafkaConfig) -> ClientConfig {
 /// bounded so forewarn's retry and give-up logic gets its turn.
 pub fn producer_config(k: &KafkaConfig) -> ClientConfig {
     let mut c = base(k);
+    for key in CONSUMER_ONLY {
+        c.remove(key);
+    }
     c.set("enable.idempotence", "true")
         .set_default("message.timeout.ms", "30000")
         .set_default("linger.ms", "0");
@@ -43,6 +46,10 @@ impl SetDefault for ClientConfig {
         self
     }
 }
+
+/// Properties only a consumer takes: not given to producers, which would log
+/// a warning for each.
+const CONSUMER_ONLY: &[&str] = &["group.instance.id"];
 
 fn base(k: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
@@ -109,5 +116,17 @@ mod tests {
         assert_eq!(c.get("enable.auto.commit"), Some("false"));
         assert_eq!(c.get("group.id"), Some("forewarn"));
         assert_eq!(c.get("bootstrap.servers"), Some("localhost:9092"));
+    }
+
+    #[test]
+    fn static_membership_is_the_consumers_alone() {
+        let mut k = KafkaConfig::default();
+        k.properties
+            .insert("group.instance.id".into(), "forewarn-0".into());
+        assert_eq!(
+            consumer_config(&k).get("group.instance.id"),
+            Some("forewarn-0")
+        );
+        assert_eq!(producer_config(&k).get("group.instance.id"), None);
     }
 }
