@@ -163,3 +163,74 @@ fn reloads_keep_unchanged_rules_firing_and_refuse_a_broken_config() {
     let [consumed, applied, dead, late, refused, ..] = accounting(&stderr);
     assert_eq!(consumed, applied + dead + late + refused);
 }
+
+/// A restart under an edited config restores from the checkpoint what did not
+/// change: the unchanged rule stays firing in its episode (no second page, no
+/// resolve), and the removed rule's firing alert is resolved in the episode it
+/// fired in, though the new config no longer has the rule.
+#[test]
+fn a_restart_under_an_edited_config_keeps_unchanged_rules_and_ends_removed_ones() {
+    let broker = Broker::start();
+    let dir = TempDir::new("ckedit");
+    let extra = "checkpoint_topic = \"ckedit-checkpoints\"\ncheckpoint_interval = \"500ms\"";
+    let path = config(
+        &dir.0,
+        &format!("{ESTATE}{ANY_ERRORS}"),
+        &broker.addr,
+        "ckedit",
+        extra,
+    );
+    for (topic, partitions) in [
+        ("events", 2),
+        ("alerts", 1),
+        ("dead", 1),
+        ("checkpoints", 1),
+    ] {
+        broker.create_topic(&format!("ckedit-{topic}"), partitions);
+    }
+    let base = base_ms();
+    let services = ["pay", "cart"];
+    broker.produce(
+        "ckedit-events",
+        &requests(base, &services, 0, 200, &["pay"], (100, 400)),
+    );
+    let run = Forewarn::start(&path, &dir.0, "first");
+    let before = broker.read_until("ckedit-alerts", WAIT, |m| {
+        let p = pages(m, "pay");
+        count(&p, "ErrorRateHigh", "firing") == 2 && count(&p, "ErrorRateAny", "firing") == 1
+    });
+    let before = pages(&before, "pay");
+    eventually(WAIT, "first run committed (so checkpointed)", || {
+        broker.all_committed("ckedit-group", "ckedit-events")
+    });
+    run.terminate(WAIT);
+
+    let original = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, original.replace(ANY_ERRORS, "")).unwrap();
+    broker.produce(
+        "ckedit-events",
+        &requests(base, &services, 200, 300, &["pay"], (100, 400)),
+    );
+    let run = Forewarn::start(&path, &dir.0, "second");
+    eventually(WAIT, "second run committed", || {
+        broker.all_committed("ckedit-group", "ckedit-events")
+    });
+    let stderr = run.terminate(WAIT);
+    assert!(
+        stderr.contains("checkpoint written under another config"),
+        "{stderr}"
+    );
+    let after = pages(&broker.read_all("ckedit-alerts", WAIT), "pay");
+    assert_eq!(count(&after, "ErrorRateHigh", "firing"), 2, "{after:?}");
+    assert_eq!(count(&after, "ErrorRateHigh", "resolved"), 0, "{after:?}");
+    let any: Vec<&[String; 4]> = after.iter().filter(|p| p[0] == "ErrorRateAny").collect();
+    let fired = before
+        .iter()
+        .find(|p| p[0] == "ErrorRateAny" && p[2] == "firing")
+        .unwrap();
+    assert_eq!(any.len(), 2, "fired once, resolved once: {after:?}");
+    assert_eq!(any[1][2], "resolved");
+    assert_eq!(any[1][3], fired[3], "in the episode it fired in");
+    let [consumed, applied, dead, late, refused, ..] = accounting(&stderr);
+    assert_eq!(consumed, applied + dead + late + refused);
+}

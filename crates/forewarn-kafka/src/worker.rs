@@ -432,7 +432,10 @@ impl<Q: MessageQueue, G: GroupClient> Worker<Q, G> {
         let mut shard = Shard::new(id, topic, partition, cfg, &shared.metrics);
         tracing::debug!(topic = %shard.topic, partition, worker = self.effects.index, shard = id, "engine shard created");
         if shared.checkpoint_topic.is_some() {
-            self.restore(&mut shard, restored);
+            let now = Instant::now();
+            for alert in self.restore(&mut shard, restored) {
+                self.effects.send_alert(&shard, None, now, &alert);
+            }
         }
         self.owned
             .retain(|o| !(o.shard.topic == shard.topic && o.shard.partition == partition));
@@ -442,12 +445,13 @@ impl<Q: MessageQueue, G: GroupClient> Worker<Q, G> {
 
     /// Starts `shard`'s checkpointing, from its checkpoint when there is a
     /// usable one; a restored shard's firing alerts go to the sinks again at
-    /// once, so Alertmanager never sees them lapse.
+    /// once, so Alertmanager never sees them lapse. Returns the ends of the
+    /// alerts whose rules changed or went since the checkpoint, to be sent.
     fn restore(
         &self,
         shard: &mut Shard,
         restored: Result<Option<Box<crate::checkpoint::Restored>>, String>,
-    ) {
+    ) -> Vec<forewarn_core::Alert> {
         let shared = &self.effects.shared;
         let prefix = crate::checkpoint::key_prefix(
             &shared.cfg.kafka.group_id,
@@ -455,39 +459,34 @@ impl<Q: MessageQueue, G: GroupClient> Worker<Q, G> {
             shard.partition,
         );
         let mut cp = crate::shard::Checkpointing::new(prefix, wall_ms().max(0) as u64);
+        let mut retired = Vec::new();
+        let restored = restored.and_then(|r| {
+            let Some(r) = r else { return Ok(None) };
+            let engine = forewarn_core::Engine::restore((*self.effects.cfg).clone(), r.snapshot)
+                .map_err(|e| e.to_string())?;
+            Ok(Some((engine, r.next_offset, r.generation, r.bytes)))
+        });
         let result = match restored {
             Ok(None) => "none",
-            Ok(Some(r)) => {
-                let crate::checkpoint::Restored {
-                    snapshot,
-                    next_offset,
-                    generation,
-                    bytes,
-                } = *r;
-                match forewarn_core::Engine::restore((*self.effects.cfg).clone(), snapshot) {
-                    Ok((engine, carried)) => {
-                        if carried.signals.any() || carried.rules.any() {
-                            tracing::warn!(topic = %shard.topic, partition = shard.partition, restarted_signals = ?carried.signals.restarted, added_signals = ?carried.signals.added, removed_signals = ?carried.signals.removed, restarted_rules = ?carried.rules.restarted, added_rules = ?carried.rules.added, removed_rules = ?carried.rules.removed, "checkpoint written under another config: what changed starts afresh, the rest is restored");
-                        }
-                        shard.engine = engine;
-                        shard.resync_stats();
-                        cp.generation = cp.generation.max(generation);
-                        cp.covered = Some(next_offset);
-                        cp.skip_below = Some(next_offset);
-                        tracing::info!(topic = %shard.topic, partition = shard.partition, next_offset = next_offset, bytes, "partition restored from its checkpoint");
-                        for t in shard.engine.active() {
-                            let alert = shard.engine.render(&t);
-                            for sink in &shared.sinks {
-                                sink(&alert);
-                            }
-                        }
-                        "restored"
-                    }
-                    Err(e) => {
-                        tracing::error!(topic = %shard.topic, partition = shard.partition, error = %e, "checkpoint refused; the partition is reprocessed from its committed offset");
-                        "refused"
+            Ok(Some(((engine, r), next_offset, generation, bytes))) => {
+                let c = &r.carried;
+                if c.signals.any() || c.rules.any() {
+                    tracing::warn!(topic = %shard.topic, partition = shard.partition, restarted_signals = ?c.signals.restarted, added_signals = ?c.signals.added, removed_signals = ?c.signals.removed, restarted_rules = ?c.rules.restarted, added_rules = ?c.rules.added, removed_rules = ?c.rules.removed, ended_alerts = r.retired.len(), "checkpoint written under another config: what changed starts afresh, the rest is restored");
+                }
+                shard.engine = engine;
+                shard.resync_stats();
+                cp.generation = cp.generation.max(generation);
+                cp.covered = Some(next_offset);
+                cp.skip_below = Some(next_offset);
+                tracing::info!(topic = %shard.topic, partition = shard.partition, next_offset = next_offset, bytes, "partition restored from its checkpoint");
+                for t in shard.engine.active() {
+                    let alert = shard.engine.render(&t);
+                    for sink in &shared.sinks {
+                        sink(&alert);
                     }
                 }
+                retired = r.retired;
+                "restored"
             }
             Err(e) => {
                 tracing::error!(topic = %shard.topic, partition = shard.partition, error = %e, "checkpoint refused; the partition is reprocessed from its committed offset");
@@ -496,6 +495,7 @@ impl<Q: MessageQueue, G: GroupClient> Worker<Q, G> {
         };
         shared.metrics.restores.with_label_values(&[result]).inc();
         shard.checkpoint = Some(cp);
+        retired
     }
 
     /// Sends a checkpoint of every shard `which` selects that has one due and

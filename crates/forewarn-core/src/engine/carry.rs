@@ -4,12 +4,15 @@
 //! and its signal's windows carried over too. Used by config reloads and by
 //! checkpoints restored under an edited config alike.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::Engine;
-use crate::alert::Alert;
+use crate::alert::{self, Alert};
 use crate::config::Config;
 use crate::lifecycle::TransitionKind;
+use crate::time::{format_rfc3339, Millis};
 
 /// The signals and rules of a config, as a snapshot remembers them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -175,14 +178,84 @@ pub fn changes(old: &Config, new: &Config) -> Carried {
     Lineage::of(old).carry(&Lineage::of(new)).carried
 }
 
-/// The outcome of [`Engine::reconfigure`].
+/// How an active alert would end, kept in snapshots: a restore under a config
+/// that changed or dropped its rule still ends the episode, although the
+/// config that rendered the alert is gone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Ending {
+    rule: String,
+    firing: bool,
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+    starts_at: String,
+    generator_url: String,
+    fingerprint: String,
+    episode: String,
+}
+
+/// Equal when they end the same episode the same way. The annotations are left
+/// out: they show the latest reading, which a snapshot does not keep, so a
+/// restored engine renders them differently until its next evaluation.
+impl PartialEq for Ending {
+    fn eq(&self, other: &Self) -> bool {
+        (
+            &self.rule,
+            self.firing,
+            &self.labels,
+            &self.starts_at,
+            &self.episode,
+        ) == (
+            &other.rule,
+            other.firing,
+            &other.labels,
+            &other.starts_at,
+            &other.episode,
+        )
+    }
+}
+
+impl Ending {
+    /// The alert that ends this one's episode at `at`: resolved if it fired,
+    /// cancelled if it was pending.
+    fn at(self, at: Millis) -> Alert {
+        let kind = if self.firing {
+            TransitionKind::Resolved
+        } else {
+            TransitionKind::Cancelled
+        };
+        Alert {
+            status: kind.status(),
+            transition: kind,
+            labels: self.labels,
+            annotations: self.annotations,
+            starts_at: self.starts_at,
+            ends_at: alert::ends_at(kind, at),
+            generator_url: self.generator_url,
+            fingerprint: self.fingerprint,
+            episode: self.episode,
+            evaluated_at: format_rfc3339(at),
+        }
+    }
+}
+
+/// The ends, at `at`, of the alerts among `endings` whose rule is not `kept`.
+pub(super) fn retire(endings: Vec<Ending>, kept: &[String], at: Millis) -> Vec<Alert> {
+    endings
+        .into_iter()
+        .filter(|e| !kept.contains(&e.rule))
+        .map(|e| e.at(at))
+        .collect()
+}
+
+/// The outcome of [`Engine::reconfigure`] and [`Engine::restore`].
 #[derive(Debug, Clone)]
 pub struct Reconfigured {
     /// What kept its state.
     pub carried: Carried,
     /// The end of every alert of a removed or changed rule that was pending
-    /// or firing: resolved (or cancelled) now, rendered under the old config,
-    /// so each episode that began under the old definition also ends.
+    /// or firing: resolved (or cancelled) at the watermark, rendered under the
+    /// old config, so each episode that began under the old definition also
+    /// ends.
     pub retired: Vec<Alert>,
 }
 
@@ -191,12 +264,11 @@ impl Engine {
     /// definition is unchanged (a config reload). A changed or removed rule's
     /// active alerts end now (see [`Reconfigured::retired`]); a changed rule
     /// restarts and fires again, under a new episode, if it still breaches.
-    pub fn reconfigure(mut self, cfg: Config) -> (Engine, Reconfigured) {
-        let kept = changes(&self.cfg, &cfg).rules.kept;
-        let retired = self.retire_all_but(&kept);
-        let (mut latest, trace) = (std::mem::take(&mut self.latest), self.trace.is_some());
-        let (mut e, carry) = Engine::restore_carrying(cfg, self.into_snapshot())
-            .expect("a snapshot of this build restores");
+    pub fn reconfigure(self, cfg: Config) -> (Engine, Reconfigured) {
+        let trace = self.trace.is_some();
+        let (snapshot, mut latest) = self.into_snapshot();
+        let (mut e, carry, retired) =
+            Engine::restore_carrying(cfg, snapshot).expect("a snapshot of this build restores");
         for (ri, from) in carry.rule_from.iter().enumerate() {
             if let Some(values) = from.and_then(|f| latest.get_mut(f)) {
                 e.latest[ri] = std::mem::take(values);
@@ -207,19 +279,22 @@ impl Engine {
         (e, Reconfigured { carried, retired })
     }
 
-    /// Ends the active instances of every rule not named in `kept`.
-    fn retire_all_but(&self, kept: &[String]) -> Vec<Alert> {
-        let at = self.clock.watermark;
+    /// How each active alert would end.
+    pub(super) fn endings(&self) -> Vec<Ending> {
         self.active()
             .into_iter()
-            .filter(|t| !kept.contains(&self.cfg.rules[t.rule as usize].name))
-            .map(|mut t| {
-                t.kind = match t.kind {
-                    TransitionKind::Firing => TransitionKind::Resolved,
-                    _ => TransitionKind::Cancelled,
-                };
-                t.at = t.at.max(at);
-                self.render(&t)
+            .map(|t| {
+                let a = self.render(&t);
+                Ending {
+                    rule: self.cfg.rules[t.rule as usize].name.clone(),
+                    firing: t.kind == TransitionKind::Firing,
+                    labels: a.labels,
+                    annotations: a.annotations,
+                    starts_at: a.starts_at,
+                    generator_url: a.generator_url,
+                    fingerprint: a.fingerprint,
+                    episode: a.episode,
+                }
             })
             .collect()
     }

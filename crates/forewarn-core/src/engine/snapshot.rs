@@ -4,8 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::carry::{Carried, Carry, Lineage};
+use super::carry::{retire, Carry, Ending, Lineage, Reconfigured};
 use super::{Clock, Engine, FamilyState, RuleState, Stats};
+use crate::alert::Alert;
 use crate::config::Config;
 use crate::groups::{GroupKey, Grouping};
 use crate::time::Millis;
@@ -24,13 +25,16 @@ pub struct Snapshot {
     family_members: Vec<Vec<usize>>,
     families: Vec<FamilyState>,
     rules: Vec<RuleState>,
+    /// How each active alert would end, should its rule be gone at restore.
+    endings: Vec<Ending>,
     /// Pending reclaim pass and the watermark of the last one.
     reclaim_wanted: bool,
     last_reclaim: Millis,
 }
 
-/// Version 3: signals and rules carried by identity.
-const SNAPSHOT_VERSION: u32 = 3;
+/// Version 4: signals and rules carried by identity (3), active alerts'
+/// endings kept.
+const SNAPSHOT_VERSION: u32 = 4;
 
 /// Why a snapshot cannot be restored.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -43,19 +47,29 @@ pub enum RestoreError {
 impl Engine {
     /// Captures the whole state.
     pub fn snapshot(&self) -> Snapshot {
-        self.snapshot_of(self.families.clone(), self.rules.clone())
+        let endings = self.endings();
+        self.snapshot_of(self.families.clone(), self.rules.clone(), endings)
     }
 
-    /// Captures the whole state without copying it (a reconfiguration).
-    pub(super) fn into_snapshot(mut self) -> Snapshot {
+    /// Captures the whole state without copying it (a reconfiguration), and
+    /// hands back the latest values (per rule, per group), which snapshots
+    /// leave out.
+    pub(super) fn into_snapshot(mut self) -> (Snapshot, Vec<Vec<f32>>) {
+        let endings = self.endings();
         let (families, rules) = (
             std::mem::take(&mut self.families),
             std::mem::take(&mut self.rules),
         );
-        self.snapshot_of(families, rules)
+        let latest = std::mem::take(&mut self.latest);
+        (self.snapshot_of(families, rules, endings), latest)
     }
 
-    fn snapshot_of(&self, families: Vec<FamilyState>, rules: Vec<RuleState>) -> Snapshot {
+    fn snapshot_of(
+        &self,
+        families: Vec<FamilyState>,
+        rules: Vec<RuleState>,
+        endings: Vec<Ending>,
+    ) -> Snapshot {
         Snapshot {
             version: SNAPSHOT_VERSION,
             lineage: Lineage::of(&self.cfg),
@@ -69,6 +83,7 @@ impl Engine {
             family_members: self.wiring.family_members.clone(),
             families,
             rules,
+            endings,
             reclaim_wanted: self.reclaim_wanted,
             last_reclaim: self.last_reclaim,
         }
@@ -77,17 +92,20 @@ impl Engine {
     /// Rebuilds an engine for `cfg` from a snapshot: exactly, when it was
     /// taken under the same config; otherwise the signals and rules whose
     /// definition is unchanged keep their state and the others start afresh
-    /// (the returned [`Carried`] names them). The event-time clock and the
+    /// (the returned [`Reconfigured`] names them, and ends the active alerts
+    /// of the rules that changed or are gone). The event-time clock and the
     /// counters are always kept.
-    pub fn restore(cfg: Config, snap: Snapshot) -> Result<(Engine, Carried), RestoreError> {
-        let (e, carry) = Engine::restore_carrying(cfg, snap)?;
-        Ok((e, carry.carried))
+    pub fn restore(cfg: Config, snap: Snapshot) -> Result<(Engine, Reconfigured), RestoreError> {
+        let (e, carry, retired) = Engine::restore_carrying(cfg, snap)?;
+        let carried = carry.carried;
+        Ok((e, Reconfigured { carried, retired }))
     }
 
+    /// Restores, and returns the ends of alerts whose rules did not carry.
     pub(super) fn restore_carrying(
         cfg: Config,
         snap: Snapshot,
-    ) -> Result<(Engine, Carry), RestoreError> {
+    ) -> Result<(Engine, Carry, Vec<Alert>), RestoreError> {
         if snap.version != SNAPSHOT_VERSION {
             return Err(RestoreError::Version(snap.version));
         }
@@ -117,7 +135,8 @@ impl Engine {
                 e.rules[ri] = old;
             }
         }
-        Ok((e, carry))
+        let retired = retire(snap.endings, &carry.carried.rules.kept, e.clock.watermark);
+        Ok((e, carry, retired))
     }
 
     /// Moves each old family's state to the new family holding its carried

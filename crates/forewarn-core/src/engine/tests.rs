@@ -378,11 +378,9 @@ fn restored_engine_continues_exactly() {
         let mut got = run(&mut first, &lines[..cut], now);
         let bytes = serde_json::to_vec(&first.snapshot()).unwrap();
         let snap: Snapshot = serde_json::from_slice(&bytes).unwrap();
-        let (mut second, carried) = Engine::restore(cfg(src), snap).unwrap();
-        assert!(
-            !carried.signals.any() && !carried.rules.any(),
-            "{carried:?}"
-        );
+        let (mut second, r) = Engine::restore(cfg(src), snap).unwrap();
+        assert!(!r.carried.signals.any() && !r.carried.rules.any(), "{r:?}");
+        assert!(r.retired.is_empty(), "{r:?}");
         got.extend(run(&mut second, &lines[cut..], now));
         assert_eq!(got, expected, "cut at {cut}");
         assert_eq!(
@@ -502,7 +500,7 @@ fn reconfiguring_keeps_unchanged_rules_and_restarts_edited_ones() {
 /// A changed level restarts the rule: its pending and firing alerts end at
 /// the reload, under the fingerprint and episode they fired with, and an
 /// incident in progress goes pending again under the new level. A removed
-/// rule's alerts end the same way.
+/// rule's alerts end the same way, at a reload and at a restore alike.
 #[test]
 fn reconfiguring_ends_changed_and_removed_rules_alerts() {
     let (src, lines, now) = checkout();
@@ -544,6 +542,11 @@ fn reconfiguring_ends_changed_and_removed_rules_alerts() {
     );
 
     let without = src.replace("name = \"ErrorRateHigh\"", "name = \"ErrorRateHigher\"");
+    // A checkpoint restored under the edited config ends them just the same,
+    // though the config that rendered them is gone.
+    let bytes = serde_json::to_vec(&first.snapshot()).unwrap();
+    let (_, r) = Engine::restore(cfg(&without), serde_json::from_slice(&bytes).unwrap()).unwrap();
+    assert_eq!(ended(&r), expected);
     let (_, r) = first.reconfigure(cfg(&without));
     assert_eq!(r.carried.rules.removed, ["ErrorRateHigh"]);
     assert_eq!(r.carried.rules.added, ["ErrorRateHigher"]);
