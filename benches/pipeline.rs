@@ -70,10 +70,13 @@ fn bare(addr: &str, topic: &str, n: u64) -> Duration {
 }
 
 /// Time from the first consumed message to the `n`th for the pipeline.
+/// With `checkpoint_every`, partitions are checkpointed to a topic that
+/// interval.
 fn pipeline(
     addr: &str,
     tag: &str,
     workers: usize,
+    checkpoint_every: Option<Duration>,
     n: u64,
     feed: impl FnOnce() + Send + 'static,
 ) -> (Duration, Metrics) {
@@ -86,7 +89,15 @@ fn pipeline(
     let mut cfg = forewarn_core::Config::parse(&text, "bench").expect("bench config");
     cfg.kafka.brokers = addr.to_string();
     // A group per run, so each run reads the topic from the start.
-    cfg.kafka.group_id = format!("{tag}-forewarn-{workers}");
+    let run = format!(
+        "{tag}-forewarn-{workers}{}",
+        checkpoint_every.map_or("", |_| "-ck")
+    );
+    cfg.kafka.group_id = run.clone();
+    if let Some(every) = checkpoint_every {
+        cfg.kafka.checkpoint_topic = Some(format!("{run}-checkpoints"));
+        cfg.kafka.checkpoint_interval = every.as_millis() as i64;
+    }
     cfg.kafka.topics = vec![format!("{tag}-events")];
     cfg.kafka.alerts_topic = format!("{tag}-alerts");
     cfg.kafka.dead_letter_topic = format!("{tag}-dead");
@@ -240,23 +251,32 @@ fn main() {
     );
     let mut metrics = None;
     let mut one_worker = f64::NAN;
-    for workers in [1, 2] {
+    // Checkpoints every second (the default is 30 s) so a run of a few
+    // seconds pays for several: their steady-state cost, beside the run
+    // without them.
+    let every = Some(Duration::from_secs(1));
+    broker.create_topic("bench-forewarn-2-ck-checkpoints", 1);
+    for (workers, checkpoints) in [(1, None), (2, None), (2, every)] {
         let cpu = cpu_seconds();
-        let (fw_t, m) = pipeline(&broker.addr, tag, workers, n, || {});
+        let (fw_t, m) = pipeline(&broker.addr, tag, workers, checkpoints, n, || {});
         let fw_cpu = cpu_seconds() - cpu;
         let fw_rate = n as f64 / fw_t.as_secs_f64();
+        let ck = checkpoints.map_or(String::new(), |e| format!(", checkpoints every {e:?}"));
         println!(
-            "forewarn, {workers} worker(s): {n} in {fw_t:.2?} = {:.0} msg/s; client CPU {:.2} µs/msg; ratio to bare {:.2}",
+            "forewarn, {workers} worker(s){ck}: {n} in {fw_t:.2?} = {:.0} msg/s; client CPU {:.2} µs/msg; ratio to bare {:.2}",
             fw_rate,
             fw_cpu / n as f64 * 1e6,
             fw_rate / bare_rate
         );
-        if workers == 1 {
+        if checkpoints.is_some() {
+            let written = m.checkpoints.with_label_values(&["written"]).get();
+            println!("checkpoints written: {written}");
+        } else if workers == 1 {
             one_worker = fw_rate;
         } else {
             println!("{workers} workers / 1 worker: {:.2}", fw_rate / one_worker);
+            metrics = Some(m);
         }
-        metrics = Some(m);
     }
     let metrics = metrics.expect("ran");
     let acc = metrics.accounting();
@@ -276,7 +296,7 @@ fn main() {
     let live_n = evs.len() as u64;
     let addr = broker.addr.clone();
     let workers = Options::default().workers;
-    let (live_t, metrics) = pipeline(&broker.addr, "live", workers, live_n, move || {
+    let (live_t, metrics) = pipeline(&broker.addr, "live", workers, None, live_n, move || {
         paced(addr, "live-events".into(), evs, rate)
     });
     println!(
