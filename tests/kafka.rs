@@ -439,6 +439,86 @@ fn alerts_stay_firing_across_a_crash() {
     alerts_continue_across("ckkill", Forewarn::kill);
 }
 
+/// Scale-in of a three-member group mid-incident: two members stop; the
+/// survivor takes over their partitions with their checkpoints, so every
+/// service's firing alerts stay firing in their episodes: no second page, no
+/// resolve, whichever member first raised them.
+#[test]
+fn three_members_lose_two_and_the_survivor_keeps_every_alert_firing() {
+    let tag = "trio";
+    let broker = Broker::start();
+    let dir = TempDir::new(tag);
+    let extra = format!(
+        "checkpoint_topic = \"{tag}-checkpoints\"\ncheckpoint_interval = \"500ms\"\n{FAST_REBALANCE}"
+    );
+    let cfg = config(&dir.0, ESTATE, &broker.addr, tag, &extra);
+    topics(&broker, tag, 6);
+    broker.create_topic(&format!("{tag}-checkpoints"), 1);
+    let (events, alerts_topic, group) = (
+        format!("{tag}-events"),
+        format!("{tag}-alerts"),
+        format!("{tag}-group"),
+    );
+    let services = ["s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9"];
+    let members: Vec<Forewarn> = ["a", "b", "c"]
+        .iter()
+        .map(|m| Forewarn::start(&cfg, &dir.0, m))
+        .collect();
+    eventually(WAIT, "all three members have partitions", || {
+        members.iter().all(Forewarn::assigned)
+    });
+    let base = base_ms();
+    // Every service fails from 100 s on, through both phases.
+    let first = requests(base, &services, 0, 200, &services, (100, 400));
+    broker.produce(&events, &first);
+    broker.read_until(&alerts_topic, WAIT, |m| {
+        services
+            .iter()
+            .all(|s| firings(m, s) == ["critical", "warning"])
+    });
+    eventually(WAIT, "phase 1 committed (so checkpointed)", || {
+        broker.all_committed(&group, &events)
+    });
+    let [a, b, c]: [Forewarn; 3] = members.try_into().ok().unwrap();
+    // Both leave gracefully: Tansu 0.6 never reassigns the partitions of a
+    // member whose session expires (the killed-member hand-over is the
+    // mock-cluster test `killed_member_partitions_move_to_the_survivor`).
+    let a_stderr = a.terminate(WAIT);
+    let b_stderr = b.terminate(WAIT);
+    eventually(WAIT, "the survivor holds all six partitions", || {
+        c.partitions_held() == 6
+    });
+
+    let second = requests(base, &services, 200, 300, &services, (100, 400));
+    broker.produce(&events, &second);
+    eventually(WAIT, "the survivor committed everything", || {
+        broker.all_committed(&group, &events)
+    });
+    let c_stderr = c.terminate(WAIT);
+    assert!(
+        c_stderr.contains("partition restored from its checkpoint"),
+        "{c_stderr}"
+    );
+    let alerts = broker.read_all(&alerts_topic, WAIT);
+    for s in services {
+        assert_eq!(
+            firings(&alerts, s),
+            ["critical", "warning"],
+            "{s}: paged once"
+        );
+        let resolved = alerts
+            .iter()
+            .map(json)
+            .filter(|a| a["status"] == "resolved" && a["labels"]["service"] == s)
+            .count();
+        assert_eq!(resolved, 0, "{s}: no resolve while it still fails");
+    }
+    for stderr in [&a_stderr, &b_stderr, &c_stderr] {
+        let [consumed, applied, dead, late, refused, ..] = accounting(stderr);
+        assert_eq!(consumed, applied + dead + late + refused, "{stderr}");
+    }
+}
+
 /// A restart after SIGTERM resumes from the committed offsets: the second run
 /// consumes only what was produced while it was down.
 #[test]

@@ -434,18 +434,24 @@ impl Forewarn {
 
     /// Whether its latest rebalance gave it at least one partition.
     pub fn assigned(&self) -> bool {
+        self.partitions_held() > 0
+    }
+
+    /// How many partitions its latest rebalance gave it (0 after a revoke).
+    pub fn partitions_held(&self) -> usize {
         let err = self.stderr();
         let last = err
             .lines()
             .rev()
             .find(|l| l.contains("partitions assigned") || l.contains("partitions revoked"));
-        last.is_some_and(|l| {
-            let listed = match serde_json::from_str::<Value>(l) {
-                Ok(v) => v["partitions"].as_str().map(str::to_string), // --log-format json
-                Err(_) => l.split("partitions=").nth(1).map(str::to_string),
-            };
-            l.contains("partitions assigned") && listed.is_some_and(|p| !p.trim().is_empty())
-        })
+        let Some(l) = last.filter(|l| l.contains("partitions assigned")) else {
+            return 0;
+        };
+        let listed = match serde_json::from_str::<Value>(l) {
+            Ok(v) => v["partitions"].as_str().map(str::to_string), // --log-format json
+            Err(_) => l.split("partitions=").nth(1).map(str::to_string),
+        };
+        listed.map_or(0, |p| p.split(',').filter(|t| !t.trim().is_empty()).count())
     }
 
     fn signal(&self, sig: &str) {
