@@ -519,6 +519,50 @@ fn three_members_lose_two_and_the_survivor_keeps_every_alert_firing() {
     }
 }
 
+/// A checkpoint topic that does not exist: the operator is told at start-up
+/// what to create, the restore is refused (not guessed) and counted, and
+/// every message is still applied from the committed offsets.
+#[test]
+fn a_missing_checkpoint_topic_is_reported_and_nothing_is_lost() {
+    let tag = "nockpt";
+    let broker = Broker::start();
+    let dir = TempDir::new(tag);
+    let extra = format!("checkpoint_topic = \"{tag}-absent\"\n{FAST_REBALANCE}");
+    let cfg = config(&dir.0, ESTATE, &broker.addr, tag, &extra);
+    topics(&broker, tag, 2);
+    let run = Forewarn::start(&cfg, &dir.0, "only");
+    eventually(WAIT, "partitions assigned", || run.assigned());
+    let base = base_ms();
+    let events = requests(base, &["pay"], 0, 100, &[], (0, 0));
+    broker.produce(&format!("{tag}-events"), &events);
+    let addr = run.http_addr().expect("the endpoint's address is logged");
+    let sum = |prefix: &str| -> u64 {
+        support::http_get(&addr, "/metrics")
+            .1
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    // Commits wait for a checkpoint, so consumption is what can be awaited.
+    eventually(WAIT, "every event consumed", || {
+        sum("forewarn_worker_messages_total{") == events.len() as u64
+    });
+    assert!(
+        sum("forewarn_restores_total{result=\"refused\"}") >= 1,
+        "the failed restore is counted"
+    );
+    let stderr = run.terminate(WAIT);
+    assert!(
+        stderr.contains("checkpoint topic not ready") && stderr.contains("cleanup.policy=compact"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("checkpoint refused"), "{stderr}");
+    let [consumed, applied, dead, late, refused, ..] = accounting(&stderr);
+    assert_eq!(consumed, applied + dead + late + refused, "{stderr}");
+    assert_eq!(applied, events.len() as u64, "{stderr}");
+}
+
 /// A restart after SIGTERM resumes from the committed offsets: the second run
 /// consumes only what was produced while it was down.
 #[test]

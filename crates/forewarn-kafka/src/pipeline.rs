@@ -411,6 +411,17 @@ impl Pipeline {
                 "output topic not ready; deliveries will be retried"
             );
         }
+        if let Some(topic) = &kafka.checkpoint_topic {
+            // Offsets commit only up to an acknowledged checkpoint, so a
+            // missing topic stalls commits: say so before the first write.
+            for (topic, problem) in producer.warm_up(&[topic], Duration::from_secs(5)) {
+                tracing::error!(
+                    topic,
+                    problem,
+                    "checkpoint topic not ready: offsets are not committed until a checkpoint is written; create it with cleanup.policy=compact, or remove [kafka] checkpoint_topic"
+                );
+            }
+        }
         let commit_failures = Arc::new(AtomicU64::new(0));
         let board = Arc::new(Board::new(options.workers));
         board.set_wakers(
