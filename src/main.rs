@@ -66,6 +66,8 @@ enum Command {
         /// Exit with code 3 if any event was rejected or late.
         #[arg(long)]
         strict: bool,
+        #[command(flatten)]
+        split: replay::Split,
     },
     /// See forewarn work in one command: simulated retail traffic with injected
     /// incidents through an in-process Kafka and the full pipeline, alerts live,
@@ -220,8 +222,17 @@ fn main() -> ExitCode {
             no_flush,
             format,
             strict,
-        } => load_config(&config)
-            .and_then(|cfg| replay::run(cfg, &events, now.as_deref(), !no_flush, format, strict)),
+            split,
+        } => load_config(&config).and_then(|cfg| {
+            let opts = replay::Options {
+                now: now.as_deref(),
+                flush: !no_flush,
+                format,
+                strict,
+                split,
+            };
+            replay::run(cfg, &events, &opts)
+        }),
         Command::Run(args) => run::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Simulate(args) => simulate::run(&args),

@@ -1,6 +1,7 @@
-//! `forewarn replay`: the offline path. Feeds a file of events through one engine
-//! shard in the order given and prints every transition, so rules can be tried on
-//! history before they page anyone.
+//! `forewarn replay`: the offline path. Feeds a file of events, in the order
+//! given, through one engine per partition (one by default) as `run` would, and
+//! prints every transition, so rules can be tried on history before they page
+//! anyone.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -9,8 +10,11 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
+use forewarn_core::partition::Partitioner;
 use forewarn_core::time::parse_rfc3339;
-use forewarn_core::{decode, Alert, Config, DecodeError, Engine, Outcome, Transition};
+use forewarn_core::{
+    decode, Alert, Config, DecodeError, DriveOptions, Driver, Engine, Outcome, Transition,
+};
 
 use crate::lines::{Line, Lines};
 
@@ -57,16 +61,59 @@ fn text_line(a: &Alert) -> String {
     )
 }
 
-/// Replays `path` through a fresh engine for `cfg`.
-pub fn run(
-    cfg: Config,
-    path: &Path,
-    now: Option<&str>,
-    flush: bool,
-    format: Format,
-    strict: bool,
-) -> anyhow::Result<()> {
-    let now = match now {
+/// How `replay` splits and clocks its input (see [`forewarn_core::drive`]).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Split {
+    /// Run one engine per partition, services split by key as a keyed producer
+    /// would split them across a topic of this many partitions (as `run` sees it).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub partitions: u32,
+    /// The producer's key-to-partition rule.
+    #[arg(long, value_enum, default_value_t = PartitionerArg::Crc32)]
+    pub partitioner: PartitionerArg,
+}
+
+/// `--partitioner` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PartitionerArg {
+    /// librdkafka's default (CRC-32 of the key): `forewarn simulate --kafka`, most non-Java clients.
+    Crc32,
+    /// The Java client's default (murmur2 of the key).
+    Murmur2,
+}
+
+impl Split {
+    /// Driver options for this split, refusing events beyond `now`'s skew.
+    pub fn options(&self, now: Option<i64>) -> DriveOptions {
+        DriveOptions {
+            partitions: self.partitions,
+            partitioner: match self.partitioner {
+                PartitionerArg::Crc32 => Partitioner::Crc32,
+                PartitionerArg::Murmur2 => Partitioner::Murmur2,
+            },
+            skew_reference: now,
+            ..DriveOptions::default()
+        }
+    }
+}
+
+/// The replay's options besides the config and the input.
+pub struct Options<'a> {
+    /// `--now`: wall-clock time for the future-skew check.
+    pub now: Option<&'a str>,
+    /// Close the windows still open at the end of the input.
+    pub flush: bool,
+    /// How transitions are printed.
+    pub format: Format,
+    /// Fail when any event was rejected or late.
+    pub strict: bool,
+    /// Partitions and partitioner.
+    pub split: Split,
+}
+
+/// Replays `path` through fresh engines for `cfg`.
+pub fn run(cfg: Config, path: &Path, opts: &Options) -> anyhow::Result<()> {
+    let now = match opts.now {
         Some(s) => parse_now(s)?,
         None => SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64,
     };
@@ -77,22 +124,16 @@ pub fn run(
     };
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    let mut engine = Engine::new(cfg);
-    let mut transitions: Vec<Transition> = Vec::new();
+    let mut driver = Driver::new(cfg, opts.split.options(Some(now)));
     let mut rejected: BTreeMap<&'static str, u64> = BTreeMap::new();
     let (mut lines, mut rejected_total) = (0u64, 0u64);
-    let emit =
-        |engine: &Engine, ts: &mut Vec<Transition>, out: &mut BufWriter<_>| -> anyhow::Result<()> {
-            for t in ts.drain(..) {
-                let alert = engine.render(&t);
-                match format {
-                    Format::Json => serde_json::to_writer(&mut *out, &alert)?,
-                    Format::Text => out.write_all(text_line(&alert).as_bytes())?,
-                }
-                out.write_all(b"\n")?;
-            }
-            Ok(())
-        };
+    let mut written: io::Result<()> = Ok(());
+    let format = opts.format;
+    let mut emit = |engine: &Engine, t: &Transition| {
+        if written.is_ok() {
+            written = write_alert(&mut out, &engine.render(t), format);
+        }
+    };
     let mut reader = Lines::new(input);
     while let Some(line) = reader
         .next_line()
@@ -104,7 +145,7 @@ pub fn run(
             Line::TooLong { len } => Err(DecodeError::TooLarge { size: len }),
         };
         let reason = match decoded {
-            Ok(ev) => match engine.ingest(&ev, now, &mut transitions) {
+            Ok(ev) => match driver.feed(&ev, &mut emit) {
                 Outcome::Applied | Outcome::Late | Outcome::Refused => None,
                 Outcome::TooFarInFuture => Some((
                     "too_far_in_future",
@@ -120,19 +161,18 @@ pub fn run(
                 note!("{}:{lines}: rejected ({code}): {message}", path.display());
             }
         }
-        emit(&engine, &mut transitions, &mut out)?;
     }
-    if flush {
-        engine.finish(&mut transitions);
-        emit(&engine, &mut transitions, &mut out)?;
+    if opts.flush {
+        driver.finish(&mut emit);
     }
+    written?;
     out.flush()?;
-    let s = engine.stats();
+    let s = driver.stats();
     summarize(&s, &rejected, rejected_total);
     if s.applied + s.late + s.refused + rejected_total == 0 && lines > 0 {
         bail!("no events in {}", path.display());
     }
-    if strict && (rejected_total > 0 || s.late > 0) {
+    if opts.strict && (rejected_total > 0 || s.late > 0) {
         return Err(InputRejected {
             rejected: rejected_total,
             late: s.late,
@@ -140,6 +180,14 @@ pub fn run(
         .into());
     }
     Ok(())
+}
+
+fn write_alert(out: &mut impl Write, alert: &Alert, format: Format) -> io::Result<()> {
+    match format {
+        Format::Json => serde_json::to_writer(&mut *out, alert)?,
+        Format::Text => out.write_all(text_line(alert).as_bytes())?,
+    }
+    out.write_all(b"\n")
 }
 
 /// `--strict` and some event was rejected or late (exit code 3).

@@ -61,6 +61,19 @@ pub struct EntityStats {
 }
 
 impl EntityStats {
+    /// Adds `other`'s counters to these.
+    pub fn absorb(&mut self, other: &EntityStats) {
+        self.opened += other.opened;
+        self.closed += other.closed;
+        self.closed_late += other.closed_late;
+        self.duplicate_opens += other.duplicate_opens;
+        self.early_closes += other.early_closes;
+        self.unknown_closes += other.unknown_closes;
+        self.refused += other.refused;
+        self.without_deadline += other.without_deadline;
+        self.expired += other.expired;
+    }
+
     /// Every counter with a metric label value.
     pub fn by_result(&self) -> [(&'static str, u64); 9] {
         [

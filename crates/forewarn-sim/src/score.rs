@@ -6,30 +6,30 @@ use std::collections::BTreeSet;
 
 use forewarn_core::lifecycle::TransitionKind;
 use forewarn_core::time::Millis;
-use forewarn_core::{decode, Config, Engine};
+use forewarn_core::{decode, Config, DriveOptions, Driver, Engine, Transition};
 use serde::Serialize;
 
 use crate::generate::Simulator;
 use crate::model::Scenario;
 
-/// Runs `scenario` through an engine for `config` and returns every alert that
-/// started firing. The wall clock for the future-skew check is an hour after the
-/// scenario ends, so no simulated event is refused.
+/// Runs `scenario` through the offline driver for `config` (one engine, events
+/// arriving when they happen) and returns every alert that started firing.
 pub fn fired_alerts(scenario: &Scenario, config: Config) -> Vec<Fired> {
-    let now = scenario.start + scenario.duration + 3_600_000;
-    let mut engine = Engine::new(config);
-    let (mut out, mut fired) = (Vec::new(), Vec::new());
-    for e in Simulator::new(scenario.clone()) {
-        let event = decode(e.json.as_bytes()).expect("the simulator writes valid events");
-        engine.ingest(&event, now, &mut out);
-        for t in out.drain(..).filter(|t| t.kind == TransitionKind::Firing) {
-            let a = engine.render(&t);
+    let mut driver = Driver::new(config, DriveOptions::default());
+    let mut fired = Vec::new();
+    let mut sink = |engine: &Engine, t: &Transition| {
+        if t.kind == TransitionKind::Firing {
+            let a = engine.render(t);
             fired.push(Fired {
                 at: t.at,
                 service: a.labels["service"].clone(),
                 rule: a.labels["alertname"].clone(),
             });
         }
+    };
+    for e in Simulator::new(scenario.clone()) {
+        let event = decode(e.json.as_bytes()).expect("the simulator writes valid events");
+        driver.feed(&event, &mut sink);
     }
     fired
 }

@@ -83,6 +83,21 @@ pub struct Stats {
     pub outcomes_dropped: u64,
 }
 
+impl Stats {
+    /// Adds `other`'s counters to these (engines of one run added up).
+    pub fn absorb(&mut self, other: &Stats) {
+        self.applied += other.applied;
+        self.refused += other.refused;
+        self.late += other.late;
+        self.future += other.future;
+        self.refused_groups += other.refused_groups;
+        self.reclaimed_groups += other.reclaimed_groups;
+        self.transitions += other.transitions;
+        self.entities.absorb(&other.entities);
+        self.outcomes_dropped += other.outcomes_dropped;
+    }
+}
+
 /// Most prediction outcomes kept until [`Engine::take_outcomes`]: a pipeline
 /// takes them every tick; a caller that never does must not grow memory.
 pub const MAX_OUTCOMES: usize = 4096;
