@@ -11,9 +11,11 @@ macro_rules! note {
     }};
 }
 
+mod backtest;
 mod demo;
 mod detect;
 mod http;
+mod input;
 mod lines;
 mod logging;
 mod replay;
@@ -79,6 +81,10 @@ enum Command {
     /// Score one series for anomalies with the `anomaly` rule's detector:
     /// `timestamp,value` lines on stdin, one score in [0, 1] per line on stdout.
     Detect(detect::Args),
+    /// Score a config on history: its alerts over NDJSON events against an
+    /// incident file (caught, missed, delay, lead, false pages, flaps), overall and
+    /// per rule; `--sweep` compares the values of one rule parameter.
+    Backtest(backtest::Args),
     /// Generate retail service-estate events with ground-truth incidents, as NDJSON.
     Simulate(simulate::Args),
 }
@@ -100,6 +106,8 @@ mod exit {
     pub const INPUT_REJECTED: u8 = 3;
     /// Anything else: I/O, Kafka, runtime failures.
     pub const RUNTIME: u8 = 1;
+    /// `backtest`: an incident was missed or an alert was a false page.
+    pub const BACKTEST_FAILED: u8 = 4;
 }
 
 /// Reads and validates a config file ("-": stdin); the error already names
@@ -206,6 +214,8 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         || inner.downcast_ref::<detect::BadLine>().is_some()
     {
         exit::INPUT_REJECTED
+    } else if inner.downcast_ref::<backtest::Failed>().is_some() {
+        exit::BACKTEST_FAILED
     } else {
         exit::RUNTIME
     }
@@ -235,6 +245,9 @@ fn main() -> ExitCode {
         }),
         Command::Run(args) => run::run(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Backtest(args) => {
+            load_config(&args.config).and_then(|cfg| backtest::run(cfg, &args))
+        }
         Command::Simulate(args) => simulate::run(&args),
         Command::Detect(args) => detect::run(&args),
     };
