@@ -19,6 +19,7 @@ mod input;
 mod lines;
 mod logging;
 mod replay;
+mod ruletest;
 mod run;
 mod simulate;
 
@@ -85,6 +86,9 @@ enum Command {
     /// incident file (caught, missed, delay, lead, false pages, flaps), overall and
     /// per rule; `--sweep` compares the values of one rule parameter.
     Backtest(backtest::Args),
+    /// Rule unit tests: feed each test's series or NDJSON through the config and
+    /// compare the alerts firing at given times with the expected ones.
+    Test(ruletest::Args),
     /// Generate retail service-estate events with ground-truth incidents, as NDJSON.
     Simulate(simulate::Args),
 }
@@ -106,7 +110,7 @@ mod exit {
     pub const INPUT_REJECTED: u8 = 3;
     /// Anything else: I/O, Kafka, runtime failures.
     pub const RUNTIME: u8 = 1;
-    /// `backtest`: an incident was missed or an alert was a false page.
+    /// `backtest` missed an incident or saw a false page; a `test` expectation failed.
     pub const BACKTEST_FAILED: u8 = 4;
 }
 
@@ -214,7 +218,9 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         || inner.downcast_ref::<detect::BadLine>().is_some()
     {
         exit::INPUT_REJECTED
-    } else if inner.downcast_ref::<backtest::Failed>().is_some() {
+    } else if inner.downcast_ref::<backtest::Failed>().is_some()
+        || inner.downcast_ref::<ruletest::Failed>().is_some()
+    {
         exit::BACKTEST_FAILED
     } else {
         exit::RUNTIME
@@ -248,6 +254,7 @@ fn main() -> ExitCode {
         Command::Backtest(args) => {
             load_config(&args.config).and_then(|cfg| backtest::run(cfg, &args))
         }
+        Command::Test(args) => ruletest::run(&args),
         Command::Simulate(args) => simulate::run(&args),
         Command::Detect(args) => detect::run(&args),
     };
