@@ -3,12 +3,12 @@
 //! (partitions are assigned and the pipeline is polling), `/api/v1/alerts`
 //! (current pending and firing alerts, in the shape of Prometheus's alerts API),
 //! `/api/v1/rules` (the rules with their alerts, in the shape of Prometheus's
-//! rules API), `/rules/NAME` (one rule: where every alert's `generatorURL`
+//! rules API), `/api/v1/risk` (each service's risk score and its contributions), `/rules/NAME` (one rule: where every alert's `generatorURL`
 //! points) and `POST /-/reload` (re-read the config file, as `SIGHUP` does).
 
 use std::net::SocketAddr;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -137,6 +137,21 @@ async fn alerts(State(e): State<Endpoint>) -> Response {
     }
 }
 
+/// `GET /api/v1/risk[?service=NAME]`: see [`crate::risk_api`].
+async fn risk(
+    State(e): State<Endpoint>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let view = e.alerts.clone();
+    match tokio::task::spawn_blocking(move || view.view()).await {
+        Ok(current) => {
+            let only = q.get("service").map(String::as_str);
+            Json(crate::risk_api::document(&current.readings, only)).into_response()
+        }
+        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
+    }
+}
+
 /// The rules in Prometheus's `/api/v1/rules` shape (one group, `forewarn`),
 /// each with its current alerts.
 async fn rules(State(e): State<Endpoint>) -> Response {
@@ -236,6 +251,7 @@ pub async fn serve(addr: &str, endpoint: Endpoint) -> anyhow::Result<SocketAddr>
         .route("/readyz", get(readyz))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/rules", get(rules))
+        .route("/api/v1/risk", get(risk))
         .route("/rules/{name}", get(rule))
         .route("/-/reload", post(reload))
         .with_state(endpoint);

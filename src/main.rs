@@ -19,6 +19,7 @@ mod input;
 mod lines;
 mod logging;
 mod replay;
+mod risk_api;
 mod ruletest;
 mod run;
 mod simulate;

@@ -871,6 +871,21 @@ fn http_endpoint_serves_metrics_health_and_current_alerts() {
     );
     let (status, _) = support::http_get(&addr, "/rules/NoSuchRule");
     assert_eq!(status, 404);
+    // The paging service tops the risk list, its firing rule first.
+    let (status, body) = support::http_get(&addr, "/api/v1/risk");
+    assert_eq!(status, 200, "{body}");
+    let risk: Value = serde_json::from_str(&body).unwrap();
+    let top = &risk["data"]["services"][0];
+    assert_eq!(top["service"], "pay", "{body}");
+    assert_eq!(top["score"], 1.0, "{body}");
+    assert_eq!(top["contributions"][0]["rule"], "ErrorRateHigh", "{body}");
+    let (_, body) = support::http_get(&addr, "/api/v1/risk?service=pay");
+    let one: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        one["data"]["services"].as_array().unwrap().len(),
+        1,
+        "{body}"
+    );
     let (status, body) = support::http_get(&addr, "/api/v1/rules");
     assert_eq!(status, 200);
     let rules: Value = serde_json::from_str(&body).unwrap();
