@@ -5,7 +5,7 @@
 
 use std::io::{self, Read};
 
-use forewarn_core::MAX_EVENT_BYTES;
+use forewarn_core::{decode, DecodeError, Event, MAX_EVENT_BYTES};
 
 /// Bytes read per refill; the buffer holds at most this plus one event.
 const CHUNK: usize = 256 * 1024;
@@ -20,6 +20,16 @@ pub enum Line<'a> {
         /// The line's length without its newline.
         len: usize,
     },
+}
+
+impl<'a> Line<'a> {
+    /// The line as an event; an over-long line is `TooLarge`, as `run` refuses it.
+    pub fn decode(self) -> Result<Event<'a>, DecodeError> {
+        match self {
+            Line::Text(text) => decode(text),
+            Line::TooLong { len } => Err(DecodeError::TooLarge { size: len }),
+        }
+    }
 }
 
 /// Splits a reader into lines, holding no more than [`CHUNK`] + [`MAX_EVENT_BYTES`].

@@ -12,11 +12,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use forewarn_core::partition::Partitioner;
 use forewarn_core::time::parse_rfc3339;
-use forewarn_core::{
-    decode, Alert, Config, DecodeError, DriveOptions, Driver, Engine, Outcome, Transition,
-};
+use forewarn_core::{Alert, Config, DriveOptions, Driver, Engine, Outcome, Transition};
 
-use crate::lines::{Line, Lines};
+use crate::lines::Lines;
 
 /// How many rejected lines are described individually on stderr.
 const DETAILED_REJECTIONS: u64 = 20;
@@ -140,10 +138,7 @@ pub fn run(cfg: Config, path: &Path, opts: &Options) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read {}", path.display()))?
     {
         lines += 1;
-        let decoded = match line {
-            Line::Text(text) => decode(text),
-            Line::TooLong { len } => Err(DecodeError::TooLarge { size: len }),
-        };
+        let decoded = line.decode();
         let reason = match decoded {
             Ok(ev) => match driver.feed(&ev, &mut emit) {
                 Outcome::Applied | Outcome::Late | Outcome::Refused => None,

@@ -21,9 +21,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use forewarn_core::config::Severity;
 use forewarn_core::time::{parse_duration, Millis};
-use forewarn_core::{decode, Config, DecodeError, Driver, Engine, Outcome, Transition};
+use forewarn_core::{Config, Driver, Engine, Transition};
 
-use crate::lines::{Line, Lines};
+use crate::lines::Lines;
 use crate::replay::Split;
 use incidents::Incident;
 use report::{short, Report};
@@ -189,18 +189,14 @@ fn replay_all(
             .with_context(|| format!("cannot read {}", path.display()))?
         {
             books.lines += 1;
-            let decoded = match line {
-                Line::Text(text) => decode(text),
-                Line::TooLong { len } => Err(DecodeError::TooLarge { size: len }),
-            };
+            let decoded = line.decode();
             match decoded {
                 Ok(ev) => {
                     books.span(ev.ts);
                     for (driver, scorer) in &mut runs {
                         let mut sink = |e: &Engine, t: &Transition| scorer.transition(e, t);
-                        if driver.feed(&ev, &mut sink) == Outcome::TooFarInFuture {
-                            unreachable!("the driver has no skew reference offline");
-                        }
+                        // No skew reference offline: every event is applied, late or refused.
+                        driver.feed(&ev, &mut sink);
                     }
                 }
                 Err(e) => books.reject(e.reason()),
@@ -208,11 +204,13 @@ fn replay_all(
         }
     }
     bar.finish_and_clear();
+    if let Some((driver, _)) = runs.first() {
+        books.summarize(driver);
+    }
     let reports = runs
         .into_iter()
         .map(|(mut driver, mut scorer)| {
             driver.finish(&mut |e: &Engine, t: &Transition| scorer.transition(e, t));
-            books.summarize(&driver);
             Report::new(
                 incidents,
                 &scorer.finish(driver.wall()),
