@@ -48,6 +48,33 @@ pub fn load(path: &Path) -> anyhow::Result<Vec<Incident>> {
     parse(&text).with_context(|| format!("{name}: not a usable incident file"))
 }
 
+/// Reads several incident files into one list, in the order given. An id is
+/// unique within its file; one that appears in more than one file (as when the
+/// truth files of several simulated runs are combined) is qualified by its
+/// file's name, `file.json:id`, so every report line stays distinct.
+pub fn load_all(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<Incident>> {
+    let mut files = Vec::with_capacity(paths.len());
+    for path in paths {
+        files.push((path.display().to_string(), load(path)?));
+    }
+    let mut files_of: std::collections::HashMap<String, usize> = Default::default();
+    for (_, list) in &files {
+        for inc in list {
+            *files_of.entry(inc.id.clone()).or_default() += 1;
+        }
+    }
+    let mut all = Vec::new();
+    for (name, list) in files {
+        for mut inc in list {
+            if files_of[&inc.id] > 1 {
+                inc.id = format!("{name}:{}", inc.id);
+            }
+            all.push(inc);
+        }
+    }
+    Ok(all)
+}
+
 /// Parses the text of an incident file.
 pub fn parse(text: &str) -> anyhow::Result<Vec<Incident>> {
     let doc: Value = serde_json::from_str(text).context("not JSON")?;
@@ -159,6 +186,25 @@ mod tests {
         .unwrap();
         assert_eq!(truth[0].services, ["x", "y"]);
         assert_eq!((truth[0].start, truth[0].breach), (1000, Some(2000)));
+    }
+
+    #[test]
+    fn combined_files_keep_every_incident_and_qualify_only_shared_ids() {
+        let dir = std::env::temp_dir().join(format!("forewarn-inc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = dir.join("a.json");
+        let b = dir.join("b.json");
+        let item = |id: &str| format!(r#"{{"id":"{id}","service":"s","start":1,"end":2}}"#);
+        std::fs::write(&a, format!("[{},{}]", item("x"), item("only-a"))).unwrap();
+        std::fs::write(&b, format!("[{}]", item("x"))).unwrap();
+        let all = load_all(&[a.clone(), b.clone()]).unwrap();
+        let ids: Vec<&str> = all.iter().map(|i| i.id.as_str()).collect();
+        let qualified = |p: &std::path::Path| format!("{}:x", p.display());
+        assert_eq!(
+            ids,
+            [qualified(&a).as_str(), "only-a", qualified(&b).as_str()]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

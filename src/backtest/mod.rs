@@ -38,8 +38,9 @@ pub struct Args {
     pub config: PathBuf,
     /// The incidents to score against: a JSON array of
     /// `{id, service|services, start, end, breach?, category?}` (see docs/BACKTEST.md).
-    #[arg(long)]
-    pub incidents: PathBuf,
+    /// Repeat to combine several files (one per replayed event file, say).
+    #[arg(long, required = true)]
+    pub incidents: Vec<PathBuf>,
     /// NDJSON event files, plain or gzip'd, fed in the order given ("-": stdin).
     #[arg(required = true)]
     pub events: Vec<PathBuf>,
@@ -105,7 +106,7 @@ pub struct Failed(pub String);
 pub fn run(cfg: Config, args: &Args) -> anyhow::Result<()> {
     // A bad incident file or sweep is the invocation to fix, like a bad config.
     let usage = |e: anyhow::Error| crate::Usage(format!("{e:#}"));
-    let incidents = incidents::load(&args.incidents).map_err(usage)?;
+    let incidents = incidents::load_all(&args.incidents).map_err(usage)?;
     let sweep = args
         .sweep
         .as_deref()
