@@ -23,6 +23,7 @@ mod risk_api;
 mod ruletest;
 mod run;
 mod simulate;
+mod train;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -87,6 +88,9 @@ enum Command {
     /// incident file (caught, missed, delay, lead, false pages, flaps), overall and
     /// per rule; `--sweep` compares the values of one rule parameter.
     Backtest(backtest::Args),
+    /// Fit a failure-probability model for a `model` rule: features of the
+    /// config's signals over NDJSON events, labelled by an incident file.
+    Train(train::Args),
     /// Rule unit tests: feed each test's series or NDJSON through the config and
     /// compare the alerts firing at given times with the expected ones.
     Test(ruletest::Args),
@@ -252,6 +256,7 @@ fn main() -> ExitCode {
         }),
         Command::Run(args) => run::run(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Train(args) => load_config(&args.config).and_then(|cfg| train::run(cfg, &args)),
         Command::Backtest(args) => {
             load_config(&args.config).and_then(|cfg| backtest::run(cfg, &args))
         }

@@ -80,6 +80,11 @@ impl Driver {
         &self.shards
     }
 
+    /// The engines, mutably (e.g. to take their feature logs).
+    pub fn shards_mut(&mut self) -> &mut [Engine] {
+        &mut self.shards
+    }
+
     /// The simulated wall clock (MIN before the first event).
     pub fn wall(&self) -> Millis {
         self.wall

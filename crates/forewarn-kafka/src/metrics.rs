@@ -107,6 +107,7 @@ pub struct Metrics {
     slo_budget_remaining: GaugeVec,
     anomaly_score: GaugeVec,
     anomaly_expected: GaugeVec,
+    failure_probability: GaugeVec,
     risk: GaugeVec,
     /// The `group_by` label names the per-group gauges carry, in label order.
     group_labels: std::sync::Arc<[String]>,
@@ -573,6 +574,17 @@ impl Metrics {
         registry
             .register(Box::new(slo_budget_remaining.clone()))
             .expect("unique metric");
+        let failure_probability = GaugeVec::new(
+            Opts::new(
+                "forewarn_failure_probability",
+                "Per model rule and service: the learned probability of an SLA breach within the model's horizon.",
+            ),
+            &["rule", "service"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(failure_probability.clone()))
+            .expect("unique metric");
         let risk = GaugeVec::new(
             Opts::new(
                 "forewarn_risk_score",
@@ -596,6 +608,7 @@ impl Metrics {
             anomaly_score,
             anomaly_expected,
             slo_budget_remaining,
+            failure_probability,
             risk,
             group_labels: group_labels.into(),
             transitions,
@@ -715,6 +728,7 @@ impl Metrics {
         self.slo_budget_remaining.reset();
         self.anomaly_score.reset();
         self.anomaly_expected.reset();
+        self.failure_probability.reset();
         self.risk.reset();
         let mut risk: std::collections::HashMap<&str, f64> = std::collections::HashMap::new();
         let mut values: Vec<&str> = Vec::new();
@@ -757,6 +771,10 @@ impl Metrics {
                     }
                     ("slo_error_budget_remaining_ratio", _) => self
                         .slo_budget_remaining
+                        .with_label_values(&[r.rule.as_str(), service])
+                        .set(s.value),
+                    ("failure_probability", _) => self
+                        .failure_probability
                         .with_label_values(&[r.rule.as_str(), service])
                         .set(s.value),
                     _ => {}

@@ -219,6 +219,11 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// The config file's name as given.
+    pub(crate) fn file(&self) -> &str {
+        self.file
+    }
+
     pub(crate) fn err(
         &self,
         span: Range<usize>,

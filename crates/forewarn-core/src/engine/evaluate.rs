@@ -3,7 +3,9 @@
 //! shared lifecycle ([`step`]) turns readings into transitions, here, for every
 //! kind alike.
 
-use super::{track_active, Engine, Evaluation, PredictionOutcome, RuleState, Stats, MAX_OUTCOMES};
+use super::{
+    track_active, Engine, Evaluation, FeatureLog, PredictionOutcome, RuleState, Stats, MAX_OUTCOMES,
+};
 use crate::alert::Transition;
 use crate::config::RuleDef;
 use crate::lifecycle::{step, Instance, State};
@@ -19,6 +21,7 @@ struct Sink<'a> {
     stats: &'a mut Stats,
     out: &'a mut Vec<Transition>,
     outcomes: &'a mut Vec<PredictionOutcome>,
+    features: &'a mut Option<FeatureLog>,
 }
 
 impl Engine {
@@ -42,6 +45,7 @@ impl Engine {
             trace,
             latest,
             outcomes,
+            features,
             ..
         } = self;
         let family_rules = &wiring.family_rules[fi];
@@ -73,6 +77,7 @@ impl Engine {
                     stats: &mut *stats,
                     out: &mut *out,
                     outcomes: &mut *outcomes,
+                    features: &mut *features,
                 };
                 wake = wake.min(judge(&cfg.rules[ri], &mut rules[ri], &mut cx, sink));
             }
@@ -98,6 +103,7 @@ impl Engine {
             trace,
             latest,
             outcomes,
+            features,
             ..
         } = self;
         prepare(&cfg.rules[ri], &mut rules[ri], &mut latest[ri], groups);
@@ -120,6 +126,7 @@ impl Engine {
                 stats: &mut *stats,
                 out: &mut *out,
                 outcomes: &mut *outcomes,
+                features: &mut *features,
             };
             judge(&cfg.rules[ri], &mut rules[ri], &mut cx, sink);
         }
@@ -155,6 +162,10 @@ fn judge(rule: &RuleDef, rs: &mut RuleState, cx: &mut EvalCx<'_>, sink: Sink<'_>
         return Millis::MAX;
     };
     sink.latest[g] = v.value.map_or(f32::NAN, |x| x as f32);
+    if let (Some(log), Some(f)) = (sink.features.as_mut(), states.features(&rule.spec, g)) {
+        log.rows.push((sink.rule as u32, g as u32, at));
+        log.values.extend_from_slice(f);
+    }
     if let Some(prediction) = v.settled {
         if sink.outcomes.len() < MAX_OUTCOMES {
             sink.outcomes.push(PredictionOutcome {

@@ -210,6 +210,18 @@ pub struct Engine {
     latest: Vec<Vec<f32>>,
     /// Prediction outcomes not yet taken (at most [`MAX_OUTCOMES`]).
     outcomes: Vec<PredictionOutcome>,
+    /// When enabled, every feature vector a model rule computed (training).
+    features: Option<FeatureLog>,
+}
+
+/// Feature vectors computed by model rules, in evaluation order
+/// ([`Engine::set_feature_log`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FeatureLog {
+    /// Per vector: (rule, group, evaluation time).
+    pub rows: Vec<(u32, u32, Millis)>,
+    /// The vectors, concatenated (each of its rule's feature count).
+    pub values: Vec<f32>,
 }
 
 /// The latest evaluation of one rule for one group, with its alert state.
@@ -286,6 +298,7 @@ impl Engine {
             stats: Stats::default(),
             trace: None,
             outcomes: Vec::new(),
+            features: None,
             cfg,
         }
     }
@@ -319,6 +332,19 @@ impl Engine {
     /// The evaluations recorded since the last call.
     pub fn take_trace(&mut self) -> Vec<Evaluation> {
         self.trace.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Starts (or stops) recording the feature vectors model rules compute.
+    pub fn set_feature_log(&mut self, on: bool) {
+        self.features = on.then(FeatureLog::default);
+    }
+
+    /// Moves the feature vectors recorded since the last call into `out`.
+    pub fn take_features(&mut self, out: &mut FeatureLog) {
+        if let Some(log) = &mut self.features {
+            out.rows.append(&mut log.rows);
+            out.values.append(&mut log.values);
+        }
     }
 
     /// The key of group `group` in the grouping of `signal`.

@@ -116,6 +116,23 @@ impl RuleCx<'_> {
         crate::config::filter(self.cx, span, raw, &format!("rule `{}` {key}", self.name))
     }
 
+    /// The text of file `path` (given in field `key`), relative to the config
+    /// file's directory unless absolute.
+    pub fn read_beside(&self, key: &str, path: &str) -> Result<String, ConfigError> {
+        let dir = std::path::Path::new(self.cx.file()).parent();
+        let full = match dir {
+            Some(d) if std::path::Path::new(path).is_relative() => d.join(path),
+            _ => std::path::PathBuf::from(path),
+        };
+        std::fs::read_to_string(&full).map_err(|e| {
+            self.err_at(
+                key,
+                format!("cannot read `{}`: {e}", full.display()),
+                "give a path relative to the config file's directory, or an absolute one",
+            )
+        })
+    }
+
     /// The index of the signal named `name` (given in field `key`).
     pub fn signal(&self, key: &str, name: &str) -> Result<usize, ConfigError> {
         self.by_name.get(name).copied().ok_or_else(|| {

@@ -13,6 +13,7 @@ pub mod absent;
 pub mod anomaly;
 mod cx;
 pub mod forecast;
+pub mod model;
 pub mod slo;
 pub mod threshold;
 
@@ -179,6 +180,11 @@ pub trait RuleKind: Sized + Clone + PartialEq + Debug {
     /// Heap bytes of one group's state.
     fn state_bytes(_st: &Self::State) -> usize {
         0
+    }
+    /// The feature vector the latest evaluation computed (model kinds), for
+    /// [`crate::Engine::set_feature_log`].
+    fn features<'a>(&self, _st: &'a Self::State) -> Option<&'a [f32]> {
+        None
     }
 }
 
@@ -448,6 +454,15 @@ macro_rules! rule_kinds {
                 }
             }
 
+            /// The latest feature vector of group `g` (see [`RuleKind::features`]).
+            pub fn features(&self, spec: &RuleSpec, g: usize) -> Option<&[f32]> {
+                match (spec, self) {
+                    $((RuleSpec::$variant(k), KindStates::$variant(v)) => v.get(g).and_then(|s| k.features(s)),)+
+                    #[allow(unreachable_patterns)]
+                    _ => None,
+                }
+            }
+
             /// Whether this holds the states of a rule of `spec`'s kind.
             pub fn is_for(&self, spec: &RuleSpec) -> bool {
                 match (spec, self) {
@@ -476,4 +491,5 @@ rule_kinds! {
     Slo => slo::Slo,
     Anomaly => anomaly::Anomaly,
     Forecast => forecast::Forecast,
+    Model => model::Model,
 }
