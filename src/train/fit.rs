@@ -1,7 +1,7 @@
 //! Fitting and measuring: smartcore's logistic regression on standardised
 //! features with the positives oversampled to balance the classes (the
 //! oversampling is undone by a prior shift on the log-odds), ROC AUC, and the
-//! paging level that balances precision and recall on validation.
+//! precision and recall at a level.
 
 use anyhow::anyhow;
 use forewarn_core::model::{sigmoid, Classifier, Logistic};
@@ -154,29 +154,6 @@ pub fn precision_recall(scores: &[f64], labels: &[bool], level: f64) -> (f64, f6
     (ratio(tp, fp), ratio(tp, fneg))
 }
 
-/// The level, among the scores seen, with the best F-score weighting
-/// precision twice as much as recall (F0.5): a page nobody needed costs more
-/// than a few minutes' less warning.
-pub fn choose_level(scores: &[f64], labels: &[bool]) -> f64 {
-    let mut candidates: Vec<f64> = scores.iter().copied().filter(|s| s.is_finite()).collect();
-    candidates.sort_by(f64::total_cmp);
-    candidates.dedup();
-    let step = (candidates.len() / 400).max(1);
-    let beta2 = 0.25;
-    let mut best = (f64::MIN, 0.5);
-    for &level in candidates.iter().step_by(step) {
-        let (p, r) = precision_recall(scores, labels, level);
-        if p + r == 0.0 {
-            continue;
-        }
-        let f = (1.0 + beta2) * p * r / (beta2 * p + r);
-        if f > best.0 {
-            best = (f, level);
-        }
-    }
-    best.1.clamp(0.01, 0.99)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,8 +194,7 @@ mod tests {
         // The prior shift undoes the 9x oversampling: a positive row's
         // probability sits near the true rate of such rows, not near 1.
         assert!(fitted.prior_shift < 0.0);
-        let level = choose_level(&scores, &labels);
-        let (p, r) = precision_recall(&scores, &labels, level);
-        assert!(p > 0.9 && r > 0.9, "p {p} r {r} at {level}");
+        let (p, r) = precision_recall(&scores, &labels, 0.5);
+        assert!(p > 0.9 && r > 0.9, "p {p} r {r}");
     }
 }

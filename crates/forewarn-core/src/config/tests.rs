@@ -394,6 +394,7 @@ fn every_config_field_is_documented() {
         include_str!("../rules/anomaly.rs"),
         include_str!("../rules/forecast.rs"),
         include_str!("../rules/slo.rs"),
+        include_str!("../rules/model.rs"),
     ];
     let mut fields: Vec<String> = sources.iter().flat_map(|s| raw_fields(s)).collect();
     // The common rule fields are read by key in rule.rs.

@@ -1,13 +1,18 @@
 //! The features a failure-probability model reads, per service and evaluation:
-//! for each service-level signal its window value, how far that value and its
-//! recent level stand from the signal's own slow baseline, whether it is rising,
-//! and how many events the window held; and the time of day.
+//! for each service-level signal how far its window value and its recent level
+//! stand from the signal's own slow baseline, and whether it is rising; and the
+//! time of day.
 //!
-//! Deviations are in units of the baseline's own spread (an exponentially
-//! weighted mean and variance over about two hours), so one model reads error
-//! rates, latencies and counts alike, and a service whose normal is noisy does
-//! not look failing. The spread has a floor of 5% of the baseline, so a signal
-//! that has been flat does not turn a tiny wobble into a huge deviation.
+//! Every feature is relative to the service's own history, in units of the
+//! baseline's spread (an exponentially weighted mean and variance over about
+//! two hours): one model reads error rates, latencies and counts alike, a
+//! service whose normal is noisy does not look failing, and nothing in the
+//! features says *which* service it is. Raw values and event counts would:
+//! a model trained on them learns that the services which failed in its
+//! training history are the ones that fail, and pages on them for nothing
+//! (measured: 255 false pages a day on an unseen scenario, BENCHMARKS.md).
+//! The spread has a floor of 5% of the baseline, so a signal that has been
+//! flat does not turn a tiny wobble into a huge deviation.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,13 +20,7 @@ use crate::time::Millis;
 use crate::window::WindowValue;
 
 /// Features per signal, in this order.
-pub const PER_SIGNAL: [&str; 5] = [
-    "value",
-    "vs_baseline",
-    "recent_vs_baseline",
-    "trend",
-    "log_events",
-];
+pub const PER_SIGNAL: [&str; 3] = ["vs_baseline", "recent_vs_baseline", "trend"];
 /// Time-of-day features, after every signal's.
 pub const CLOCK: [&str; 2] = ["hour_sin", "hour_cos"];
 
@@ -87,6 +86,8 @@ pub struct Baseline {
     pub medium: f64,
     /// Values seen.
     pub seen: u32,
+    /// The latest value (for annotations).
+    pub last: f64,
 }
 
 impl Baseline {
@@ -101,9 +102,8 @@ impl Baseline {
     /// before it, so a jump is seen in full at once.
     pub fn features(&mut self, w: WindowValue, weights: Weights, out: &mut [f32]) {
         let Some(x) = w.value.filter(|x| x.is_finite() && w.events > 0) else {
-            // No data: read as "at baseline", with zero events saying why.
-            out[0] = if self.seen > 0 { self.mean as f32 } else { 0.0 };
-            out[1..].fill(0.0);
+            // No data: read as "at baseline".
+            out.fill(0.0);
             return;
         };
         if self.seen == 0 {
@@ -113,16 +113,16 @@ impl Baseline {
                 recent: x,
                 medium: x,
                 seen: 0,
+                last: x,
             };
         }
         self.recent += weights.recent * (x - self.recent);
         self.medium += weights.medium * (x - self.medium);
         let spread = self.spread();
-        out[0] = x as f32;
-        out[1] = clamp((x - self.mean) / spread);
-        out[2] = clamp((self.recent - self.mean) / spread);
-        out[3] = clamp((self.recent - self.medium) / spread);
-        out[4] = (w.events as f32).ln_1p();
+        out[0] = clamp((x - self.mean) / spread);
+        out[1] = clamp((self.recent - self.mean) / spread);
+        out[2] = clamp((self.recent - self.medium) / spread);
+        self.last = x;
         let d = x - self.mean;
         self.mean += weights.baseline * d;
         self.var = (1.0 - weights.baseline) * (self.var + weights.baseline * d * d);
@@ -158,25 +158,24 @@ mod tests {
     fn a_jump_is_a_large_deviation_and_a_steady_level_none() {
         let weights = Weights::new(30_000);
         let mut b = Baseline::default();
-        let mut f = [0f32; 5];
+        let mut f = [0f32; 3];
         for i in 0..400 {
             let x = 100.0 + if i % 2 == 0 { 2.0 } else { -2.0 };
             b.features(window(x, 50), weights, &mut f);
         }
-        assert!(f[1].abs() < 1.0, "steady: {f:?}");
-        assert!(f[3].abs() < 0.5, "steady trend: {f:?}");
+        assert!(f[0].abs() < 1.0, "steady: {f:?}");
+        assert!(f[2].abs() < 0.5, "steady trend: {f:?}");
         b.features(window(200.0, 50), weights, &mut f);
-        assert_eq!(f[0], 200.0);
-        assert!(f[1] > 10.0, "jump: {f:?}");
-        assert!(f[2] > 0.5 && f[3] > 0.0, "recent level rising: {f:?}");
-        assert!((f[4] - 51f32.ln()).abs() < 1e-5);
+        assert_eq!(b.last, 200.0);
+        assert!(f[0] > 10.0, "jump: {f:?}");
+        assert!(f[1] > 0.5 && f[2] > 0.0, "recent level rising: {f:?}");
     }
 
     #[test]
     fn an_empty_window_reads_as_baseline_and_is_not_learned() {
         let weights = Weights::new(30_000);
         let mut b = Baseline::default();
-        let mut f = [9f32; 5];
+        let mut f = [9f32; 3];
         b.features(window(0.2, 10), weights, &mut f);
         let before = b;
         b.features(
@@ -188,16 +187,16 @@ mod tests {
             &mut f,
         );
         assert_eq!(b, before);
-        assert_eq!(f, [0.2, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(f, [0.0; 3]);
     }
 
     #[test]
     fn names_follow_the_vector_order() {
         let n = names(&["a", "b"]);
         assert_eq!(n.len(), count(2));
-        assert_eq!(n[0], "a.value");
-        assert_eq!(n[6], "b.vs_baseline");
-        assert_eq!(n[10], "hour_sin");
+        assert_eq!(n[0], "a.vs_baseline");
+        assert_eq!(n[4], "b.recent_vs_baseline");
+        assert_eq!(n[6], "hour_sin");
     }
 
     #[test]
