@@ -28,6 +28,8 @@ pub struct Dataset {
     pub service: Vec<u32>,
     /// Service names.
     pub services: Vec<String>,
+    /// Service name → index in `services` (one lookup per row).
+    pub service_ids: std::collections::HashMap<String, usize>,
 }
 
 impl Dataset {
@@ -102,13 +104,11 @@ fn drain(driver: &mut Driver, log: &mut FeatureLog, data: &mut Dataset) {
         shard.take_features(log);
         for (k, &(rule, group, at)) in log.rows.iter().enumerate() {
             let name = &shard.rule_group_key(rule as usize, group).service;
-            let id = match data.services.iter().position(|s| s == name) {
-                Some(i) => i,
-                None => {
-                    data.services.push(name.clone());
-                    data.services.len() - 1
-                }
-            };
+            let next = data.services.len();
+            let id = *data.service_ids.entry(name.clone()).or_insert(next);
+            if id == next {
+                data.services.push(name.clone());
+            }
             data.service.push(id as u32);
             data.at.push(at);
             data.x

@@ -44,6 +44,8 @@ pub struct Model {
     pub path: String,
     /// The trained model; `None` only records features (`forewarn train`).
     pub file: Option<Arc<ModelFile>>,
+    /// FNV-1a 64 of the model file's text (0 for a recorder).
+    pub digest: u64,
     /// The signals read, in feature order.
     pub signals: Vec<usize>,
     /// Evaluation interval.
@@ -57,21 +59,13 @@ pub struct Model {
     weights: Weights,
 }
 
-// Rule identities are built from Debug: the schema's fingerprint and the
-// classifier's intercept stand for the model, not its every coefficient.
+// Rule identities are built from Debug: the file's digest stands for the
+// model, so a retrained file is a new rule without printing every coefficient.
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let fitted = self.file.as_ref().map(|m| {
-            let schema = &m.schema.fingerprint;
-            (
-                schema.clone(),
-                format!("{:?}", m.classifier).len(),
-                m.prior_shift,
-            )
-        });
         f.debug_struct("Model")
             .field("path", &self.path)
-            .field("fitted", &fitted)
+            .field("digest", &format_args!("{:016x}", self.digest))
             .field("interval", &self.interval)
             .field("horizon", &self.horizon)
             .field("level", &self.level)
@@ -87,6 +81,7 @@ impl Model {
         Model {
             path: String::new(),
             file: None,
+            digest: 0,
             signals: chosen,
             interval,
             horizon: interval,
@@ -152,6 +147,7 @@ impl RuleKind for Model {
         let interval = file.schema.interval_ms;
         Ok(Model {
             path: raw.model,
+            digest: crate::alert::fnv1a_bytes(text.as_bytes()),
             horizon: file.horizon_ms,
             file: Some(Arc::new(file)),
             signals,
