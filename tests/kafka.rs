@@ -480,10 +480,16 @@ fn three_members_lose_two_and_the_survivor_keeps_every_alert_firing() {
         broker.all_committed(&group, &events)
     });
     let [a, b, c]: [Forewarn; 3] = members.try_into().ok().unwrap();
-    // Both leave gracefully: Tansu 0.6 never reassigns the partitions of a
-    // member whose session expires (the killed-member hand-over is the
-    // mock-cluster test `killed_member_partitions_move_to_the_survivor`).
+    // Both leave gracefully, one rebalance after the other: Tansu 0.6 never
+    // reassigns the partitions of a member whose session expires (the
+    // killed-member hand-over is the mock-cluster test
+    // `killed_member_partitions_move_to_the_survivor`), and a member that
+    // leaves while a rebalance is still gathering joins leaves that round
+    // waiting for it until the rebalance timeout (CI saw > 60 s).
     let a_stderr = a.terminate(WAIT);
+    eventually(WAIT, "the two left hold all six partitions", || {
+        b.partitions_held() + c.partitions_held() == 6
+    });
     let b_stderr = b.terminate(WAIT);
     eventually(WAIT, "the survivor holds all six partitions", || {
         c.partitions_held() == 6
