@@ -57,6 +57,10 @@ pub struct Args {
     /// Seconds between status lines.
     #[arg(long, default_value_t = 5)]
     status_every: u64,
+    /// Also print the scorecard as one line of JSON (`scorecard-json {…}`),
+    /// for scripts.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Most messages produced and not yet consumed.
@@ -269,6 +273,12 @@ fn print_scorecard(card: &Scorecard, scenario: &Scenario, reached: Millis) {
     for (rule, svc, at) in &card.false_alarms {
         println!("  false alarm: {rule} on {svc} at {}", format_rfc3339(*at));
     }
+    // The scenario is laid on the wall clock's last hours, so the estate's
+    // daily rhythm under each incident (and the leads) differ run to run.
+    println!(
+        "  (leads vary with the time of day the demo starts at: the simulated hours are the last {} before now; --seed changes the traffic)",
+        forewarn_core::time::format_duration(scenario.duration)
+    );
 }
 
 /// Runs the demo; returns the scorecard.
@@ -379,7 +389,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         }
     })?;
     println!(
-        "open http://{bound}/metrics (Prometheus) and http://{bound}/api/v1/alerts (current alerts)"
+        "open http://{bound}/metrics (Prometheus) and http://{bound}/api/v1/alerts (current alerts){}",
+        if args.keep_running {
+            ""
+        } else {
+            "; they close with the scorecard (--keep-running keeps them up)"
+        }
     );
     let pipeline_stop = Arc::new(AtomicBool::new(false));
     let runner = {
@@ -431,12 +446,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             next_status = Instant::now() + Duration::from_secs(args.status_every);
             let firing = seen.lock().map(|s| s.firing.len()).unwrap_or(0);
             note!(
-                "-- simulated {}  produced {}  consumed {} ({:.0}/s)  services watched {}  dead-lettered {}  late {}  alerts {}  firing now {}",
+                "-- simulated {}  produced {}  consumed {} ({:.0}/s)  services scored {}  dead-lettered {}  late {}  alerts {}  firing now {}",
                 format_rfc3339(clock.load(Ordering::Relaxed)),
                 produced.load(Ordering::Relaxed),
                 acc.consumed,
                 rate,
-                watched.groups_watched(),
+                watched.services_scored(),
                 acc.dead_lettered,
                 acc.late,
                 acc.alerts_delivered,
@@ -494,10 +509,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .count();
     card.missed -= not_reached;
     print_scorecard(&card, &scenario, reached);
-    println!(
-        "scorecard-json {}",
-        serde_json::json!({ "scorecard": card, "not_reached": not_reached })
-    );
+    if args.json {
+        println!(
+            "scorecard-json {}",
+            serde_json::json!({ "scorecard": card, "not_reached": not_reached })
+        );
+    }
     drop(http_runtime);
     drop(mock);
     Ok(())

@@ -69,7 +69,7 @@ fn alertmanager_pages_through_an_outage_then_resolves() {
         &requests(base, &services, 90, 170, &["pay"], (100, 200)),
     );
     eventually(WAIT, "alert fired and delivery failed", || {
-        metric(&addr, "forewarn_transitions_total{alertname=\"ErrorRateHigh\",severity=\"critical\",status=\"firing\"}") >= 1.0
+        metric(&addr, "forewarn_transitions_total{alertname=\"ErrorRateHigh\",category=\"system\",severity=\"critical\",status=\"firing\"}") >= 1.0
             && metric(&addr, "forewarn_notifications_failed_total") >= 1.0
     });
     assert!(notified(&hook, "pay", "firing").is_empty());

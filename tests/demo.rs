@@ -10,6 +10,7 @@ fn demo(args: &[&str]) -> (String, Value) {
     let out = Command::new(env!("CARGO_BIN_EXE_forewarn"))
         .args([
             "demo",
+            "--json",
             "--speed",
             "0",
             "--status-every",

@@ -781,7 +781,12 @@ fn http_endpoint_serves_metrics_health_and_current_alerts() {
     let critical = [("alertname", "ErrorRateHigh"), ("severity", "critical")];
     let firing_transitions = series(
         "forewarn_transitions_total",
-        &[critical[0], critical[1], ("status", "firing")],
+        &[
+            critical[0],
+            ("category", "system"),
+            critical[1],
+            ("status", "firing"),
+        ],
     );
     assert_eq!(value(&metrics, &firing_transitions), Some(1.0), "{metrics}");
     let firing_now = series(
@@ -789,6 +794,7 @@ fn http_endpoint_serves_metrics_health_and_current_alerts() {
         &[
             critical[0],
             ("alertstate", "firing"),
+            ("category", "system"),
             ("service", "pay"),
             critical[1],
         ],
@@ -992,6 +998,7 @@ fn demo_runs_against_a_real_broker() {
     let out = Command::new(env!("CARGO_BIN_EXE_forewarn"))
         .args([
             "demo",
+            "--json",
             "--speed",
             "0",
             "--duration",

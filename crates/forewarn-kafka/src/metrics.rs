@@ -108,7 +108,10 @@ pub struct Metrics {
     anomaly_score: GaugeVec,
     anomaly_expected: GaugeVec,
     failure_probability: GaugeVec,
+    forecast_at_horizon: GaugeVec,
+    forecast_eta: GaugeVec,
     risk: GaugeVec,
+    rule_threshold: GaugeVec,
     /// The `group_by` label names the per-group gauges carry, in label order.
     group_labels: std::sync::Arc<[String]>,
 }
@@ -246,7 +249,26 @@ impl Metrics {
     /// label of any signal (empty where a rule does not group by it, which
     /// Prometheus reads as absent).
     pub fn for_config(cfg: &forewarn_core::Config) -> Metrics {
-        Metrics::with_group_labels(group_label_names(cfg))
+        let m = Metrics::with_group_labels(group_label_names(cfg));
+        m.set_rule_levels(cfg);
+        m
+    }
+
+    /// Replaces `forewarn_rule_threshold` with the levels of `cfg`'s rules
+    /// (those with a fixed level: threshold, forecast), so dashboards can draw
+    /// each level over its signal.
+    pub fn set_rule_levels(&self, cfg: &forewarn_core::Config) {
+        self.rule_threshold.reset();
+        for rule in &cfg.rules {
+            for i in 0..rule.spec.levels() {
+                let level = rule.spec.level(i);
+                if level.threshold.is_finite() {
+                    self.rule_threshold
+                        .with_label_values(&[rule.name.as_str(), level.severity.as_str()])
+                        .set(level.threshold);
+                }
+            }
+        }
     }
 
     fn with_group_labels(group_labels: Vec<String>) -> Metrics {
@@ -386,15 +408,15 @@ impl Metrics {
         let transitions = counter_vec(
             &registry,
             "forewarn_transitions_total",
-            "Alert transitions emitted, by rule, severity and new status (pending, firing, resolved, inactive).",
-            &["alertname", "severity", "status"],
+            "Alert transitions emitted, by rule, failure category, severity and new status (pending, firing, resolved, inactive).",
+            &["alertname", "category", "severity", "status"],
         );
         let alerts = IntGaugeVec::new(
             Opts::new(
                 "forewarn_alerts",
-                "Alert instances currently pending or firing, by rule, service and severity; alertstate as in Prometheus's ALERTS.",
+                "Alert instances currently pending or firing, by rule, service, failure category and severity; alertstate as in Prometheus's ALERTS.",
             ),
-            &["alertname", "service", "severity", "alertstate"],
+            &["alertname", "service", "category", "severity", "alertstate"],
         )
         .expect("valid metric");
         registry
@@ -596,6 +618,39 @@ impl Metrics {
         registry
             .register(Box::new(risk.clone()))
             .expect("unique metric");
+        let forecast_at_horizon = GaugeVec::new(
+            Opts::new(
+                "forewarn_forecast_at_horizon",
+                "Per forecast rule and group: the signal's value projected to the rule's horizon along its robust trend (draw it beside forewarn_signal_value).",
+            ),
+            &refs(&score_labels),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(forecast_at_horizon.clone()))
+            .expect("unique metric");
+        let forecast_eta = GaugeVec::new(
+            Opts::new(
+                "forewarn_forecast_eta_seconds",
+                "Per forecast rule and group: seconds until the signal is forecast to cross the rule's level at the confident slope (0: past it; absent: not heading there).",
+            ),
+            &refs(&score_labels),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(forecast_eta.clone()))
+            .expect("unique metric");
+        let rule_threshold = GaugeVec::new(
+            Opts::new(
+                "forewarn_rule_threshold",
+                "The fixed level of each rule level (threshold and forecast rules), by rule and severity, in its signal's unit.",
+            ),
+            &["rule", "severity"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(rule_threshold.clone()))
+            .expect("unique metric");
         for output in [Output::Alerts, Output::DeadLetters] {
             for c in [&delivered, &delivery_errors, &dropped] {
                 c.with_label_values(&[output.as_str()]);
@@ -609,7 +664,10 @@ impl Metrics {
             anomaly_expected,
             slo_budget_remaining,
             failure_probability,
+            forecast_at_horizon,
+            forecast_eta,
             risk,
+            rule_threshold,
             group_labels: group_labels.into(),
             transitions,
             alerts,
@@ -698,9 +756,15 @@ impl Metrics {
     }
 
     /// Counts an alert transition.
-    pub fn transition(&self, alertname: &str, severity: &str, status: &str) {
+    pub fn transition(&self, alert: &forewarn_core::Alert) {
+        let label = |k: &str| alert.labels.get(k).map_or("", String::as_str);
         self.transitions
-            .with_label_values(&[alertname, severity, status])
+            .with_label_values(&[
+                label("alertname"),
+                label("category"),
+                label("severity"),
+                alert.status,
+            ])
             .inc();
     }
 
@@ -713,6 +777,7 @@ impl Metrics {
                 .with_label_values(&[
                     label("alertname"),
                     label("service"),
+                    label("category"),
                     label("severity"),
                     a.status,
                 ])
@@ -729,6 +794,8 @@ impl Metrics {
         self.anomaly_score.reset();
         self.anomaly_expected.reset();
         self.failure_probability.reset();
+        self.forecast_at_horizon.reset();
+        self.forecast_eta.reset();
         self.risk.reset();
         let mut risk: std::collections::HashMap<&str, f64> = std::collections::HashMap::new();
         let mut values: Vec<&str> = Vec::new();
@@ -760,6 +827,14 @@ impl Metrics {
                         .set(s.value),
                     ("anomaly_score", _) => self
                         .anomaly_score
+                        .with_label_values(&without_signal)
+                        .set(s.value),
+                    ("forecast_at_horizon", _) => self
+                        .forecast_at_horizon
+                        .with_label_values(&without_signal)
+                        .set(s.value),
+                    ("forecast_eta_seconds", _) => self
+                        .forecast_eta
                         .with_label_values(&without_signal)
                         .set(s.value),
                     ("anomaly_expected_lower" | "anomaly_expected_upper", _) => {
@@ -918,6 +993,33 @@ mod tests {
         assert!(
             text.contains(r#"forewarn_forecast_lead_seconds_count{rule="Heading"} 1"#),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn every_fixed_rule_level_is_a_threshold_gauge() {
+        let cfg = forewarn_core::Config::parse(
+            "[[signals]]\nname = \"errors\"\naggregate = \"count\"\nwindow = \"1m\"\nslide = \"10s\"\n\
+             [[rules]]\nname = \"Errors\"\nkind = \"threshold\"\nsignal = \"errors\"\nwarning = { value = 5 }\ncritical = { value = 20 }\n\
+             [[rules]]\nname = \"Unusual\"\nkind = \"anomaly\"\nsignal = \"errors\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let m = Metrics::for_config(&cfg);
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&m.registry.gather())
+            .unwrap();
+        let levels: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("forewarn_rule_threshold{"))
+            .collect();
+        assert_eq!(
+            levels,
+            [
+                r#"forewarn_rule_threshold{rule="Errors",severity="critical"} 20"#,
+                r#"forewarn_rule_threshold{rule="Errors",severity="warning"} 5"#,
+            ],
+            "an anomaly rule has no fixed level"
         );
     }
 

@@ -327,6 +327,17 @@ impl ActiveAlerts {
     pub fn groups_watched(&self) -> usize {
         self.view().groups
     }
+
+    /// Distinct services some rule has a reading for.
+    pub fn services_scored(&self) -> usize {
+        let view = self.view();
+        let services: std::collections::HashSet<&str> = view
+            .readings
+            .iter()
+            .filter_map(|r| r.labels.first().map(|l| l.1.as_str()))
+            .collect();
+        services.len()
+    }
 }
 
 /// A consumer-group member running engine shards on worker threads.

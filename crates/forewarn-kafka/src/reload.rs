@@ -111,6 +111,7 @@ impl<Q: MessageQueue> Reloader<Q> {
         if delivered == 0 && !self.workers.is_empty() {
             return Err(ReloadError::Stopped);
         }
+        self.metrics.set_rule_levels(&cfg);
         *current = cfg;
         Ok(carried)
     }

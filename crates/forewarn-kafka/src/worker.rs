@@ -991,11 +991,7 @@ impl Effects {
         for sink in &self.shared.sinks {
             sink(alert);
         }
-        self.shared.metrics.transition(
-            alert.labels.get("alertname").map_or("", String::as_str),
-            alert.labels.get("severity").map_or("", String::as_str),
-            alert.status,
-        );
+        self.shared.metrics.transition(alert);
         let failed = self.outbox.send_new(Box::new(Pending {
             output: Output::Alerts,
             topic: Arc::clone(&self.shared.alerts_topic),

@@ -16,7 +16,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    alerting_score, judge_window, EvalCx, Input, LevelInfo, Prediction, RuleCx, RuleKind, Verdict,
+    alerting_score, judge_window, EvalCx, Input, LevelInfo, Prediction, RuleCx, RuleKind, Series,
+    Verdict,
 };
 use crate::alert::format_value;
 use crate::config::{ConfigError, Op, Severity, SignalDef};
@@ -237,6 +238,23 @@ impl RuleKind for Forecast {
         }
     }
 
+    fn series(&self, st: &Samples, out: &mut Vec<Series>) {
+        let Some(p) = st.latest else { return };
+        let minutes = self.horizon as f64 / 60_000.0;
+        out.push(Series {
+            name: "forecast_at_horizon",
+            window: None,
+            value: p.now + p.per_minute * minutes,
+        });
+        if let Some(eta) = p.eta {
+            out.push(Series {
+                name: "forecast_eta_seconds",
+                window: None,
+                value: eta as f64 / 1000.0,
+            });
+        }
+    }
+
     fn describe(&self, signals: &[SignalDef]) -> String {
         let op = if self.op == Op::Above {
             "above"
@@ -450,5 +468,38 @@ mod tests {
         assert_eq!(p.eta, Some(16 * 60_000));
         let past = rule(Op::Below, 90.0).project(&points, 9 * 60_000).unwrap();
         assert_eq!(past.eta, Some(0));
+    }
+
+    #[test]
+    fn its_gauges_are_the_value_at_the_horizon_and_the_time_to_the_level() {
+        let r = rule(Op::Below, 50.0);
+        let points: Vec<_> = (0..10)
+            .map(|i| (i as Millis * 60_000, 100.0 - 2.0 * i as f64))
+            .collect();
+        let latest = r.project(&points, 9 * 60_000);
+        let st = Samples {
+            points,
+            latest,
+            warning: None,
+            held: false,
+        };
+        let mut out = Vec::new();
+        r.series(&st, &mut out);
+        let got: Vec<(&str, f64)> = out.iter().map(|s| (s.name, s.value)).collect();
+        // 82 now, falling 2/min: 22 in 30 min; 50 is 16 min away.
+        assert_eq!(
+            got,
+            [
+                ("forecast_at_horizon", 22.0),
+                ("forecast_eta_seconds", 960.0)
+            ]
+        );
+        let heading_away = Samples {
+            latest: rule(Op::Above, 200.0).project(&st.points, 9 * 60_000),
+            ..st
+        };
+        out.clear();
+        rule(Op::Above, 200.0).series(&heading_away, &mut out);
+        assert_eq!(out.len(), 1, "no time to a level it is not heading to");
     }
 }
