@@ -569,6 +569,111 @@ fn a_missing_checkpoint_topic_is_reported_and_nothing_is_lost() {
     assert_eq!(applied, events.len() as u64, "{stderr}");
 }
 
+/// Every checkpoint slot of every partition overwritten with chunks whose
+/// checksum does not hold (a torn or tampered write): the next run refuses
+/// them with the reason, counts it, reprocesses each partition from its
+/// committed offset (the incident in progress is detected again: nothing is
+/// lost), and writes fresh checkpoints that the run after it restores.
+#[test]
+fn corrupt_checkpoints_are_refused_reprocessed_and_replaced() {
+    let tag = "ckbad";
+    let broker = Broker::start();
+    let dir = TempDir::new(tag);
+    let checkpoints = format!("{tag}-checkpoints");
+    let extra = format!(
+        "checkpoint_topic = \"{checkpoints}\"\ncheckpoint_interval = \"500ms\"\n{FAST_REBALANCE}"
+    );
+    let cfg = config(&dir.0, ESTATE, &broker.addr, tag, &extra);
+    topics(&broker, tag, 2);
+    broker.create_topic(&checkpoints, 1);
+    let (events, alerts_topic) = (format!("{tag}-events"), format!("{tag}-alerts"));
+    let group = format!("{tag}-group");
+    let base = base_ms();
+    let services = ["pay", "cart"];
+    let first = requests(base, &services, 0, 200, &["pay"], (100, 500));
+    broker.produce(&events, &first);
+    let run = Forewarn::start(&cfg, &dir.0, "first");
+    eventually(WAIT, "first run committed (so checkpointed)", || {
+        broker.all_committed(&group, &events)
+    });
+    run.terminate(WAIT);
+    let pay_pages = |alerts: &[rdkafka::message::OwnedMessage]| {
+        alerts
+            .iter()
+            .map(json)
+            .filter(|a| a["status"] == "firing" && a["labels"]["service"] == "pay")
+            .count()
+    };
+    let pages_before = pay_pages(&broker.read_all(&alerts_topic, WAIT));
+    assert!(pages_before > 0, "the first run paged for pay");
+
+    let written = broker.read_all(&checkpoints, WAIT);
+    let newest = written
+        .iter()
+        .filter_map(|m| {
+            header(m, "forewarn-checkpoint-generation")?
+                .parse::<u64>()
+                .ok()
+        })
+        .max()
+        .expect("the first run wrote checkpoints");
+    for partition in 0..2 {
+        let prefix = format!("{group}/{events}/{partition}");
+        // Two newer generations, one per slot, both failing their checksum.
+        for generation in [newest + 1, newest + 2] {
+            let headers = [
+                ("forewarn-checkpoint-version", "1".to_string()),
+                ("forewarn-checkpoint-generation", generation.to_string()),
+                ("forewarn-checkpoint-chunk", "0/1".to_string()),
+                ("forewarn-checkpoint-offset", "0".to_string()),
+                (
+                    "forewarn-checkpoint-checksum",
+                    "0123456789abcdef".to_string(),
+                ),
+            ]
+            .map(|(k, v)| (k.to_string(), v));
+            let key = format!("{prefix}#{}.0", generation % 2);
+            broker.produce_with_headers(&checkpoints, &key, b"not a snapshot", &headers);
+        }
+    }
+
+    let second = requests(base, &services, 200, 300, &["pay"], (100, 500));
+    broker.produce(&events, &second);
+    let run = Forewarn::start(&cfg, &dir.0, "second");
+    eventually(WAIT, "second run committed", || {
+        broker.all_committed(&group, &events)
+    });
+    let stderr = run.terminate(WAIT);
+    assert_eq!(stderr.matches("checkpoint refused").count(), 2, "{stderr}");
+    assert!(stderr.contains("checksum mismatch"), "{stderr}");
+    assert!(
+        !stderr.contains("partition restored from its checkpoint"),
+        "{stderr}"
+    );
+    let [consumed, applied, dead, late, refused, ..] = accounting(&stderr);
+    assert_eq!(consumed, applied + dead + late + refused, "{stderr}");
+    assert_eq!(
+        consumed,
+        second.len() as u64,
+        "reprocessed from the committed offsets: {stderr}"
+    );
+    assert!(
+        pay_pages(&broker.read_all(&alerts_topic, WAIT)) > pages_before,
+        "the state was lost, the incident is not: detected again from the reprocessed events"
+    );
+
+    // The second run's checkpoints supersede the corrupt ones.
+    let run = Forewarn::start(&cfg, &dir.0, "third");
+    eventually(WAIT, "the third run restored both partitions", || {
+        run.stderr()
+            .matches("partition restored from its checkpoint")
+            .count()
+            == 2
+    });
+    let stderr = run.terminate(WAIT);
+    assert!(!stderr.contains("checkpoint refused"), "{stderr}");
+}
+
 /// A restart after SIGTERM resumes from the committed offsets: the second run
 /// consumes only what was produced while it was down.
 #[test]

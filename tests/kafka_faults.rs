@@ -2,7 +2,8 @@
 //! librdkafka's mock cluster (in this test process, on loopback) while real
 //! `forewarn run` processes consume from it: a member killed without warning,
 //! the broker down and back mid-stream, produce and commit requests failing, an
-//! unwritable dead-letter topic. In every case nothing is lost or unaccounted for.
+//! unwritable dead-letter or checkpoint topic. In every case nothing is lost or
+//! unaccounted for.
 
 mod support;
 
@@ -423,4 +424,86 @@ fn stalled_fetch_does_not_turn_the_backlog_late() {
         (sent, 0, 0, 0),
         "nothing late: {stderr}"
     );
+}
+
+/// A checkpoint topic that refuses every write, then heals: while it refuses,
+/// events are still applied and alerts still flow, each failed checkpoint is
+/// counted and given up after `--max-attempts` (no queue grows), and no offset
+/// is committed past what a checkpoint covers; once writes succeed again the
+/// next checkpoint lands and the offsets reach the end. Nothing is lost.
+#[test]
+fn unwritable_checkpoint_topic_holds_commits_and_recovers() {
+    let tag = "ckfail";
+    let mock = Mock::start(1);
+    let dir = TempDir::new(tag);
+    let checkpoints = format!("{tag}-checkpoints");
+    // Attempts bounded at 3 s, so a refused write is given up within the test.
+    let extra = format!(
+        "checkpoint_topic = \"{checkpoints}\"\ncheckpoint_interval = \"500ms\"\nproperties = {{ \"message.timeout.ms\" = \"3000\" }}\n"
+    );
+    let cfg = config(&dir.0, ESTATE, &mock.addr, tag, &extra);
+    topics(&mock, tag, 1);
+    mock.create_topic(&checkpoints, 1);
+    let (events_topic, group) = (format!("{tag}-events"), format!("{tag}-group"));
+    let base = base_ms();
+    let events = requests(base, &["pay"], 0, 300, &["pay"], (100, 200));
+    // The mock applies a topic error to metadata requests: the producer never
+    // learns where to write the checkpoints.
+    mock.cluster
+        .topic_error(
+            &checkpoints,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        )
+        .unwrap();
+    let run = Forewarn::start_with(&cfg, &dir.0, "run", &["--max-attempts", "2"], &[]);
+    mock.produce(&events_topic, &events);
+    let addr = run.http_addr().expect("the endpoint's address is logged");
+    let metric = |prefix: &str| -> u64 {
+        support::http_get(&addr, "/metrics")
+            .1
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    eventually(WAIT, "every event consumed", || {
+        metric("forewarn_worker_messages_total{") == events.len() as u64
+    });
+    let written = metric("forewarn_checkpoints_total{result=\"written\"}");
+    eventually(WAIT, "two checkpoints failed after the last event", || {
+        metric("forewarn_checkpoints_total{result=\"failed\"}") >= 2
+    });
+    assert_eq!(
+        metric("forewarn_checkpoints_total{result=\"written\"}"),
+        written,
+        "no checkpoint lands while the topic refuses writes"
+    );
+    assert!(
+        !mock.all_committed(&group, &events_topic),
+        "offsets wait for a checkpoint that covers them: {:?}",
+        mock.offsets(&group, &events_topic)
+    );
+
+    mock.cluster
+        .topic_error(&checkpoints, RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR)
+        .unwrap();
+    eventually(WAIT, "committed to the end once checkpoints land", || {
+        mock.all_committed(&group, &events_topic)
+    });
+    assert!(metric("forewarn_checkpoints_total{result=\"written\"}") > written);
+    let stderr = run.terminate(WAIT);
+    assert!(
+        stderr.contains("checkpoint not written; offsets stay at the previous one"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("message dropped"),
+        "a checkpoint given up is not a dropped output: {stderr}"
+    );
+    let [consumed, applied, dead, late, refused, delivered, _, dropped] = accounting(&stderr);
+    assert_eq!(consumed, events.len() as u64);
+    assert_eq!(consumed, applied + dead + late + refused);
+    assert_eq!(dropped, 0, "{stderr}");
+    let alerts = mock.read(&format!("{tag}-alerts"), delivered as usize, WAIT);
+    assert_eq!(outcomes(&alerts), fired_and_resolved(&["pay"]));
 }

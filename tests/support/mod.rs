@@ -252,6 +252,30 @@ impl Kafka {
         p.flush(Duration::from_secs(30)).expect("produce");
     }
 
+    /// Produces one message with `headers` and waits until it is acknowledged.
+    pub fn produce_with_headers(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        headers: &[(String, String)],
+    ) {
+        let p: BaseProducer = self.client().create().unwrap();
+        let mut h = rdkafka::message::OwnedHeaders::new();
+        for (k, v) in headers {
+            h = h.insert(rdkafka::message::Header {
+                key: k,
+                value: Some(v.as_bytes()),
+            });
+        }
+        let r = BaseRecord::<str, [u8]>::to(topic)
+            .key(key)
+            .payload(payload)
+            .headers(h);
+        p.send(r).map_err(|(e, _)| e).expect("send");
+        p.flush(Duration::from_secs(30)).expect("produce");
+    }
+
     fn partitions(&self, consumer: &BaseConsumer, topic: &str) -> Vec<i32> {
         let md = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(10))

@@ -327,7 +327,7 @@ impl Metrics {
         let dropped = counter_vec(
             &registry,
             "forewarn_output_dropped_total",
-            "Messages given up after the last delivery attempt.",
+            "Messages given up after the last delivery attempt (alerts, dead letters; a checkpoint given up loses nothing and is counted in forewarn_checkpoints_total{result=\"failed\"}).",
             &["output"],
         );
         let detection_latency = Histogram::with_opts(

@@ -95,8 +95,9 @@ impl Checkpointing {
             return None;
         }
         if !ok {
+            // Its chunks had their attempts: the next try waits for the next
+            // interval (or the drain at revocation), not the next loop turn.
             self.writing = None;
-            self.due = true;
             return Some(false);
         }
         if left <= 1 {

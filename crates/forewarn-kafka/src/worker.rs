@@ -383,6 +383,7 @@ impl<Q: MessageQueue, G: GroupClient> Worker<Q, G> {
                     Some(o) => {
                         self.effects.process(&mut o.shard, &msg, Instant::now());
                         o.shard.counters.flush();
+                        self.messages.inc();
                     }
                     None => tracing::debug!(
                         topic = msg.topic(),
@@ -807,7 +808,12 @@ impl<Q: MessageQueue, G: GroupClient> Worker<Q, G> {
             Some(true) => metrics.checkpoints.with_label_values(&["written"]).inc(),
             Some(false) => {
                 metrics.checkpoints.with_label_values(&["failed"]).inc();
-                tracing::warn!(topic = %o.shard.topic, partition = o.shard.partition, generation, "checkpoint not written; offsets stay at the previous one until the next succeeds");
+                // Every partition fails together when the topic does: one
+                // budget for all, so an outage does not flood the log.
+                static FAILED: Throttle = Throttle::new();
+                if let Some(held_back) = FAILED.admit() {
+                    tracing::warn!(topic = %o.shard.topic, partition = o.shard.partition, generation, held_back, "checkpoint not written; offsets stay at the previous one until the next succeeds");
+                }
             }
             None => {}
         }
@@ -1036,15 +1042,21 @@ impl Effects {
                     }
                     Some(p) => p,
                 };
-                metrics.dropped(output);
-                tracing::error!(
-                    output = output.as_str(),
-                    %error,
-                    attempts,
-                    topic = %p.topic,
-                    headers = ?p.headers,
-                    "delivery failed on the last attempt; message dropped"
-                );
+                if output == Output::Checkpoints {
+                    // Nothing is lost: offsets stay at the last checkpoint
+                    // written, and the checkpoint's own warning says so.
+                    tracing::debug!(%error, attempts, topic = %p.topic, "checkpoint chunk given up");
+                } else {
+                    metrics.dropped(output);
+                    tracing::error!(
+                        output = output.as_str(),
+                        %error,
+                        attempts,
+                        topic = %p.topic,
+                        headers = ?p.headers,
+                        "delivery failed on the last attempt; message dropped"
+                    );
+                }
                 p
             }
         };
