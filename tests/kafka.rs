@@ -542,14 +542,7 @@ fn a_missing_checkpoint_topic_is_reported_and_nothing_is_lost() {
     let events = requests(base, &["pay"], 0, 100, &[], (0, 0));
     broker.produce(&format!("{tag}-events"), &events);
     let addr = run.http_addr().expect("the endpoint's address is logged");
-    let sum = |prefix: &str| -> u64 {
-        support::http_get(&addr, "/metrics")
-            .1
-            .lines()
-            .filter(|l| l.starts_with(prefix))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
-    };
+    let sum = |prefix: &str| support::metric_sum(&addr, prefix);
     // Commits wait for a checkpoint, so consumption is what can be awaited.
     eventually(WAIT, "every event consumed", || {
         sum("forewarn_worker_messages_total{") == events.len() as u64

@@ -458,14 +458,7 @@ fn unwritable_checkpoint_topic_holds_commits_and_recovers() {
     let run = Forewarn::start_with(&cfg, &dir.0, "run", &["--max-attempts", "2"], &[]);
     mock.produce(&events_topic, &events);
     let addr = run.http_addr().expect("the endpoint's address is logged");
-    let metric = |prefix: &str| -> u64 {
-        support::http_get(&addr, "/metrics")
-            .1
-            .lines()
-            .filter(|l| l.starts_with(prefix))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
-    };
+    let metric = |prefix: &str| support::metric_sum(&addr, prefix);
     eventually(WAIT, "every event consumed", || {
         metric("forewarn_worker_messages_total{") == events.len() as u64
     });

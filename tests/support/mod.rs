@@ -677,6 +677,17 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
 }
 
 /// A plain HTTP POST without a body: (status code, body).
+/// The sum of every sample on `addr`'s `/metrics` whose line starts with
+/// `prefix` (a metric name with `{` and perhaps some labels).
+pub fn metric_sum(addr: &str, prefix: &str) -> u64 {
+    http_get(addr, "/metrics")
+        .1
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 pub fn http_post(addr: &str, path: &str) -> (u16, String) {
     use std::io::Write;
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("POST {addr}{path}: {e}"));
