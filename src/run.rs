@@ -31,6 +31,13 @@ pub struct Args {
     /// worker p % N); 0 means one per available core.
     #[arg(long, default_value_t = 0, env = "FOREWARN_WORKERS")]
     workers: usize,
+    /// Take a fixed share of the partitions instead of joining the consumer
+    /// group's rebalances: member INDEX of COUNT consumes the partitions p with
+    /// p % COUNT == INDEX (e.g. `1/3`). A restarted member resumes at once, with
+    /// no join round; a member that stays down leaves its share unread until it
+    /// is back. Every member must run with the same COUNT.
+    #[arg(long, env = "FOREWARN_MEMBER", value_name = "INDEX/COUNT")]
+    member: Option<forewarn_kafka::Share>,
     /// Delivery attempts per alert or dead letter before it is given up (with an
     /// error log and `forewarn_output_dropped_total`).
     #[arg(long, default_value_t = 5)]
@@ -167,6 +174,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         commit_interval: args.commit_interval,
         shutdown_timeout: args.shutdown_timeout,
         max_attempts: args.max_attempts,
+        share: args.member,
         workers: if args.workers == 0 {
             Options::default_workers()
         } else {

@@ -351,6 +351,25 @@ fn firings(alerts: &[rdkafka::message::OwnedMessage], service: &str) -> Vec<Stri
     v
 }
 
+/// Starts a replacement member and waits until it has restored `partitions`
+/// partitions from their checkpoints; prints how long that took (measured, not
+/// asserted: BENCHMARKS.md, the blind time of a restart).
+fn restart_timed(tag: &str, partitions: usize, start: impl FnOnce() -> Forewarn) -> Forewarn {
+    let restarted = std::time::Instant::now();
+    let run = start();
+    eventually(WAIT, "the restarted member restored its partitions", || {
+        run.stderr()
+            .matches("partition restored from its checkpoint")
+            .count()
+            == partitions
+    });
+    eprintln!(
+        "{tag}: partitions restored {:?} after the restart",
+        restarted.elapsed()
+    );
+    run
+}
+
 /// With checkpoints and static membership (`group.instance.id`, as the
 /// Kubernetes manifest sets it), an incident in progress survives the end of a
 /// run (by `stop`): the next run restores the partition's state, so the firing alert
@@ -383,21 +402,9 @@ fn alerts_continue_across(tag: &str, stop: fn(Forewarn)) {
 
     let second = requests(base, &services, 200, 300, &["pay"], (100, 400));
     broker.produce(&events, &second);
-    let restarted = std::time::Instant::now();
-    let run = Forewarn::start(&cfg, &dir.0, "second");
-    eventually(WAIT, "the second run restored its partitions", || {
-        run.stderr()
-            .matches("partition restored from its checkpoint")
-            .count()
-            == 2
-    });
-    // Measured, not asserted (BENCHMARKS.md): with static membership the
-    // restarted member gets its partitions back without waiting for the
-    // session timeout.
-    eprintln!(
-        "{tag}: partitions restored {:?} after the restart",
-        restarted.elapsed()
-    );
+    // With static membership the restarted member gets its partitions back
+    // without waiting for the session timeout.
+    let run = restart_timed(tag, 2, || Forewarn::start(&cfg, &dir.0, "second"));
     eventually(WAIT, "second run committed", || {
         broker.all_committed(&group, &events)
     });
@@ -439,6 +446,42 @@ fn alerts_stay_firing_across_a_crash() {
     alerts_continue_across("ckkill", Forewarn::kill);
 }
 
+/// Every service was paged once (critical and warning) and never resolved:
+/// its incident outlived whatever stopped or moved in between.
+fn assert_paged_once_never_resolved(alerts: &[rdkafka::message::OwnedMessage], services: &[&str]) {
+    for s in services {
+        assert_eq!(
+            firings(alerts, s),
+            ["critical", "warning"],
+            "{s}: paged once"
+        );
+        let resolved = alerts
+            .iter()
+            .map(json)
+            .filter(|a| a["status"] == "resolved" && a["labels"]["service"] == *s)
+            .count();
+        assert_eq!(resolved, 0, "{s}: no resolve while it still fails");
+    }
+}
+
+/// Produces the first 200 s of an incident on every service (each fails from
+/// 100 s on, through whatever phase comes next) and waits until each is paged
+/// and every event is committed, so checkpointed. Returns the base time.
+fn page_everyone_and_checkpoint(broker: &Broker, tag: &str, services: &[&str]) -> i64 {
+    let base = base_ms();
+    let first = requests(base, services, 0, 200, services, (100, 400));
+    broker.produce(&format!("{tag}-events"), &first);
+    broker.read_until(&format!("{tag}-alerts"), WAIT, |m| {
+        services
+            .iter()
+            .all(|s| firings(m, s) == ["critical", "warning"])
+    });
+    eventually(WAIT, "phase 1 committed (so checkpointed)", || {
+        broker.all_committed(&format!("{tag}-group"), &format!("{tag}-events"))
+    });
+    base
+}
+
 /// Scale-in of a three-member group mid-incident: two members stop; the
 /// survivor takes over their partitions with their checkpoints, so every
 /// service's firing alerts stay firing in their episodes: no second page, no
@@ -467,18 +510,7 @@ fn three_members_lose_two_and_the_survivor_keeps_every_alert_firing() {
     eventually(WAIT, "all three members have partitions", || {
         members.iter().all(Forewarn::assigned)
     });
-    let base = base_ms();
-    // Every service fails from 100 s on, through both phases.
-    let first = requests(base, &services, 0, 200, &services, (100, 400));
-    broker.produce(&events, &first);
-    broker.read_until(&alerts_topic, WAIT, |m| {
-        services
-            .iter()
-            .all(|s| firings(m, s) == ["critical", "warning"])
-    });
-    eventually(WAIT, "phase 1 committed (so checkpointed)", || {
-        broker.all_committed(&group, &events)
-    });
+    let base = page_everyone_and_checkpoint(&broker, tag, &services);
     let [a, b, c]: [Forewarn; 3] = members.try_into().ok().unwrap();
     // Both leave gracefully, one rebalance after the other: Tansu 0.6 never
     // reassigns the partitions of a member whose session expires (the
@@ -506,23 +538,63 @@ fn three_members_lose_two_and_the_survivor_keeps_every_alert_firing() {
         "{c_stderr}"
     );
     let alerts = broker.read_all(&alerts_topic, WAIT);
-    for s in services {
-        assert_eq!(
-            firings(&alerts, s),
-            ["critical", "warning"],
-            "{s}: paged once"
-        );
-        let resolved = alerts
-            .iter()
-            .map(json)
-            .filter(|a| a["status"] == "resolved" && a["labels"]["service"] == s)
-            .count();
-        assert_eq!(resolved, 0, "{s}: no resolve while it still fails");
-    }
+    assert_paged_once_never_resolved(&alerts, &services);
     for stderr in [&a_stderr, &b_stderr, &c_stderr] {
         let [consumed, applied, dead, late, refused, ..] = accounting(stderr);
         assert_eq!(consumed, applied + dead + late + refused, "{stderr}");
     }
+}
+
+/// Two members with fixed shares (`--member 0/2`, `--member 1/2`) split four
+/// partitions without the group's rebalances; one is killed mid-incident and
+/// started again: it restores its two partitions at once (no join round, no
+/// session timeout), the other member never stops consuming, and every
+/// service's firing alerts stay firing in their episodes.
+#[test]
+fn a_member_with_a_fixed_share_resumes_at_once_after_a_crash() {
+    let tag = "share";
+    let broker = Broker::start();
+    let dir = TempDir::new(tag);
+    let extra =
+        format!("checkpoint_topic = \"{tag}-checkpoints\"\ncheckpoint_interval = \"500ms\"");
+    let cfg = config(&dir.0, ESTATE, &broker.addr, tag, &extra);
+    broker.create_topic(&format!("{tag}-checkpoints"), 1);
+    let (events, alerts_topic, group) = (
+        format!("{tag}-events"),
+        format!("{tag}-alerts"),
+        format!("{tag}-group"),
+    );
+    let services = ["s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7"];
+    let member = |share: &str, name: &str| {
+        Forewarn::start_with(&cfg, &dir.0, name, &["--member", share], &[])
+    };
+    let (zero, one) = (member("0/2", "zero"), member("1/2", "one"));
+    // Started before the events topic exists: they look again until it does.
+    eventually(WAIT, "the missing topic is reported", || {
+        zero.stderr().contains("cannot list the topic's partitions")
+    });
+    topics(&broker, tag, 4);
+    eventually(WAIT, "each member took two partitions", || {
+        zero.partitions_held() == 2 && one.partitions_held() == 2
+    });
+    let base = page_everyone_and_checkpoint(&broker, tag, &services);
+    one.kill();
+
+    let second = requests(base, &services, 200, 300, &services, (100, 400));
+    broker.produce(&events, &second);
+    let one = restart_timed(tag, 2, || member("1/2", "one-again"));
+    eventually(WAIT, "both members committed everything", || {
+        broker.all_committed(&group, &events)
+    });
+    let (zero_err, one_err) = (zero.terminate(WAIT), one.terminate(WAIT));
+    for err in [&zero_err, &one_err] {
+        assert!(!err.contains("subscribed"), "no group membership: {err}");
+        assert!(!err.contains("partitions revoked"), "no rebalance: {err}");
+        let [consumed, applied, dead, late, refused, ..] = accounting(err);
+        assert_eq!(consumed, applied + dead + late + refused, "{err}");
+    }
+    let alerts = broker.read_all(&alerts_topic, WAIT);
+    assert_paged_once_never_resolved(&alerts, &services);
 }
 
 /// A checkpoint topic that does not exist: the operator is told at start-up

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::share::Share;
+
 /// Tuning of the pipeline; the defaults suit production.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -22,6 +24,9 @@ pub struct Options {
     /// Bytes of undelivered alerts and dead letters a worker may hold; above
     /// it the worker takes no more input until deliveries settle.
     pub max_outstanding_bytes: usize,
+    /// A fixed share of the partitions to take instead of joining the consumer
+    /// group's rebalances ([`crate::share`]); `None`: the group assigns.
+    pub share: Option<Share>,
 }
 
 impl Options {
@@ -40,6 +45,7 @@ impl Default for Options {
             shutdown_timeout: Duration::from_secs(10),
             max_attempts: 5,
             max_outstanding_bytes: 64 << 20,
+            share: None,
         }
     }
 }

@@ -36,6 +36,7 @@ use crate::metrics::{Accounting, Metrics};
 pub use crate::options::Options;
 use crate::output::{AckRoute, Outbox, Producer};
 use crate::reload::{CurrentConfig, Reloader};
+use crate::share::Taken;
 use crate::throttle::Throttle;
 use crate::view::{Board, View};
 pub use crate::worker::AlertSink;
@@ -549,10 +550,11 @@ impl Pipeline {
                     .expect("spawn a worker thread"),
             );
         }
-        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
-        self.consumer.subscribe(&topics)?;
-        tracing::info!(topics = ?topics, workers = workers.len(), "subscribed");
+        let mut taken = self.start_consuming(workers.len())?;
         while !stop.load(Ordering::Relaxed) {
+            if let Some(taken) = &mut taken {
+                self.take_share(taken);
+            }
             self.poll_main_queue();
             // Ready while this thread and every worker keep moving.
             let slowest = heartbeats
@@ -569,6 +571,61 @@ impl Pipeline {
         log_summary(&metrics.accounting());
         drop(self);
         Ok(metrics.accounting())
+    }
+
+    /// Subscribes to the topics as a consumer-group member, or, with a fixed
+    /// share, returns what it has taken (nothing yet: the loop takes it).
+    fn start_consuming(&self, workers: usize) -> Result<Option<Taken>, PipelineError> {
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        if let Some(share) = self.options.share {
+            tracing::info!(topics = ?topics, workers, %share, "taking a fixed share of the partitions, without group rebalances");
+            return Ok(Some(Taken::new(share)));
+        }
+        self.consumer.subscribe(&topics)?;
+        tracing::info!(topics = ?topics, workers, "subscribed");
+        Ok(None)
+    }
+
+    /// When due, looks up the topics' partitions and assigns those of the
+    /// share not taken yet, as a rebalance would (checkpoints read first).
+    fn take_share(&self, taken: &mut Taken) {
+        if !taken.look_due(Instant::now()) {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for topic in &self.topics {
+            match partition_ids(&self.consumer, topic) {
+                Ok(ids) => {
+                    for p in taken.take(topic, ids) {
+                        tpl.add_partition(topic, p);
+                    }
+                }
+                Err(problem) => {
+                    static NOT_READY: Throttle = Throttle::new();
+                    if let Some(held_back) = NOT_READY.admit() {
+                        tracing::warn!(
+                            topic,
+                            problem,
+                            held_back,
+                            "cannot list the topic's partitions; looking again shortly"
+                        );
+                    }
+                }
+            }
+        }
+        if tpl.count() == 0 {
+            return;
+        }
+        if let Err(e) = self.consumer.incremental_assign(&tpl) {
+            tracing::error!(error = %e, partitions = %describe(&tpl), "cannot assign the share's partitions; trying again shortly");
+            for e in tpl.elements() {
+                taken.release(e.topic(), e.partition());
+            }
+            return;
+        }
+        self.consumer.context().assign(&tpl);
+        self.metrics.assigned_partitions.set(taken.count() as i64);
+        tracing::info!(partitions = %describe(&tpl), share = %taken.share, "partitions assigned");
     }
 
     /// Serves rebalances and reports; a message here was fetched before its
@@ -636,6 +693,18 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// The partition ids of `topic`, from the broker's metadata.
+fn partition_ids(consumer: &Consumer_, topic: &str) -> Result<Vec<i32>, String> {
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
+    let t = md.topics().first().ok_or("no metadata for the topic")?;
+    if let Some(e) = t.error() {
+        return Err(rdkafka::types::RDKafkaErrorCode::from(e).to_string());
+    }
+    Ok(t.partitions().iter().map(|p| p.id()).collect())
 }
 
 fn log_summary(a: &Accounting) {
