@@ -378,3 +378,117 @@ fn every_alertmanager_of_an_ha_set_is_notified_and_none_holds_back_another() {
     }
     run.terminate(WAIT);
 }
+
+/// `service`'s active alerts at Alertmanager: (severity, startsAt), sorted.
+fn active_at(am: &Alertmanager, service: &str) -> Vec<(String, String)> {
+    let filter = support::percent_encode(&format!("service=\"{service}\""));
+    let addr = am.url.trim_start_matches("http://");
+    let (code, body) = http_get(addr, &format!("/api/v2/alerts?active=true&filter={filter}"));
+    assert_eq!(code, 200, "{body}");
+    let alerts: Vec<Value> = serde_json::from_str(&body).unwrap();
+    let mut v: Vec<(String, String)> = alerts
+        .iter()
+        .filter(|a| a["status"]["state"] == "active")
+        .map(|a| {
+            let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+            (s(&a["labels"]["severity"]), s(&a["startsAt"]))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The shipped deployment (checkpoints, static membership) crashed with
+/// `kill -9` mid-incident, then restarted gracefully (a rolling restart), with
+/// a 4 s resend (so `endsAt` 16 s ahead, the shape of the default 1 m / 4 m):
+/// a real Alertmanager keeps the alert active with its original `startsAt`
+/// across both, sends no RESOLVED and no second page, and every run's
+/// messages are accounted for. (With a 1 s resend, `endsAt` 4 s ahead is
+/// shorter than Tansu's 6.4 s static rejoin, and this test fails: RESOLVED.)
+#[test]
+fn a_crash_and_a_rolling_restart_neither_resolve_nor_page_again() {
+    let tag = "amkeep";
+    let broker = Broker::start();
+    let hook = Webhook::start();
+    let am = Alertmanager::start(&hook.url);
+    let dir = TempDir::new(tag);
+    let extra = format!("checkpoint_topic = \"{tag}-checkpoints\"\ncheckpoint_interval = \"500ms\"\nproperties = {{ \"group.instance.id\" = \"{tag}-0\" }}");
+    let cfg = config(&dir.0, ESTATE, &broker.addr, tag, &extra);
+    for (t, p) in [
+        ("events", 2),
+        ("alerts", 1),
+        ("dead", 1),
+        ("checkpoints", 1),
+    ] {
+        broker.create_topic(&format!("{tag}-{t}"), p);
+    }
+    let (events, group) = (format!("{tag}-events"), format!("{tag}-group"));
+    let args = ["--alertmanager", &am.url, "--alertmanager-resend", "4s"];
+    let start = |name: &str| Forewarn::start_with(&cfg, &dir.0, name, &args, &[]);
+    let base = base_ms();
+    let services = ["pay", "cart"];
+    // pay fails from 100 s on, through every run.
+    let phase = |from, to| requests(base, &services, from, to, &["pay"], (100, 400));
+    let first = phase(0, 200);
+    broker.produce(&events, &first);
+    let run = start("first");
+    eventually(WAIT, "both of pay's alerts active at Alertmanager", || {
+        active_at(&am, "pay").len() == 2
+    });
+    // One group (alertname, service): its page lists both once both arrived.
+    eventually(WAIT, "the page with both alerts sent", || {
+        notified(&hook, "pay", "firing")
+            .iter()
+            .any(|p| p["alerts"].as_array().is_some_and(|a| a.len() == 2))
+    });
+    eventually(WAIT, "first run committed (so checkpointed)", || {
+        broker.all_committed(&group, &events)
+    });
+    let addr = run.http_addr().unwrap();
+    let consumed_first = metric(&addr, "forewarn_events_consumed_total") as u64;
+    assert_eq!(consumed_first, first.len() as u64);
+    let active = active_at(&am, "pay");
+    let pages = hook.all().len();
+    run.kill();
+
+    let mut produced = first.len();
+    let mut consumed = consumed_first;
+    for (name, from) in [("after-crash", 200), ("after-rollout", 300)] {
+        let more = phase(from, from + 100);
+        produced += more.len();
+        broker.produce(&events, &more);
+        let run = start(name);
+        eventually(WAIT, "the endpoint's address logged", || {
+            run.http_addr().is_some()
+        });
+        let addr = run.http_addr().unwrap();
+        // The restored alerts are sent at once, then every 4 s: by the third
+        // post, a lapse of the previous run's endsAt would have been resolved
+        // and notified (group_interval 1 s).
+        eventually(WAIT, "three posts from the new run", || {
+            metric(&addr, "forewarn_notifications_sent_total") >= 3.0
+        });
+        assert_eq!(
+            active_at(&am, "pay"),
+            active,
+            "{name}: same alerts, same startsAt"
+        );
+        eventually(WAIT, "everything committed", || {
+            broker.all_committed(&group, &events)
+        });
+        let stderr = run.terminate(WAIT);
+        let [c, applied, dead, late, refused, ..] = support::accounting(&stderr);
+        assert_eq!(c, applied + dead + late + refused, "{stderr}");
+        consumed += c;
+    }
+    assert!(
+        consumed >= produced as u64,
+        "every produced message consumed by some run: {consumed} of {produced}"
+    );
+    assert!(notified(&hook, "pay", "resolved").is_empty(), "no RESOLVED");
+    assert_eq!(hook.all().len(), pages, "no second page: {:?}", hook.all());
+    assert!(
+        notified(&hook, "cart", "firing").is_empty(),
+        "cart never paged"
+    );
+}

@@ -545,6 +545,55 @@ fn three_members_lose_two_and_the_survivor_keeps_every_alert_firing() {
     }
 }
 
+/// Scale-out mid-incident: a second member joins the group; the partitions it
+/// is given arrive with their state (drained and checkpointed by the first
+/// member, restored by the second before any message), so every service's
+/// alerts stay firing in their episodes whichever member now owns it.
+#[test]
+fn a_joining_member_takes_partitions_over_with_their_state() {
+    let tag = "join";
+    let broker = Broker::start();
+    let dir = TempDir::new(tag);
+    let extra = format!(
+        "checkpoint_topic = \"{tag}-checkpoints\"\ncheckpoint_interval = \"500ms\"\n{FAST_REBALANCE}"
+    );
+    let cfg = config(&dir.0, ESTATE, &broker.addr, tag, &extra);
+    topics(&broker, tag, 4);
+    broker.create_topic(&format!("{tag}-checkpoints"), 1);
+    let services = ["s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7"];
+    let a = Forewarn::start(&cfg, &dir.0, "a");
+    eventually(WAIT, "the first member holds all four partitions", || {
+        a.partitions_held() == 4
+    });
+    let base = page_everyone_and_checkpoint(&broker, tag, &services);
+    let b = Forewarn::start(&cfg, &dir.0, "b");
+    eventually(WAIT, "the partitions are split between the two", || {
+        a.partitions_held() + b.partitions_held() == 4 && b.assigned()
+    });
+    let held = b.partitions_held();
+    eventually(
+        WAIT,
+        "the joiner restored every partition it was given",
+        || {
+            b.stderr()
+                .matches("partition restored from its checkpoint")
+                .count()
+                == held
+        },
+    );
+    let second = requests(base, &services, 200, 300, &services, (100, 400));
+    broker.produce(&format!("{tag}-events"), &second);
+    eventually(WAIT, "both committed everything", || {
+        broker.all_committed(&format!("{tag}-group"), &format!("{tag}-events"))
+    });
+    for stderr in [a.terminate(WAIT), b.terminate(WAIT)] {
+        let [consumed, applied, dead, late, refused, ..] = accounting(&stderr);
+        assert_eq!(consumed, applied + dead + late + refused, "{stderr}");
+    }
+    let alerts = broker.read_all(&format!("{tag}-alerts"), WAIT);
+    assert_paged_once_never_resolved(&alerts, &services);
+}
+
 /// Two members with fixed shares (`--member 0/2`, `--member 1/2`) split four
 /// partitions without the group's rebalances; one is killed mid-incident and
 /// started again: it restores its two partitions at once (no join round, no
