@@ -278,3 +278,73 @@ fn a_bad_incident_file_or_sweep_is_refused_with_what_to_fix() {
     assert!(stderr.contains("no rule named `NoSuchRule`"), "{stderr}");
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `--recorded` scores published alerts (here what `replay` printed for the
+/// hand-checked history, every line twice, as an at-least-once topic may hold
+/// them after a crash) with the same figures as the backtest of the events;
+/// a line that is not an alert, or names a rule the config lacks, is refused
+/// with its file and line.
+#[test]
+fn recorded_alerts_give_the_backtest_figures_and_repeats_count_once() {
+    let f = Fixture::new("recorded");
+    let events = f.file("events.ndjson", history().as_bytes());
+    let inc = f.file("incidents.json", incidents(false).as_bytes());
+    let replay = Command::new(env!("CARGO_BIN_EXE_forewarn"))
+        .args(["replay", "--config"])
+        .arg(f.dir.join("config.toml"))
+        .arg(&events)
+        .output()
+        .unwrap();
+    assert!(replay.status.success());
+    let printed = String::from_utf8(replay.stdout).unwrap();
+    let twice: String = printed.lines().flat_map(|l| [l, "\n", l, "\n"]).collect();
+    let alerts = f.file("alerts.ndjson", twice.as_bytes());
+    let from_events = json(&f.backtest(&inc, &[&events], &["--format", "json"]));
+    let out = f.backtest(&inc, &[&alerts], &["--format", "json", "--recorded"]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "the missed incident still fails it"
+    );
+    let from_alerts = json(&out);
+    assert_eq!(from_alerts["incidents"], from_events["incidents"]);
+    for figure in [
+        "caught",
+        "missed",
+        "delay_seconds",
+        "lead_seconds",
+        "episodes",
+        "false_pages",
+        "flaps",
+        "firing_hours",
+    ] {
+        assert_eq!(
+            from_alerts["overall"][figure], from_events["overall"][figure],
+            "{figure}"
+        );
+    }
+    assert_eq!(
+        from_alerts["overall"]["episodes"], 4,
+        "repeats counted once"
+    );
+
+    let foreign = printed.replace(
+        "\"alertname\":\"ErrorsHigh\"",
+        "\"alertname\":\"Elsewhere\"",
+    );
+    let foreign = f.file("foreign.ndjson", foreign.as_bytes());
+    let out = f.backtest(&inc, &[&foreign], &["--recorded"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("foreign.ndjson:") && stderr.contains("`Elsewhere`"),
+        "{stderr}"
+    );
+    let junk = f.file("junk.ndjson", b"{\"ts\":1}\n");
+    let out = f.backtest(&inc, &[&junk], &["--recorded"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("junk.ndjson:1: not a published alert"),
+        "{stderr}"
+    );
+}

@@ -101,9 +101,11 @@ fn incident_alerts_reach_the_alerts_topic() {
 /// --partitions 4` (each service placed by the key hash a librdkafka producer
 /// uses, one engine per partition) prints the same transitions that `run`
 /// publishes from a four-partition topic, as a multiset (partitions interleave
-/// differently), even where one engine for all would not.
+/// differently), even where one engine for all would not; and `backtest
+/// --partitions 4` over the events gives the figures `backtest --recorded`
+/// gives over what `run` published.
 #[test]
-fn replay_split_into_partitions_matches_run_on_four_partitions() {
+fn offline_runs_split_into_partitions_match_run_on_four_partitions() {
     let tag = "split";
     let broker = Broker::start();
     let dir = TempDir::new(tag);
@@ -178,9 +180,55 @@ fn replay_split_into_partitions_matches_run_on_four_partitions() {
         }
         v.sort();
     };
+    let recorded = dir.0.join("alerts.ndjson");
+    std::fs::write(&recorded, published.join("\n")).unwrap();
     normalise(&mut expected);
     normalise(&mut published);
     assert_eq!(published, expected);
+
+    // The same figures from `backtest` over the events (split as the topic
+    // is) and from scoring what `run` published (`backtest --recorded`).
+    let incidents = dir.0.join("incidents.json");
+    let lag = |s: &str| if ["s5", "s7"].contains(&s) { 60_000 } else { 0 };
+    let list: Vec<Value> = failing
+        .iter()
+        .map(|s| {
+            let at = |secs: i64| base - lag(s) + secs * 1000;
+            serde_json::json!({"id": s, "service": s, "start": at(100), "end": at(250), "breach": at(200)})
+        })
+        .collect();
+    std::fs::write(&incidents, Value::Array(list).to_string()).unwrap();
+    let backtest = |extra: &[&str], input: &Path| -> Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_forewarn"))
+            .args(["backtest", "--format", "json", "--config"])
+            .arg(&cfg)
+            .arg("--incidents")
+            .arg(&incidents)
+            .args(extra)
+            .arg(input)
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+    };
+    let offline = backtest(&["--partitions", "4"], &file);
+    let online = backtest(&["--recorded"], &recorded);
+    assert_eq!(online["incidents"], offline["incidents"]);
+    assert_eq!(offline["overall"]["caught"], failing.len());
+    for figure in [
+        "caught",
+        "missed",
+        "episodes",
+        "false_pages",
+        "flaps",
+        "lead_seconds",
+        "firing_hours",
+    ] {
+        assert_eq!(
+            online["overall"][figure], offline["overall"][figure],
+            "{figure}"
+        );
+    }
 }
 
 /// Malformed, wrongly-typed, oversized, far-future and incomplete events land on

@@ -6,10 +6,12 @@
 //!
 //! - `incidents.rs`: the incident file;
 //! - `score.rs`: matching episodes to incidents as they stream;
+//! - `recorded.rs`: `--recorded`, scoring published alerts instead of events;
 //! - `report.rs`: the figures and their table;
 //! - `sweep.rs`: the config variants.
 
 pub mod incidents;
+mod recorded;
 mod report;
 mod score;
 mod sweep;
@@ -68,6 +70,13 @@ pub struct Args {
     /// (e.g. `ServiceErrorRateHigh.critical.value=0.05,0.1,0.2` or `LatencyHigh.for=1m,5m`).
     #[arg(long)]
     pub sweep: Option<String>,
+    /// The input files are recorded alert transitions (the alerts topic's
+    /// messages as NDJSON, or `forewarn replay` output), scored as they are
+    /// instead of running the rules: what production paged, measured against
+    /// the incidents. The config names the rules; the span is from the first
+    /// to the last transition.
+    #[arg(long, conflicts_with_all = ["sweep", "partitions"])]
+    pub recorded: bool,
     /// No progress bar (it is drawn only on a terminal anyway).
     #[arg(long)]
     pub no_progress: bool,
@@ -135,7 +144,11 @@ pub fn run(cfg: Config, args: &Args) -> anyhow::Result<()> {
             })
             .collect(),
     };
-    let reports = replay_all(&configs, &incidents, &opts, args)?;
+    let reports = if args.recorded {
+        vec![score_recorded(&configs[0], &incidents, &opts, args)?]
+    } else {
+        replay_all(&configs, &incidents, &opts, args)?
+    };
     let mut out = std::io::stdout().lock();
     match (&sweep, args.format) {
         (None, Format::Text) => write!(out, "{}", reports[0].table())?,
@@ -221,6 +234,36 @@ fn replay_all(
         })
         .collect();
     Ok(reports)
+}
+
+/// Scores the recorded alert transitions of every input file.
+fn score_recorded(
+    cfg: &Config,
+    incidents: &[Incident],
+    opts: &ScoreOptions,
+    args: &Args,
+) -> anyhow::Result<Report> {
+    let mut scorer = Scorer::new(cfg, incidents, opts.clone());
+    let mut span = recorded::Span::default();
+    let bar = crate::input::progress(&args.events, !args.no_progress);
+    for path in &args.events {
+        let mut lines = Lines::new(crate::input::open(path, &bar)?);
+        let file = path.display().to_string();
+        recorded::score(cfg, &file, &mut lines, &mut scorer, &mut span)
+            .map_err(|e| crate::Usage(format!("{e:#}")))?;
+    }
+    bar.finish_and_clear();
+    note!(
+        "backtest: {} recorded lines: {} firing or resolved transitions scored",
+        span.lines,
+        span.scored
+    );
+    Ok(Report::new(
+        incidents,
+        &scorer.finish(span.last),
+        span.first,
+        span.last,
+    ))
 }
 
 /// Input accounting: every line is applied, late, refused or rejected.

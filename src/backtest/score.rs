@@ -46,6 +46,23 @@ pub struct RuleTally {
     pub firing_ms: i64,
 }
 
+/// One firing or resolve of one alert, as the scorer needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Page<'a> {
+    /// The alert's fingerprint (one per rule, group and severity).
+    pub fingerprint: &'a str,
+    /// Index of its rule in the config.
+    pub rule: usize,
+    /// Its `service` label ("" when it has none).
+    pub service: &'a str,
+    /// Its severity.
+    pub severity: Severity,
+    /// Firing (an episode starts) or resolved (it ends).
+    pub firing: bool,
+    /// Event time of the transition.
+    pub at: Millis,
+}
+
 struct Open {
     rule: usize,
     since: Millis,
@@ -93,42 +110,70 @@ impl<'a> Scorer<'a> {
 
     /// Takes one transition from the driver.
     pub fn transition(&mut self, engine: &Engine, t: &Transition) {
-        let counted = matches!(t.kind, TransitionKind::Firing | TransitionKind::Resolved)
-            && self.opts.severities.contains(&t.severity);
-        if !counted {
+        let firing = match t.kind {
+            TransitionKind::Firing => true,
+            TransitionKind::Resolved => false,
+            _ => return,
+        };
+        if !self.opts.severities.contains(&t.severity) {
             return;
         }
         let alert = engine.render(t);
-        if t.kind == TransitionKind::Resolved {
-            if let Some(o) = self.open.remove(&alert.fingerprint) {
-                self.rules[o.rule].firing_ms += t.at - o.since;
-            }
-            self.resolved_at.insert(alert.fingerprint, t.at);
+        let service = alert.labels.get("service").map_or("", String::as_str);
+        self.page(&Page {
+            fingerprint: &alert.fingerprint,
+            rule: t.rule as usize,
+            service,
+            severity: t.severity,
+            firing,
+            at: t.at,
+        });
+    }
+
+    /// Takes one firing or resolved transition, from the driver or recorded.
+    /// Idempotent: a repeated firing of an open alert or resolve of a closed
+    /// one (an at-least-once alerts topic repeats them after a crash) changes
+    /// nothing.
+    pub fn page(&mut self, p: &Page<'_>) {
+        if !self.opts.severities.contains(&p.severity) {
             return;
         }
-        let rule = t.rule as usize;
-        let service = alert.labels.get("service").map_or("", String::as_str);
-        let tally = &mut self.rules[rule];
+        if !p.firing {
+            if let Some(o) = self.open.remove(p.fingerprint) {
+                self.rules[o.rule].firing_ms += p.at - o.since;
+                self.resolved_at.insert(p.fingerprint.to_string(), p.at);
+            }
+            return;
+        }
+        if self.open.contains_key(p.fingerprint) {
+            return;
+        }
+        let tally = &mut self.rules[p.rule];
         tally.episodes += 1;
         let mut matched = false;
-        for &i in self.by_service.get(service).into_iter().flatten() {
+        for &i in self.by_service.get(p.service).into_iter().flatten() {
             let inc = &self.incidents[i];
-            if t.at >= inc.start - self.opts.early && t.at < inc.end + self.opts.grace {
+            if p.at >= inc.start - self.opts.early && p.at < inc.end + self.opts.grace {
                 matched = true;
                 let d = &mut tally.detections[i];
-                *d = Some(d.map_or(t.at, |d| d.min(t.at)));
+                *d = Some(d.map_or(p.at, |d| d.min(p.at)));
             }
         }
         if !matched {
             tally.false_pages += 1;
         }
-        if let Some(&r) = self.resolved_at.get(&alert.fingerprint) {
-            if t.at - r <= self.opts.flap_window {
+        if let Some(&r) = self.resolved_at.get(p.fingerprint) {
+            if p.at - r <= self.opts.flap_window {
                 tally.flaps += 1;
             }
         }
-        self.open
-            .insert(alert.fingerprint, Open { rule, since: t.at });
+        self.open.insert(
+            p.fingerprint.to_string(),
+            Open {
+                rule: p.rule,
+                since: p.at,
+            },
+        );
     }
 
     /// End of input at event time `end`: episodes still firing count up to it.
