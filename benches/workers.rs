@@ -93,6 +93,7 @@ fn run(cfg: &forewarn_core::Config, workers: usize, parts: &[Arc<Vec<OwnedMessag
         board: Arc::new(Board::new(workers)),
         commit_failures: Arc::new(AtomicU64::new(0)),
         checkpoint_topic: None,
+        checkpoint_partitions: None,
     });
     let group = Arc::new(NoGroup);
     let threads: Vec<_> = inboxes

@@ -922,6 +922,69 @@ fn corrupt_checkpoints_are_refused_reprocessed_and_replaced() {
     assert!(!stderr.contains("checkpoint refused"), "{stderr}");
 }
 
+/// Each input partition's checkpoints are written to its home partition of
+/// the checkpoint topic (input partition mod its partition count), so a
+/// restore reads that one only; checkpoints found elsewhere (an older layout
+/// placed them by key hash, or the partition count changed) still restore.
+#[test]
+fn checkpoints_live_in_their_home_partition_and_elsewhere_still_restore() {
+    let tag = "ckhome";
+    let broker = Broker::start();
+    let dir = TempDir::new(tag);
+    let (home, moved) = (format!("{tag}-checkpoints"), format!("{tag}-moved"));
+    let with_topic = |topic: &str| {
+        let extra = format!(
+            "checkpoint_topic = \"{topic}\"\ncheckpoint_interval = \"500ms\"\n{FAST_REBALANCE}"
+        );
+        config(&dir.0, ESTATE, &broker.addr, tag, &extra)
+    };
+    topics(&broker, tag, 4);
+    broker.create_topic(&home, 2);
+    let services = ["s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7"];
+    let cfg = with_topic(&home);
+    let run = Forewarn::start(&cfg, &dir.0, "first");
+    let base = page_everyone_and_checkpoint(&broker, tag, &services);
+    run.terminate(WAIT);
+
+    let written = broker.read_all(&home, WAIT);
+    let mut inputs = std::collections::BTreeSet::new();
+    for m in &written {
+        let key = std::str::from_utf8(m.key().expect("keyed")).unwrap();
+        let (prefix, _) = key.rsplit_once('#').expect("prefix#slot.chunk");
+        let input: i32 = prefix.rsplit('/').next().unwrap().parse().unwrap();
+        assert_eq!(m.partition(), input % 2, "{key} is in its home partition");
+        inputs.insert(input);
+    }
+    assert_eq!(inputs.into_iter().collect::<Vec<_>>(), [0, 1, 2, 3]);
+
+    // Every chunk in the last of eight partitions: no input partition's home.
+    broker.create_topic(&moved, 8);
+    broker.copy_to_partition(&written, &moved, 7);
+    let cfg = with_topic(&moved);
+    let second = requests(base, &services, 200, 300, &services, (100, 400));
+    broker.produce(&format!("{tag}-events"), &second);
+    let run = Forewarn::start(&cfg, &dir.0, "second");
+    eventually(WAIT, "second run committed", || {
+        broker.all_committed(&format!("{tag}-group"), &format!("{tag}-events"))
+    });
+    let stderr = run.terminate(WAIT);
+    assert_eq!(
+        stderr
+            .matches("partition restored from its checkpoint")
+            .count(),
+        4,
+        "{stderr}"
+    );
+    assert_paged_once_never_resolved(&broker.read_all(&format!("{tag}-alerts"), WAIT), &services);
+    let [consumed, applied, dead, late, refused, ..] = accounting(&stderr);
+    assert_eq!(consumed, applied + dead + late + refused, "{stderr}");
+    assert_eq!(
+        consumed,
+        second.len() as u64,
+        "resumed at the checkpoints: {stderr}"
+    );
+}
+
 /// A restart after SIGTERM resumes from the committed offsets: the second run
 /// consumes only what was produced while it was down.
 #[test]

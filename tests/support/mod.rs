@@ -276,6 +276,27 @@ impl Kafka {
         p.flush(Duration::from_secs(30)).expect("produce");
     }
 
+    /// Produces copies of `messages` (keys, payloads, headers, in order) to
+    /// `partition` of `topic`, whatever their keys would hash to.
+    pub fn copy_to_partition(&self, messages: &[OwnedMessage], topic: &str, partition: i32) {
+        let p: BaseProducer = self.client().create().unwrap();
+        for m in messages {
+            let mut r = BaseRecord::<[u8], [u8]>::to(topic).partition(partition);
+            if let Some(key) = m.key() {
+                r = r.key(key);
+            }
+            if let Some(payload) = m.payload() {
+                r = r.payload(payload);
+            }
+            if let Some(h) = m.headers() {
+                r = r.headers(h.clone());
+            }
+            p.send(r).map_err(|(e, _)| e).expect("send");
+            p.poll(Duration::ZERO);
+        }
+        p.flush(Duration::from_secs(30)).expect("produce");
+    }
+
     fn partitions(&self, consumer: &BaseConsumer, topic: &str) -> Vec<i32> {
         let md = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(10))

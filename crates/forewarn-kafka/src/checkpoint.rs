@@ -12,7 +12,7 @@
 //! anything else is refused, and the partition is then reprocessed from its
 //! committed offset (nothing is lost, the state starts empty).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use forewarn_core::Snapshot;
@@ -44,6 +44,13 @@ pub mod header {
 /// The key prefix of one partition's checkpoints.
 pub fn key_prefix(group: &str, topic: &str, partition: i32) -> String {
     format!("{group}/{topic}/{partition}")
+}
+
+/// The checkpoint-topic partition that holds input partition `partition`'s
+/// checkpoints, among `partitions`: a restore then reads that partition only,
+/// not the whole topic (as Kafka Streams co-partitions its changelogs).
+pub fn home_partition(partition: i32, partitions: i32) -> i32 {
+    partition.rem_euclid(partitions.max(1))
 }
 
 /// One message of a checkpoint.
@@ -192,6 +199,11 @@ impl Assembler {
         }
     }
 
+    /// Whether no chunk of this partition was seen.
+    pub fn is_empty(&self) -> bool {
+        self.seen == 0
+    }
+
     /// The newest complete, intact generation; `Ok(None)` when there is none
     /// at all (no checkpoint yet).
     pub fn finish(self) -> Result<Option<Restored>, CheckpointError> {
@@ -240,12 +252,16 @@ impl Assembler {
     }
 }
 
-/// Reads the checkpoints of `prefixes` from `topic`: one scan of the topic for
-/// all of them, bounded by `timeout`. Returns, per prefix, what was found.
+/// Reads the checkpoints of the `wanted` partitions (their key prefix and
+/// input partition) from `topic`, in `wanted` order. Each partition's
+/// checkpoints live in its home partition ([`home_partition`]), so only the
+/// homes are read; a partition found in none of them (written by a version
+/// that let the key's hash place chunks, or before the topic's partition
+/// count changed) is looked for in the rest of the topic.
 pub fn read(
     config: &ClientConfig,
     topic: &str,
-    prefixes: &[String],
+    wanted: &[(String, i32)],
     timeout: Duration,
 ) -> Result<Vec<Result<Option<Restored>, CheckpointError>>, CheckpointError> {
     let deadline = Instant::now() + timeout;
@@ -260,7 +276,7 @@ pub fn read(
     let md = reader
         .fetch_metadata(Some(topic), timeout)
         .map_err(unreadable)?;
-    let partitions: Vec<i32> = md
+    let partitions: BTreeSet<i32> = md
         .topics()
         .iter()
         .filter(|t| t.name() == topic && t.error().is_none())
@@ -271,58 +287,107 @@ pub fn read(
             "topic {topic} does not exist or has no partitions"
         )));
     }
-    // Where each partition ends now: the scan stops there.
-    let mut ends = BTreeMap::new();
-    let mut tpl = TopicPartitionList::new();
-    for p in partitions {
-        let (low, high) = reader
-            .fetch_watermarks(topic, p, deadline.saturating_duration_since(Instant::now()))
-            .map_err(unreadable)?;
-        if high > low {
-            ends.insert(p, high);
-            tpl.add_partition_offset(topic, p, Offset::Beginning)
-                .map_err(unreadable)?;
-        }
+    let count = partitions.len() as i32;
+    let homes: BTreeSet<i32> = wanted
+        .iter()
+        .map(|(_, p)| home_partition(*p, count))
+        .filter(|h| partitions.contains(h))
+        .collect();
+    let mut scan = Scan {
+        reader: &reader,
+        topic,
+        prefixes: wanted.iter().map(|(p, _)| p.as_str()).collect(),
+        assemblers: wanted.iter().map(|_| Assembler::default()).collect(),
+        deadline,
+        timeout,
+    };
+    let everyone = vec![true; wanted.len()];
+    scan.partitions(&homes, &everyone)?;
+    let missing: Vec<bool> = scan.assemblers.iter().map(Assembler::is_empty).collect();
+    if missing.contains(&true) {
+        let rest: BTreeSet<i32> = partitions.difference(&homes).copied().collect();
+        scan.partitions(&rest, &missing)?;
     }
-    let mut assemblers: Vec<Assembler> = prefixes.iter().map(|_| Assembler::default()).collect();
-    if !ends.is_empty() {
-        reader.assign(&tpl).map_err(unreadable)?;
-    }
-    while !ends.is_empty() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(CheckpointError::Unreadable(format!(
-                "not read to its end within {timeout:?}"
-            )));
-        }
-        let Some(m) = reader.poll(left.min(Duration::from_millis(100))) else {
-            continue;
-        };
-        let m = m.map_err(unreadable)?;
-        take(&m, prefixes, &mut assemblers);
-        if ends
-            .get(&m.partition())
-            .is_some_and(|end| m.offset() + 1 >= *end)
-        {
-            ends.remove(&m.partition());
-        }
-    }
-    // A broker may report the end as the last batch's base offset + 1 (Tansu
-    // does): the rest of that batch is fetched already; take it too.
-    while let Some(Ok(m)) = reader.poll(Duration::ZERO) {
-        take(&m, prefixes, &mut assemblers);
-    }
-    Ok(assemblers.into_iter().map(Assembler::finish).collect())
+    Ok(scan.assemblers.into_iter().map(Assembler::finish).collect())
 }
 
-/// Feeds `m` to the assembler of its partition's prefix, if it is one of ours.
-fn take<M: Message>(m: &M, prefixes: &[String], assemblers: &mut [Assembler]) {
+/// One read of the checkpoint topic: a reader and the assemblers it feeds.
+struct Scan<'a> {
+    reader: &'a BaseConsumer,
+    topic: &'a str,
+    prefixes: Vec<&'a str>,
+    assemblers: Vec<Assembler>,
+    deadline: Instant,
+    timeout: Duration,
+}
+
+impl Scan<'_> {
+    /// Reads `partitions` from their beginning to where they end now, feeding
+    /// the assemblers that `feed` selects.
+    fn partitions(
+        &mut self,
+        partitions: &BTreeSet<i32>,
+        feed: &[bool],
+    ) -> Result<(), CheckpointError> {
+        let unreadable = |e: rdkafka::error::KafkaError| CheckpointError::Unreadable(e.to_string());
+        // Where each partition ends now: the scan stops there.
+        let mut ends = BTreeMap::new();
+        let mut tpl = TopicPartitionList::new();
+        for &p in partitions {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            let (low, high) = self
+                .reader
+                .fetch_watermarks(self.topic, p, left)
+                .map_err(unreadable)?;
+            if high > low {
+                ends.insert(p, high);
+                tpl.add_partition_offset(self.topic, p, Offset::Beginning)
+                    .map_err(unreadable)?;
+            }
+        }
+        if ends.is_empty() {
+            return Ok(());
+        }
+        self.reader.assign(&tpl).map_err(unreadable)?;
+        while !ends.is_empty() {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(CheckpointError::Unreadable(format!(
+                    "not read to its end within {:?}",
+                    self.timeout
+                )));
+            }
+            let Some(m) = self.reader.poll(left.min(Duration::from_millis(100))) else {
+                continue;
+            };
+            let m = m.map_err(unreadable)?;
+            take(&m, &self.prefixes, feed, &mut self.assemblers);
+            if ends
+                .get(&m.partition())
+                .is_some_and(|end| m.offset() + 1 >= *end)
+            {
+                ends.remove(&m.partition());
+            }
+        }
+        // A broker may report the end as the last batch's base offset + 1 (Tansu
+        // does): the rest of that batch is fetched already; take it too.
+        while let Some(Ok(m)) = self.reader.poll(Duration::ZERO) {
+            take(&m, &self.prefixes, feed, &mut self.assemblers);
+        }
+        Ok(())
+    }
+}
+
+/// Feeds `m` to the assembler of its partition's prefix, if it is one of ours
+/// and `feed` selects it.
+fn take<M: Message>(m: &M, prefixes: &[&str], feed: &[bool], assemblers: &mut [Assembler]) {
     let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
         return;
     };
     let Some(at) = key
         .rsplit_once('#')
-        .and_then(|(p, _)| prefixes.iter().position(|x| x == p))
+        .and_then(|(p, _)| prefixes.iter().position(|x| *x == p))
+        .filter(|&at| feed[at])
     else {
         return;
     };

@@ -54,6 +54,8 @@ pub struct Pending {
     pub topic: Arc<str>,
     /// Message key.
     pub key: Option<Arc<[u8]>>,
+    /// The partition to write to; `None`: the key's hash chooses.
+    pub partition: Option<i32>,
     /// Message value.
     pub payload: Option<Arc<[u8]>>,
     /// Headers (dead letters).
@@ -166,6 +168,19 @@ impl Producer {
             .collect()
     }
 
+    /// How many partitions `topic` has, from the broker's metadata (`None`
+    /// when it cannot be read within `timeout` or the topic does not exist).
+    pub fn partition_count(&self, topic: &str, timeout: Duration) -> Option<i32> {
+        let md = self
+            .inner
+            .client()
+            .fetch_metadata(Some(topic), timeout)
+            .ok()?;
+        let t = md.topics().iter().find(|t| t.name() == topic)?;
+        let n = t.partitions().len() as i32;
+        (t.error().is_none() && n > 0).then_some(n)
+    }
+
     /// Asks librdkafka to send everything queued now (used before shutdown).
     pub fn flush(&self, timeout: Duration) {
         let _ = self.inner.flush(timeout);
@@ -244,6 +259,7 @@ impl Outbox {
         pending.attempts += 1;
         let topic = Arc::clone(&pending.topic);
         let key = pending.key.clone();
+        let partition = pending.partition;
         let payload = pending.payload.clone();
         let pending_headers_empty = pending.headers.is_empty();
         let mut headers = OwnedHeaders::new_with_capacity(pending.headers.len());
@@ -257,6 +273,9 @@ impl Outbox {
             BaseRecord::with_opaque_to(&topic, pending);
         if let Some(k) = key.as_deref() {
             record = record.key(k);
+        }
+        if let Some(p) = partition {
+            record = record.partition(p);
         }
         if let Some(p) = payload.as_deref() {
             record = record.payload(p);

@@ -101,12 +101,15 @@ impl SourceContext {
             return (0..n).map(|_| Ok(None)).collect();
         };
         let started = Instant::now();
-        let prefixes: Vec<String> = tpl
+        let wanted: Vec<(String, i32)> = tpl
             .elements()
             .iter()
-            .map(|e| checkpoint::key_prefix(group, e.topic(), e.partition()))
+            .map(|e| {
+                let prefix = checkpoint::key_prefix(group, e.topic(), e.partition());
+                (prefix, e.partition())
+            })
             .collect();
-        let found = match checkpoint::read(reader, topic, &prefixes, RESTORE_TIMEOUT) {
+        let found = match checkpoint::read(reader, topic, &wanted, RESTORE_TIMEOUT) {
             Ok(found) => found
                 .into_iter()
                 .map(|r| r.map(|o| o.map(Box::new)).map_err(|e| e.to_string()))
@@ -353,6 +356,8 @@ pub struct Pipeline {
     metrics: Metrics,
     options: Options,
     topics: Vec<String>,
+    /// The checkpoint topic's partition count at start-up, if known.
+    checkpoint_partitions: Option<i32>,
 }
 
 /// The consumer's session timeout, as configured or librdkafka's default.
@@ -423,7 +428,9 @@ impl Pipeline {
                 "output topic not ready; deliveries will be retried"
             );
         }
+        let mut checkpoint_partitions = None;
         if let Some(topic) = &kafka.checkpoint_topic {
+            checkpoint_partitions = producer.partition_count(topic, Duration::from_secs(5));
             // Offsets commit only up to an acknowledged checkpoint, so a
             // missing topic stalls commits: say so before the first write.
             for (topic, problem) in producer.warm_up(&[topic], Duration::from_secs(5)) {
@@ -473,6 +480,7 @@ impl Pipeline {
             metrics,
             options,
             topics: kafka.topics,
+            checkpoint_partitions,
         })
     }
 
@@ -517,6 +525,7 @@ impl Pipeline {
             board: Arc::clone(&self.board),
             commit_failures: Arc::clone(&self.commit_failures),
             checkpoint_topic: cfg.kafka.checkpoint_topic.as_deref().map(Arc::from),
+            checkpoint_partitions: self.checkpoint_partitions,
         });
         let stop_acks = Arc::new(AtomicBool::new(false));
         let acks = {

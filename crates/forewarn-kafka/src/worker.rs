@@ -218,6 +218,10 @@ pub struct Shared {
     pub commit_failures: Arc<AtomicU64>,
     /// The checkpoint topic, when checkpoints are on.
     pub checkpoint_topic: Option<Arc<str>>,
+    /// Its partition count, as read at start-up: a partition's checkpoint goes
+    /// to its home partition ([`crate::checkpoint::home_partition`]); `None`
+    /// (unknown): the key's hash places it.
+    pub checkpoint_partitions: Option<i32>,
 }
 
 /// A partition owned by a worker.
@@ -526,6 +530,11 @@ impl<Q: MessageQueue, G: GroupClient> Worker<Q, G> {
                     output: Output::Checkpoints,
                     topic: Arc::clone(&topic),
                     key: Some(Arc::from(c.key.as_bytes())),
+                    partition: self
+                        .effects
+                        .shared
+                        .checkpoint_partitions
+                        .map(|n| crate::checkpoint::home_partition(o.shard.partition, n)),
                     payload: Some(Arc::from(c.payload)),
                     headers: c.headers,
                     source: None,
@@ -947,6 +956,7 @@ impl Effects {
         let failed = self.outbox.send_new(Box::new(Pending {
             output: Output::DeadLetters,
             topic: Arc::clone(&self.shared.dead_letter_topic),
+            partition: None,
             key: msg.key().map(Arc::from),
             payload: msg.payload().map(Arc::from),
             headers: headers.to_vec(),
@@ -1001,6 +1011,7 @@ impl Effects {
         let failed = self.outbox.send_new(Box::new(Pending {
             output: Output::Alerts,
             topic: Arc::clone(&self.shared.alerts_topic),
+            partition: None,
             key: Some(Arc::from(alert.fingerprint.as_bytes())),
             payload: Some(Arc::from(payload)),
             headers: Vec::new(),
@@ -1109,6 +1120,7 @@ mod tests {
             board: Arc::new(Board::new(1)),
             commit_failures: Arc::new(AtomicU64::new(0)),
             checkpoint_topic: None,
+            checkpoint_partitions: None,
         });
         let max_held = 8 << 10;
         let worker = Worker::new(
