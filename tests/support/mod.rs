@@ -576,6 +576,14 @@ pub fn accounting(stderr: &str) -> [u64; 8] {
         .unwrap_or_else(|_| panic!("accounting line: {line}"))
 }
 
+/// The events a run consumed, once its accounting line shows each of them
+/// applied, dead-lettered, late or refused.
+pub fn consumed_and_accounted(stderr: &str) -> u64 {
+    let [consumed, applied, dead, late, refused, ..] = accounting(stderr);
+    assert_eq!(consumed, applied + dead + late + refused, "{stderr}");
+    consumed
+}
+
 /// `base` (a config file's text) with idle advancement pushed out of the test's
 /// way and a `[kafka]` section for this broker and topic names prefixed `tag`.
 pub fn config(dir: &Path, base: &str, addr: &str, tag: &str, extra: &str) -> PathBuf {
