@@ -13,7 +13,7 @@
 
 use crate::alert::Transition;
 use crate::config::Config;
-use crate::engine::{Engine, Outcome, Stats};
+use crate::engine::{Engine, Judged, Leaders, Outcome, Stats};
 use crate::event::Event;
 use crate::partition::Partitioner;
 use crate::time::Millis;
@@ -55,6 +55,8 @@ pub struct Driver {
     future: u64,
     /// Reused transition buffer.
     buf: Vec<Transition>,
+    /// Services whose clock runs ahead of the wall clock (see `engine::lead`).
+    ahead: Leaders,
 }
 
 impl Driver {
@@ -72,6 +74,7 @@ impl Driver {
             next_tick: Millis::MIN,
             future: 0,
             buf: Vec::new(),
+            ahead: Leaders::default(),
         }
     }
 
@@ -102,30 +105,42 @@ impl Driver {
             self.future += 1;
             return Outcome::TooFarInFuture;
         }
-        if e.ts > self.wall {
-            self.wall = e.ts;
-            if self.wall >= self.next_tick {
-                self.tick_all(sink);
-            }
-        }
         // One partition: no key to hash (the hash is most of the driver's cost).
         let p = match self.opts.partitions {
             1 => 0,
             n => self.opts.partitioner.partition(e.service.as_bytes(), n) as usize,
         };
-        let outcome = self.shards[p].ingest(e, self.wall, &mut self.buf);
+        // A service whose clock runs ahead does not move the wall clock, or
+        // idle advancement would close every partition's windows at its time.
+        let idle_timeout = self.shards[0].config().time.idle_timeout;
+        let lead = self.shards[0].lead();
+        let judged = self
+            .ahead
+            .judge(&e.service, e.ts, self.wall, lead, idle_timeout);
+        if !matches!(judged, Judged::Leads { .. }) && e.ts > self.wall {
+            self.advance_wall(e.ts, sink);
+        }
+        let outcome = self.shards[p].ingest(e, self.wall.max(e.ts), &mut self.buf);
         Self::hand_over(&self.shards[p], &mut self.buf, sink);
         outcome
     }
 
+    fn advance_wall<F: FnMut(&Engine, &Transition)>(&mut self, to: Millis, sink: &mut F) {
+        self.wall = to;
+        self.ahead.rejoin(to, 0);
+        if self.wall >= self.next_tick {
+            self.tick_all(sink);
+        }
+    }
+
     /// End of input: every engine closes its windows up to the newest event time
-    /// fed to any of them.
+    /// fed to any of them (its own leaders' included).
     pub fn finish<F: FnMut(&Engine, &Transition)>(&mut self, sink: &mut F) {
         if self.wall == Millis::MIN {
             return;
         }
         for shard in &mut self.shards {
-            shard.advance_to(self.wall, &mut self.buf);
+            shard.advance_to(self.wall.max(shard.newest_event()), &mut self.buf);
             Self::hand_over(shard, &mut self.buf, sink);
         }
     }
@@ -193,6 +208,48 @@ for = "2m"
 
     fn event(service: &str, ts: Millis) -> String {
         format!(r#"{{"v":1,"ts":{ts},"service":"{service}","kind":"request","outcome":"ok"}}"#)
+    }
+
+    /// `steady` at one event a second for 10 min; one event of `skewed`, whose
+    /// clock runs 4 min ahead, at 10 s. Fired `Silent` alerts and counters.
+    fn skewed_neighbour(partitions: u32) -> (Vec<(String, Millis)>, Stats) {
+        let cfg = Config::parse(CFG, "t").unwrap();
+        let opts = DriveOptions {
+            partitions,
+            ..DriveOptions::default()
+        };
+        let mut d = Driver::new(cfg, opts);
+        let mut fired = Vec::new();
+        let mut sink = |e: &Engine, t: &Transition| {
+            if t.kind == TransitionKind::Firing {
+                fired.push((e.render(t).labels["service"].clone(), t.at));
+            }
+        };
+        for s in 0..600 {
+            let ts = 1_000_000 + s * 1000;
+            d.feed(&decode(event("steady", ts).as_bytes()).unwrap(), &mut sink);
+            if s == 10 {
+                let skewed = event("skewed", ts + 240_000);
+                d.feed(&decode(skewed.as_bytes()).unwrap(), &mut sink);
+            }
+        }
+        (fired, d.stats())
+    }
+
+    #[test]
+    fn a_clock_running_ahead_moves_neither_the_wall_clock_nor_a_neighbour() {
+        for partitions in [1, 4] {
+            let (fired, stats) = skewed_neighbour(partitions);
+            assert_eq!(
+                (stats.applied, stats.late),
+                (601, 0),
+                "{partitions}: {stats:?}"
+            );
+            assert!(
+                fired.iter().all(|(s, _)| s != "steady"),
+                "{partitions}: {fired:?}"
+            );
+        }
     }
 
     /// Two services, one going silent at 5 min while the other goes on: fired

@@ -71,6 +71,8 @@ pub struct Metrics {
     alerts: IntGaugeVec,
     /// Wall clock minus the shard's watermark, by topic and partition.
     pub watermark_delay: GaugeVec,
+    /// Services on their own event time (clock running ahead), by topic and partition.
+    pub services_ahead: IntGaugeVec,
     /// Messages between the consumer's position and the partition's end.
     pub consumer_lag: IntGaugeVec,
     /// Messages taken from the partition queues, by worker thread.
@@ -433,6 +435,17 @@ impl Metrics {
         registry
             .register(Box::new(watermark_delay.clone()))
             .expect("unique metric");
+        let services_ahead = IntGaugeVec::new(
+            Opts::new(
+                "forewarn_services_ahead",
+                "Services whose clock runs ahead of their partition's event time, judged on their own time so they cannot make other services' events late.",
+            ),
+            &["topic", "partition"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(services_ahead.clone()))
+            .expect("unique metric");
         let consumer_lag = IntGaugeVec::new(
             Opts::new(
                 "forewarn_consumer_lag",
@@ -672,6 +685,7 @@ impl Metrics {
             transitions,
             alerts,
             watermark_delay,
+            services_ahead,
             consumer_lag,
             worker_messages,
             worker_partitions,
@@ -867,6 +881,7 @@ impl Metrics {
     pub fn forget_partition(&self, topic: &str, partition: i32) {
         let p = partition.to_string();
         let _ = self.watermark_delay.remove_label_values(&[topic, &p]);
+        let _ = self.services_ahead.remove_label_values(&[topic, &p]);
         let _ = self.consumer_lag.remove_label_values(&[topic, &p]);
         let _ = self.checkpoint_bytes.remove_label_values(&[topic, &p]);
     }

@@ -156,6 +156,10 @@ impl Shard {
                 .with_label_values(&[&*self.topic, &self.partition.to_string()])
                 .set((now - clock.watermark) as f64 / 1000.0);
         }
+        metrics
+            .services_ahead
+            .with_label_values(&[&*self.topic, &self.partition.to_string()])
+            .set(self.engine.services_ahead() as i64);
         self.engine.take_outcomes(settled);
         for o in settled.drain(..) {
             let rule = &self.engine.config().rules[o.rule as usize].name;

@@ -60,7 +60,12 @@ impl Engine {
                 wake = wake.min(t.next_timer());
             }
         }
+        let marks = std::mem::take(&mut families[fi].marks);
         for g in 0..groups {
+            if marks.get(g).is_some_and(|&m| m >= at) {
+                // Evaluated already, on its service's own time (see `lead.rs`).
+                continue;
+            }
             let mut cx = EvalCx {
                 at,
                 group: g,
@@ -82,12 +87,64 @@ impl Engine {
                 wake = wake.min(judge(&cfg.rules[ri], &mut rules[ri], &mut cx, sink));
             }
         }
+        families[fi].marks = marks;
         let geometry = &cfg.signals[wiring.family_signal[fi]];
         let next_window_start = at + geometry.slide - geometry.window;
         if wake <= at || families[fi].newest >= next_window_start {
             return None;
         }
         Some(wake)
+    }
+
+    /// Evaluates every rule driven by family `fi` for group `g` alone on the
+    /// window ending at `at` (a service on its own time, see `lead.rs`).
+    pub(super) fn evaluate_group(
+        &mut self,
+        fi: usize,
+        g: usize,
+        at: Millis,
+        out: &mut Vec<Transition>,
+    ) {
+        let groups = self.groupings[self.wiring.family_grouping[fi]].len();
+        let Engine {
+            cfg,
+            wiring,
+            families,
+            rules,
+            stats,
+            trace,
+            latest,
+            outcomes,
+            features,
+            ..
+        } = self;
+        let family_rules = &wiring.family_rules[fi];
+        for &ri in family_rules {
+            prepare(&cfg.rules[ri], &mut rules[ri], &mut latest[ri], groups);
+        }
+        if let Some(t) = families[fi].entities.as_mut().and_then(|t| t.get_mut(g)) {
+            t.advance(at, &mut stats.entities);
+        }
+        let mut cx = EvalCx {
+            at,
+            group: g,
+            signals: &cfg.signals,
+            families: &mut families[..],
+            signal_family: &wiring.signal_family,
+            driver: fi,
+        };
+        for &ri in family_rules {
+            let sink = Sink {
+                rule: ri,
+                latest: &mut latest[ri],
+                trace: &mut *trace,
+                stats: &mut *stats,
+                out: &mut *out,
+                outcomes: &mut *outcomes,
+                features: &mut *features,
+            };
+            judge(&cfg.rules[ri], &mut rules[ri], &mut cx, sink);
+        }
     }
 
     /// Evaluates rule `ri` (which records events itself) for every live group at `at`.

@@ -17,6 +17,7 @@
 
 mod carry;
 mod evaluate;
+mod lead;
 mod reclaim;
 mod render;
 mod snapshot;
@@ -25,6 +26,7 @@ mod wiring;
 use serde::{Deserialize, Serialize};
 
 pub use carry::{changes, Carried, Changes, Reconfigured};
+pub use lead::{Judged, Leaders};
 pub use snapshot::{RestoreError, Snapshot};
 
 use crate::alert::Transition;
@@ -147,6 +149,11 @@ pub(crate) struct FamilyState {
     next_eval: Millis,
     /// Newest event time recorded by any member.
     newest: Millis,
+    /// Per group: the window end through which the group was evaluated on its
+    /// service's own time (see `lead.rs`); the partition's passes skip those
+    /// windows. Empty while no service ever ran ahead.
+    #[serde(default)]
+    pub(crate) marks: Vec<Millis>,
 }
 
 impl FamilyState {
@@ -160,6 +167,9 @@ impl FamilyState {
 
     /// Empties group `g`.
     fn reset_group(&mut self, g: usize) {
+        if let Some(m) = self.marks.get_mut(g) {
+            *m = Millis::MIN;
+        }
         match &mut self.entities {
             Some(t) => {
                 if let Some(e) = t.get_mut(g) {
@@ -212,6 +222,8 @@ pub struct Engine {
     outcomes: Vec<PredictionOutcome>,
     /// When enabled, every feature vector a model rule computed (training).
     features: Option<FeatureLog>,
+    /// Services whose clock runs ahead of the partition's, on their own time.
+    leaders: lead::Leaders,
 }
 
 /// Feature vectors computed by model rules, in evaluation order
@@ -268,6 +280,7 @@ impl Engine {
                 entities: cfg.signals[m[0]].timer.map(|_| Vec::new()),
                 next_eval: Millis::MAX,
                 newest: Millis::MIN,
+                marks: Vec::new(),
             })
             .collect();
         let rules = cfg
@@ -299,6 +312,7 @@ impl Engine {
             trace: None,
             outcomes: Vec::new(),
             features: None,
+            leaders: lead::Leaders::default(),
             cfg,
         }
     }
@@ -368,6 +382,9 @@ impl Engine {
             self.stats.future += 1;
             return Outcome::TooFarInFuture;
         }
+        if let Some(outcome) = self.ingest_leading(e, out) {
+            return outcome;
+        }
         if e.ts < self.clock.watermark {
             self.stats.late += 1;
             return Outcome::Late;
@@ -402,8 +419,9 @@ impl Engine {
     /// End of input: no later events will come, so close every pane up to the newest
     /// event time.
     pub fn finish(&mut self, out: &mut Vec<Transition>) {
-        if self.clock.max_ts != Millis::MIN {
-            self.advance_to(self.clock.max_ts, out);
+        let newest = self.newest_event();
+        if newest != Millis::MIN {
+            self.advance_to(newest, out);
         }
     }
 
@@ -549,6 +567,7 @@ impl Engine {
             return;
         }
         self.clock.watermark = w;
+        self.leaders.rejoin(w, self.cfg.time.allowed_lateness);
         while let Some(due) = self.next_due(w) {
             match due {
                 Due::Family(fi, at) => {

@@ -30,6 +30,9 @@ pub struct Snapshot {
     /// Pending reclaim pass and the watermark of the last one.
     reclaim_wanted: bool,
     last_reclaim: Millis,
+    /// Services on their own event time.
+    #[serde(default)]
+    leaders: super::lead::Leaders,
 }
 
 /// Version 4: signals and rules carried by identity (3), active alerts'
@@ -86,6 +89,7 @@ impl Engine {
             endings,
             reclaim_wanted: self.reclaim_wanted,
             last_reclaim: self.last_reclaim,
+            leaders: self.leaders.clone(),
         }
     }
 
@@ -125,6 +129,7 @@ impl Engine {
         e.stats = snap.stats;
         e.reclaim_wanted = snap.reclaim_wanted;
         e.last_reclaim = snap.last_reclaim;
+        e.leaders = snap.leaders;
         e.carry_families(&carry, &snap.family_members, snap.families);
         let mut rules: Vec<Option<RuleState>> = snap.rules.into_iter().map(Some).collect();
         for (ri, from) in carry.rule_from.iter().enumerate() {
@@ -186,6 +191,7 @@ impl Engine {
                 entities: state.entities,
                 next_eval,
                 newest: state.newest,
+                marks: state.marks,
             };
         }
     }
