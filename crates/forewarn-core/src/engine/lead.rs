@@ -172,11 +172,23 @@ impl Engine {
 
     /// Takes `e` on its service's own time if its service leads; None: the
     /// partition's clock takes it.
+    #[inline]
     pub(super) fn ingest_leading(
         &mut self,
         e: &Event,
         out: &mut Vec<Transition>,
     ) -> Option<Outcome> {
+        // The hot path: nobody leads and the event keeps pace with the newest
+        // (pace is only counted while someone leads).
+        if self.leaders.leaders.is_empty() && e.ts <= self.clock.max_ts.saturating_add(self.lead())
+        {
+            return None;
+        }
+        self.judge_leading(e, out)
+    }
+
+    #[inline(never)]
+    fn judge_leading(&mut self, e: &Event, out: &mut Vec<Transition>) -> Option<Outcome> {
         let (frontier, lead) = (self.frontier(), self.lead());
         let (lateness, idle_timeout) = (self.cfg.time.allowed_lateness, self.cfg.time.idle_timeout);
         let (index, newest) =
