@@ -97,6 +97,70 @@ fn incident_alerts_reach_the_alerts_topic() {
     assert_eq!(dead_letters.len(), 3);
 }
 
+/// One partition shared by `checkout`, failing from 60 s to 180 s, and `cart`,
+/// one event of which carries a clock 4 minutes ahead (issue 14 §3): `run` on a
+/// real broker counts none of checkout's events late and publishes what
+/// `replay` prints for checkout's events alone; `replay` of the shared stream
+/// prints the same. Before per-service event time (44b84f4), 2,200 of checkout's 2,400
+/// events were late and it never paged.
+#[test]
+fn a_producer_clock_running_ahead_hurts_no_neighbour_in_its_partition() {
+    let broker = Broker::start();
+    let dir = TempDir::new("skew");
+    let cfg = config(&dir.0, ESTATE, &broker.addr, "skew", "");
+    // Idle advancement as shipped (30 s), not the hour the other tests use.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("idle_timeout = \"1h\"", "idle_timeout = \"30s\""),
+    )
+    .unwrap();
+    topics(&broker, "skew", 1);
+    let t0 = base_ms();
+    let alone = requests(t0, &["checkout"], 0, 240, &["checkout"], (60, 180));
+    let mut shared = alone.clone();
+    let ahead = format!(
+        r#"{{"ts":{},"service":"cart","kind":"request","outcome":"ok"}}"#,
+        t0 + 20_000 + 240_000
+    );
+    shared.insert(200, (Some("cart".into()), ahead.into_bytes()));
+    let replay = |name: &str, messages: &[(Option<String>, Vec<u8>)]| -> Vec<Value> {
+        let path = dir.0.join(name);
+        let lines: Vec<&[u8]> = messages.iter().map(|(_, v)| v.as_slice()).collect();
+        std::fs::write(&path, lines.join(&b"\n"[..])).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_forewarn"))
+            .args(["replay", "--no-flush", "--config"])
+            .arg(&cfg)
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let expected = replay("alone.ndjson", &alone);
+    assert!(
+        expected.iter().any(|a| a["status"] == "firing"),
+        "checkout pages: {expected:?}"
+    );
+    assert_eq!(replay("shared.ndjson", &shared), expected);
+
+    broker.produce("skew-events", &shared);
+    let run = Forewarn::start(&cfg, &dir.0, "run");
+    let got = broker.read("skew-alerts", expected.len(), WAIT);
+    eventually(WAIT, "offsets committed", || {
+        broker.all_committed("skew-group", "skew-events")
+    });
+    let stderr = run.terminate(WAIT);
+    let alerts: Vec<Value> = got.iter().map(json).collect();
+    assert_eq!(alerts, expected);
+    let [consumed, applied, _, late, ..] = accounting(&stderr);
+    assert_eq!((consumed, applied, late), (2401, 2401, 0), "{stderr}");
+}
+
 /// Offline results match production on several partitions: `forewarn replay
 /// --partitions 4` (each service placed by the key hash a librdkafka producer
 /// uses, one engine per partition) prints the same transitions that `run`

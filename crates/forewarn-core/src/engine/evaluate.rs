@@ -35,62 +35,27 @@ impl Engine {
         at: Millis,
         out: &mut Vec<Transition>,
     ) -> Option<Millis> {
-        let groups = self.groupings[self.wiring.family_grouping[fi]].len();
-        let Engine {
-            cfg,
-            wiring,
-            families,
-            rules,
-            stats,
-            trace,
-            latest,
-            outcomes,
-            features,
-            ..
-        } = self;
-        let family_rules = &wiring.family_rules[fi];
-        for &ri in family_rules {
-            prepare(&cfg.rules[ri], &mut rules[ri], &mut latest[ri], groups);
-        }
+        let groups = self.prepare_family(fi);
         let mut wake = Millis::MAX;
-        if let Some(tables) = families[fi].entities.as_mut() {
+        if let Some(tables) = self.families[fi].entities.as_mut() {
             // The watermark has passed `at`: fire every entity timer up to it.
             for t in tables.iter_mut() {
-                t.advance(at, &mut stats.entities);
+                t.advance(at, &mut self.stats.entities);
                 wake = wake.min(t.next_timer());
             }
         }
-        let marks = std::mem::take(&mut families[fi].marks);
+        let marks = std::mem::take(&mut self.families[fi].marks);
         for g in 0..groups {
             if marks.get(g).is_some_and(|&m| m >= at) {
                 // Evaluated already, on its service's own time (see `lead.rs`).
                 continue;
             }
-            let mut cx = EvalCx {
-                at,
-                group: g,
-                signals: &cfg.signals,
-                families: &mut families[..],
-                signal_family: &wiring.signal_family,
-                driver: fi,
-            };
-            for &ri in family_rules {
-                let sink = Sink {
-                    rule: ri,
-                    latest: &mut latest[ri],
-                    trace: &mut *trace,
-                    stats: &mut *stats,
-                    out: &mut *out,
-                    outcomes: &mut *outcomes,
-                    features: &mut *features,
-                };
-                wake = wake.min(judge(&cfg.rules[ri], &mut rules[ri], &mut cx, sink));
-            }
+            wake = wake.min(self.judge_group(fi, g, at, out));
         }
-        families[fi].marks = marks;
-        let geometry = &cfg.signals[wiring.family_signal[fi]];
+        self.families[fi].marks = marks;
+        let geometry = &self.cfg.signals[self.wiring.family_signal[fi]];
         let next_window_start = at + geometry.slide - geometry.window;
-        if wake <= at || families[fi].newest >= next_window_start {
+        if wake <= at || self.families[fi].newest >= next_window_start {
             return None;
         }
         Some(wake)
@@ -105,7 +70,39 @@ impl Engine {
         at: Millis,
         out: &mut Vec<Transition>,
     ) {
+        self.prepare_family(fi);
+        if let Some(t) = self.families[fi]
+            .entities
+            .as_mut()
+            .and_then(|t| t.get_mut(g))
+        {
+            t.advance(at, &mut self.stats.entities);
+        }
+        self.judge_group(fi, g, at, out);
+    }
+
+    /// Sizes the per-group vectors of family `fi`'s rules for all its
+    /// grouping's groups; returns how many there are.
+    fn prepare_family(&mut self, fi: usize) -> usize {
         let groups = self.groupings[self.wiring.family_grouping[fi]].len();
+        for &ri in &self.wiring.family_rules[fi] {
+            let rule = &self.cfg.rules[ri];
+            prepare(rule, &mut self.rules[ri], &mut self.latest[ri], groups);
+        }
+        groups
+    }
+
+    /// Runs every rule driven by family `fi` for group `g` at `at` (their
+    /// vectors sized by [`prepare`]). Returns the earliest time a change could
+    /// happen without new data.
+    #[inline]
+    fn judge_group(
+        &mut self,
+        fi: usize,
+        g: usize,
+        at: Millis,
+        out: &mut Vec<Transition>,
+    ) -> Millis {
         let Engine {
             cfg,
             wiring,
@@ -118,13 +115,6 @@ impl Engine {
             features,
             ..
         } = self;
-        let family_rules = &wiring.family_rules[fi];
-        for &ri in family_rules {
-            prepare(&cfg.rules[ri], &mut rules[ri], &mut latest[ri], groups);
-        }
-        if let Some(t) = families[fi].entities.as_mut().and_then(|t| t.get_mut(g)) {
-            t.advance(at, &mut stats.entities);
-        }
         let mut cx = EvalCx {
             at,
             group: g,
@@ -133,7 +123,8 @@ impl Engine {
             signal_family: &wiring.signal_family,
             driver: fi,
         };
-        for &ri in family_rules {
+        let mut wake = Millis::MAX;
+        for &ri in &wiring.family_rules[fi] {
             let sink = Sink {
                 rule: ri,
                 latest: &mut latest[ri],
@@ -143,8 +134,9 @@ impl Engine {
                 outcomes: &mut *outcomes,
                 features: &mut *features,
             };
-            judge(&cfg.rules[ri], &mut rules[ri], &mut cx, sink);
+            wake = wake.min(judge(&cfg.rules[ri], &mut rules[ri], &mut cx, sink));
         }
+        wake
     }
 
     /// Evaluates rule `ri` (which records events itself) for every live group at `at`.
