@@ -31,5 +31,7 @@ pub mod window;
 pub use alert::{Alert, Transition};
 pub use config::{Config, ConfigError};
 pub use drive::{DriveOptions, Driver};
-pub use engine::{Engine, Evaluation, FeatureLog, Outcome, PredictionOutcome, Snapshot, Stats};
+pub use engine::{
+    Engine, Evaluation, FeatureLog, Outcome, PredictionOutcome, Snapshot, SnapshotV4, Stats,
+};
 pub use event::{decode, DecodeError, Event, MAX_EVENT_BYTES};

@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use forewarn_core::Snapshot;
+use forewarn_core::{Snapshot, SnapshotV4};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -81,7 +81,18 @@ pub fn encode(
 ) -> Vec<Chunk> {
     // postcard: compact and fast (JSON was 3x the size and ~5x the time).
     let state = postcard::to_stdvec(snapshot).expect("snapshots serialize");
-    let checksum = format!("{:016x}", fnv1a(&state));
+    chunked(prefix, &state, next_offset, generation, chunk_bytes)
+}
+
+/// Splits serialised state into chunks with their headers.
+fn chunked(
+    prefix: &str,
+    state: &[u8],
+    next_offset: i64,
+    generation: u64,
+    chunk_bytes: usize,
+) -> Vec<Chunk> {
+    let checksum = format!("{:016x}", fnv1a(state));
     let parts: Vec<&[u8]> = if state.is_empty() {
         vec![&[]]
     } else {
@@ -233,7 +244,14 @@ impl Assembler {
                 why.push(format!("generation {generation}: checksum mismatch"));
                 continue;
             }
-            match postcard::from_bytes::<Snapshot>(&state) {
+            // The snapshot's version leads its bytes; postcard is not
+            // self-describing, so version 4 (before per-service event time)
+            // must be read as such, or it would decode as garbage.
+            let decoded = match postcard::take_from_bytes::<u32>(&state) {
+                Ok((4, _)) => postcard::from_bytes::<SnapshotV4>(&state).map(Snapshot::from),
+                _ => postcard::from_bytes::<Snapshot>(&state),
+            };
+            match decoded {
                 Ok(snapshot) => {
                     return Ok(Some(Restored {
                         snapshot,
@@ -444,6 +462,17 @@ mod tests {
         feed(&mut a, &chunks);
         let r = a.finish().unwrap().unwrap();
         assert_eq!((r.snapshot, r.next_offset, r.generation), (s, 42, 7));
+    }
+
+    #[test]
+    fn a_checkpoint_written_before_per_service_event_time_restores() {
+        let s = snapshot();
+        let v4 = postcard::to_stdvec(&SnapshotV4::of(s.clone())).unwrap();
+        let mut a = Assembler::default();
+        feed(&mut a, &chunked("g/t/0", &v4, 42, 7, 100));
+        let r = a.finish().unwrap().unwrap();
+        let want = Snapshot::from(SnapshotV4::of(s));
+        assert_eq!((r.snapshot, r.next_offset), (want, 42));
     }
 
     #[test]

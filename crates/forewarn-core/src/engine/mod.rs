@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub use carry::{changes, Carried, Changes, Reconfigured};
 pub use lead::{Judged, Leaders};
-pub use snapshot::{RestoreError, Snapshot};
+pub use snapshot::{RestoreError, Snapshot, SnapshotV4};
 
 use crate::alert::Transition;
 use crate::config::{Aggregate, Config};
@@ -152,7 +152,6 @@ pub(crate) struct FamilyState {
     /// Per group: the window end through which the group was evaluated on its
     /// service's own time (see `lead.rs`); the partition's passes skip those
     /// windows. Empty while no service ever ran ahead.
-    #[serde(default)]
     pub(crate) marks: Vec<Millis>,
 }
 

@@ -31,13 +31,102 @@ pub struct Snapshot {
     reclaim_wanted: bool,
     last_reclaim: Millis,
     /// Services on their own event time.
-    #[serde(default)]
     leaders: super::lead::Leaders,
 }
 
-/// Version 4: signals and rules carried by identity (3), active alerts'
-/// endings kept.
-const SNAPSHOT_VERSION: u32 = 4;
+/// Version 5: services on their own event time (leaders, per-group marks);
+/// 4: signals and rules carried by identity (3), active alerts' endings kept.
+const SNAPSHOT_VERSION: u32 = 5;
+
+/// A version 4 snapshot, as written before per-service event time; it
+/// converts to the current one (no service leads). Binary formats such as
+/// postcard are not self-describing, so a reader of older checkpoints decodes
+/// this when [`Snapshot`] does not fit.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SnapshotV4 {
+    version: u32,
+    lineage: Lineage,
+    clock: Clock,
+    stats: Stats,
+    groupings: Vec<(Vec<String>, Vec<GroupKey>)>,
+    family_members: Vec<Vec<usize>>,
+    families: Vec<FamilyStateV4>,
+    rules: Vec<RuleState>,
+    endings: Vec<Ending>,
+    reclaim_wanted: bool,
+    last_reclaim: Millis,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct FamilyStateV4 {
+    store: crate::window::FamilyStore,
+    entities: Option<Vec<crate::timers::Entities>>,
+    next_eval: Millis,
+    newest: Millis,
+}
+
+impl From<SnapshotV4> for Snapshot {
+    fn from(v: SnapshotV4) -> Snapshot {
+        let families = v
+            .families
+            .into_iter()
+            .map(|f| FamilyState {
+                store: f.store,
+                entities: f.entities,
+                next_eval: f.next_eval,
+                newest: f.newest,
+                marks: Vec::new(),
+            })
+            .collect();
+        Snapshot {
+            version: if v.version == 4 {
+                SNAPSHOT_VERSION
+            } else {
+                v.version
+            },
+            lineage: v.lineage,
+            clock: v.clock,
+            stats: v.stats,
+            groupings: v.groupings,
+            family_members: v.family_members,
+            families,
+            rules: v.rules,
+            endings: v.endings,
+            reclaim_wanted: v.reclaim_wanted,
+            last_reclaim: v.last_reclaim,
+            leaders: Default::default(),
+        }
+    }
+}
+
+impl SnapshotV4 {
+    /// `snap` as version 4 wrote it (what it knows of leaders is dropped):
+    /// for tests of readers of older checkpoints.
+    pub fn of(snap: Snapshot) -> SnapshotV4 {
+        SnapshotV4 {
+            version: 4,
+            lineage: snap.lineage,
+            clock: snap.clock,
+            stats: snap.stats,
+            groupings: snap.groupings,
+            family_members: snap.family_members,
+            families: snap
+                .families
+                .into_iter()
+                .map(|f| FamilyStateV4 {
+                    store: f.store,
+                    entities: f.entities,
+                    next_eval: f.next_eval,
+                    newest: f.newest,
+                })
+                .collect(),
+            rules: snap.rules,
+            endings: snap.endings,
+            reclaim_wanted: snap.reclaim_wanted,
+            last_reclaim: snap.last_reclaim,
+        }
+    }
+}
 
 /// Why a snapshot cannot be restored.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
