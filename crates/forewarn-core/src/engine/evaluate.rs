@@ -103,6 +103,26 @@ impl Engine {
         at: Millis,
         out: &mut Vec<Transition>,
     ) -> Millis {
+        let mut wake = Millis::MAX;
+        for k in 0..self.wiring.family_rules[fi].len() {
+            let ri = self.wiring.family_rules[fi][k];
+            wake = wake.min(self.judge_rule(ri, g, at, fi, out));
+        }
+        wake
+    }
+
+    /// Runs rule `ri` for group `g` at `at`, reading from family `driver`
+    /// (`usize::MAX`: a rule with its own input). Returns the earliest time a
+    /// change could happen without new data.
+    #[inline]
+    fn judge_rule(
+        &mut self,
+        ri: usize,
+        g: usize,
+        at: Millis,
+        driver: usize,
+        out: &mut Vec<Transition>,
+    ) -> Millis {
         let Engine {
             cfg,
             wiring,
@@ -121,67 +141,33 @@ impl Engine {
             signals: &cfg.signals,
             families: &mut families[..],
             signal_family: &wiring.signal_family,
-            driver: fi,
+            driver,
         };
-        let mut wake = Millis::MAX;
-        for &ri in &wiring.family_rules[fi] {
-            let sink = Sink {
-                rule: ri,
-                latest: &mut latest[ri],
-                trace: &mut *trace,
-                stats: &mut *stats,
-                out: &mut *out,
-                outcomes: &mut *outcomes,
-                features: &mut *features,
-            };
-            wake = wake.min(judge(&cfg.rules[ri], &mut rules[ri], &mut cx, sink));
-        }
-        wake
+        let sink = Sink {
+            rule: ri,
+            latest: &mut latest[ri],
+            trace,
+            stats,
+            out,
+            outcomes,
+            features,
+        };
+        judge(&cfg.rules[ri], &mut rules[ri], &mut cx, sink)
     }
 
     /// Evaluates rule `ri` (which records events itself) for every live group at `at`.
     pub(super) fn evaluate_own(&mut self, ri: usize, at: Millis, out: &mut Vec<Transition>) {
-        let grouping = &self.groupings[self.wiring.rule_grouping[ri]];
-        let groups = grouping.len();
-        let Engine {
-            cfg,
-            wiring,
-            families,
-            rules,
-            stats,
-            trace,
-            latest,
-            outcomes,
-            features,
-            ..
-        } = self;
-        prepare(&cfg.rules[ri], &mut rules[ri], &mut latest[ri], groups);
+        let gi = self.wiring.rule_grouping[ri];
+        let groups = self.groupings[gi].len();
+        let rule = &self.cfg.rules[ri];
+        prepare(rule, &mut self.rules[ri], &mut self.latest[ri], groups);
         for g in 0..groups {
-            if grouping.is_free(g as u32) {
-                continue;
+            if !self.groupings[gi].is_free(g as u32) {
+                self.judge_rule(ri, g, at, usize::MAX, out);
             }
-            let mut cx = EvalCx {
-                at,
-                group: g,
-                signals: &cfg.signals,
-                families: &mut families[..],
-                signal_family: &wiring.signal_family,
-                driver: usize::MAX,
-            };
-            let sink = Sink {
-                rule: ri,
-                latest: &mut latest[ri],
-                trace: &mut *trace,
-                stats: &mut *stats,
-                out: &mut *out,
-                outcomes: &mut *outcomes,
-                features: &mut *features,
-            };
-            judge(&cfg.rules[ri], &mut rules[ri], &mut cx, sink);
         }
     }
 }
-
 /// Sizes a rule's per-group vectors for `groups` groups.
 fn prepare(rule: &RuleDef, rs: &mut RuleState, latest: &mut Vec<f32>, groups: usize) {
     let levels = rule.spec.levels();
