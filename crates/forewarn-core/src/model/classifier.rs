@@ -1,9 +1,16 @@
 //! Inference of a trained classifier: a probability from one feature vector,
 //! and each feature's share of it. Training happens elsewhere (`forewarn
-//! train`, with smartcore); what is kept here is the fitted coefficients, so
-//! inference is a dot product with no allocation.
+//! train`, with smartcore); what is kept here is the fitted coefficients or
+//! trees, so inference is a dot product or a few tree walks, with no
+//! allocation.
 
 use serde::{Deserialize, Serialize};
+
+use super::forest::Forest;
+
+/// Forest probabilities are kept this far from 0 and 1, so their log-odds
+/// stay finite.
+const PROBABILITY_FLOOR: f64 = 1e-6;
 
 /// A fitted classifier.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -11,6 +18,8 @@ use serde::{Deserialize, Serialize};
 pub enum Classifier {
     /// L2-regularised logistic regression on standardised features.
     Logistic(Logistic),
+    /// Decision trees whose leaf probabilities are averaged.
+    Forest(Forest),
 }
 
 /// Logistic regression: P = σ(intercept + Σ wᵢ·(xᵢ − meanᵢ)/scaleᵢ + shift).
@@ -31,6 +40,7 @@ impl Classifier {
     pub fn features(&self) -> usize {
         match self {
             Classifier::Logistic(l) => l.weights.len(),
+            Classifier::Forest(f) => f.features,
         }
     }
 
@@ -51,6 +61,7 @@ impl Classifier {
                 }
                 Ok(())
             }
+            Classifier::Forest(f) => f.check(),
         }
     }
 
@@ -66,17 +77,33 @@ impl Classifier {
                         .map(|(((x, m), s), w)| w * (f64::from(*x) - m) / s)
                         .sum::<f64>()
             }
+            Classifier::Forest(f) => {
+                let p = f
+                    .probability(x)
+                    .clamp(PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR);
+                (p / (1.0 - p)).ln()
+            }
         }
     }
 
     /// Each feature's contribution to [`Classifier::logit`], in log-odds, into
-    /// `out` (one per feature): positive pushes the probability up.
+    /// `out` (one per feature): positive pushes the probability up. A forest's
+    /// shares of its probability are scaled to log-odds at that probability
+    /// (the slope of the logit there), so they rank the same way.
     pub fn contributions(&self, x: &[f32], out: &mut [f64]) {
         match self {
             Classifier::Logistic(l) => {
                 for (i, o) in out.iter_mut().enumerate() {
                     *o = l.weights[i] * (f64::from(x[i]) - l.mean[i]) / l.scale[i];
                 }
+            }
+            Classifier::Forest(f) => {
+                f.contributions(x, out);
+                let p = f
+                    .probability(x)
+                    .clamp(PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR);
+                let slope = 1.0 / (p * (1.0 - p));
+                out.iter_mut().for_each(|o| *o *= slope);
             }
         }
     }
@@ -115,7 +142,9 @@ mod tests {
     #[test]
     fn inconsistent_coefficients_are_refused() {
         assert!(model().check().is_ok());
-        let Classifier::Logistic(mut l) = model();
+        let Classifier::Logistic(mut l) = model() else {
+            unreachable!("model() is logistic")
+        };
         l.scale.pop();
         assert!(Classifier::Logistic(l.clone()).check().is_err());
         l.scale = vec![0.0, 1.0];

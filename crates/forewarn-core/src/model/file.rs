@@ -12,8 +12,11 @@ use crate::time::Millis;
 
 /// `format` of every model file.
 pub const FORMAT: &str = "forewarn-model";
-/// The version this build reads and writes.
-pub const VERSION: u32 = 1;
+/// The version this build writes: 2 added forest classifiers.
+pub const VERSION: u32 = 2;
+/// The oldest version this build reads (version 1 files hold a logistic
+/// classifier, which version 2 reads unchanged).
+pub const OLDEST_READ: u32 = 1;
 
 /// What the features were computed from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,9 +122,9 @@ impl ModelFile {
             ));
         }
         let version = head.get("version").and_then(|v| v.as_u64());
-        if version != Some(u64::from(VERSION)) {
+        if !version.is_some_and(|v| (u64::from(OLDEST_READ)..=u64::from(VERSION)).contains(&v)) {
             return Err(format!(
-                "model file version {version:?}; this forewarn reads version {VERSION}: retrain with `forewarn train`"
+                "model file version {version:?}; this forewarn reads versions {OLDEST_READ} to {VERSION}: retrain with `forewarn train`"
             ));
         }
         let m: ModelFile =

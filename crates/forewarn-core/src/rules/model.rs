@@ -331,6 +331,28 @@ mod tests {
 
     /// A model file paging on the error rate's deviation alone: P = σ(−5 + z).
     fn model_file(dir: &std::path::Path, signals: &str) -> std::path::PathBuf {
+        model_file_of(dir, signals, false)
+    }
+
+    /// A single-tree forest saying much the same: P = 0.99 above 2 spreads.
+    fn forest(features: usize) -> Classifier {
+        use crate::model::forest::{Node, Tree};
+        let root = Node {
+            feature: 0,
+            threshold: 2.0,
+            left: 1,
+            right: 2,
+            value: 0.3,
+        };
+        Classifier::Forest(crate::model::Forest {
+            features,
+            trees: vec![Tree {
+                nodes: vec![root, Node::leaf(1, 0.001), Node::leaf(2, 0.99)],
+            }],
+        })
+    }
+
+    fn model_file_of(dir: &std::path::Path, signals: &str, trees: bool) -> std::path::PathBuf {
         let placeholder =
             "[[rules]]\nname = \"r\"\nkind = \"threshold\"\nsignal = \"errors\"\nwarning = 0.5\n";
         let cfg = Config::parse(&format!("{signals}{placeholder}"), "t.toml").unwrap();
@@ -345,12 +367,16 @@ mod tests {
             schema,
             prior_shift: 0.0,
             level: 0.5,
-            classifier: Classifier::Logistic(Logistic {
-                mean: vec![0.0; n],
-                scale: vec![1.0; n],
-                weights,
-                intercept: -5.0,
-            }),
+            classifier: if trees {
+                forest(n)
+            } else {
+                Classifier::Logistic(Logistic {
+                    mean: vec![0.0; n],
+                    scale: vec![1.0; n],
+                    weights,
+                    intercept: -5.0,
+                })
+            },
             validation: serde_json::Value::Null,
         };
         let path = dir.join("m.json");
@@ -370,8 +396,17 @@ mod tests {
 
     #[test]
     fn pages_when_the_probability_reaches_the_level_and_names_the_contributor() {
-        let d = dir("page");
-        model_file(&d, SIGNALS);
+        pages_and_names(false);
+    }
+
+    #[test]
+    fn a_forest_pages_and_names_the_contributor_alike() {
+        pages_and_names(true);
+    }
+
+    fn pages_and_names(trees: bool) {
+        let d = dir(if trees { "page-forest" } else { "page" });
+        model_file_of(&d, SIGNALS, trees);
         let file = d.join("forewarn.toml");
         let src = format!("{SIGNALS}{}", rule());
         let cfg = Config::parse(&src, file.to_str().unwrap()).unwrap_or_else(|e| panic!("{e}"));
