@@ -1,6 +1,7 @@
 //! Cost of a `model` rule: one evaluation's inference (features of the
 //! example config's 12 service-level signals against their baselines, the
-//! time of day, and the logistic probability), and engine throughput on the
+//! time of day, and the probability of a logistic model or of a forest of 60
+//! depth-9 trees, what `forewarn train` grows), and engine throughput on the
 //! example config with and without a model rule, side by side in one run.
 //!
 //! The model is synthetic (every coefficient set): inference costs the same
@@ -41,8 +42,10 @@ fn events(services: u64) -> Vec<Vec<u8>> {
 }
 
 /// The example config plus a model rule reading a synthetic model file.
-fn with_model(dir: &std::path::Path) -> Config {
+fn with_model(dir: &std::path::Path, classifier: fn(usize) -> Classifier) -> Config {
     let plain = Config::parse(EXAMPLE, "example.toml").unwrap();
+    let dir = dir.join(format!("{:p}", classifier as *const ()));
+    std::fs::create_dir_all(&dir).unwrap();
     let chosen = Model::readable_signals(&plain.signals);
     let schema = FeatureSchema::new(&plain.signals, &chosen, 30_000);
     let n = schema.features.len();
@@ -75,6 +78,41 @@ fn classifier(n: usize) -> Classifier {
     })
 }
 
+/// 60 complete depth-9 trees on pseudo-random features and thresholds: every
+/// walk takes the longest path a trained forest could.
+fn forest(n: usize) -> Classifier {
+    use forewarn_core::model::forest::{Node, Tree};
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let (depth, splits) = (9, (1u32 << 9) - 1);
+    let trees = (0..60)
+        .map(|_| {
+            let mut nodes: Vec<Node> = (0..splits)
+                .map(|i| Node {
+                    feature: (next() % n as u64) as u32,
+                    threshold: (next() % 100) as f32 / 50.0 - 1.0,
+                    left: 2 * i + 1,
+                    right: 2 * i + 2,
+                    value: 0.5,
+                })
+                .collect();
+            nodes.extend(
+                (splits..(1u32 << (depth + 1)) - 1)
+                    .map(|i| Node::leaf(i, (next() % 100) as f32 / 100.0)),
+            );
+            Tree { nodes }
+        })
+        .collect();
+    let f = forewarn_core::model::Forest { features: n, trees };
+    f.check().unwrap();
+    Classifier::Forest(f)
+}
+
 fn feed(cfg: &Config, lines: &[Vec<u8>]) -> Engine {
     let mut engine = Engine::new(cfg.clone());
     let mut out = Vec::with_capacity(4096);
@@ -89,44 +127,56 @@ fn bench(c: &mut Criterion) {
     let signals = 12;
     let n = features::count(signals);
     let model = classifier(n);
+    let trees = forest(n);
     let weights = Weights::new(30_000);
     let mut baselines = vec![Baseline::default(); signals];
     let mut x = vec![0f32; n];
     let mut step = 0u64;
     let mut group = c.benchmark_group("model");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("inference_per_evaluation", |b| {
-        b.iter(|| {
-            step += 1;
-            for (i, base) in baselines.iter_mut().enumerate() {
-                let w = WindowValue {
-                    value: Some(0.02 + (step % 7) as f64 * 0.001 + i as f64),
-                    events: 500,
-                };
-                base.features(
-                    w,
-                    weights,
-                    &mut x[i * PER_SIGNAL.len()..(i + 1) * PER_SIGNAL.len()],
+    for (name, model) in [
+        ("inference_per_evaluation", &model),
+        ("forest_inference_per_evaluation", &trees),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                step += 1;
+                for (i, base) in baselines.iter_mut().enumerate() {
+                    let w = WindowValue {
+                        value: Some(0.02 + (step % 7) as f64 * 0.001 + i as f64),
+                        events: 500,
+                    };
+                    base.features(
+                        w,
+                        weights,
+                        &mut x[i * PER_SIGNAL.len()..(i + 1) * PER_SIGNAL.len()],
+                    );
+                }
+                features::clock(
+                    T0 + step as i64 * 30_000,
+                    &mut x[signals * PER_SIGNAL.len()..],
                 );
-            }
-            features::clock(
-                T0 + step as i64 * 30_000,
-                &mut x[signals * PER_SIGNAL.len()..],
-            );
-            sigmoid(model.logit(&x) - 2.0)
-        })
-    });
+                sigmoid(model.logit(&x) - 2.0)
+            })
+        });
+    }
     let dir = std::env::temp_dir().join(format!("forewarn-bench-model-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let plain = Config::parse(EXAMPLE, "example.toml").unwrap();
-    let modelled = with_model(&dir);
+    let modelled = with_model(&dir, classifier);
+    let forested = with_model(&dir, forest);
     group.sample_size(10);
     group.throughput(Throughput::Elements(EVENTS as u64));
     for services in [10u64, 1000] {
         let lines = events(services);
         let e = feed(&modelled, &lines);
         eprintln!("services={services}: stats {:?}", e.stats());
-        for (name, cfg) in [("example", &plain), ("example+model", &modelled)] {
+        let configs = [
+            ("example", &plain),
+            ("example+model", &modelled),
+            ("example+forest", &forested),
+        ];
+        for (name, cfg) in configs {
             group.bench_with_input(BenchmarkId::new(name, services), &lines, |b, lines| {
                 b.iter(|| feed(cfg, lines))
             });

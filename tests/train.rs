@@ -88,7 +88,7 @@ fn a_trained_model_loads_as_a_rule_pages_in_backtest_and_refuses_changed_signals
     let dir = Dir::new("round-trip");
     let model = train(&dir);
     assert_eq!(model["format"], "forewarn-model");
-    assert_eq!(model["version"], 1);
+    assert_eq!(model["version"], 2);
     let signals: Vec<&str> = model["schema"]["signals"]
         .as_array()
         .unwrap()

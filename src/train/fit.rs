@@ -189,7 +189,9 @@ mod tests {
             .map(|&i| fitted.probability(data.row(i)))
             .collect();
         assert!(auc(&scores, &labels) > 0.99);
-        let Classifier::Logistic(l) = &fitted.classifier;
+        let Classifier::Logistic(l) = &fitted.classifier else {
+            panic!("logistic() fits a logistic classifier")
+        };
         assert!(l.weights[0] > 0.0, "{:?}", l.weights);
         // The prior shift undoes the 9x oversampling: a positive row's
         // probability sits near the true rate of such rows, not near 1.

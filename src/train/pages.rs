@@ -1,7 +1,10 @@
 //! What a probability level would page: per service, runs of consecutive
 //! validation evaluations at or above it (two or more, as `for` one interval
-//! would need) are alert episodes; one touching no incident's window (from a
-//! horizon before its start to its end) is a false page. The level chosen is
+//! would need) are alert episodes; one starting outside every incident's
+//! window (from its start to [`GRACE`] after its end, as `backtest` judges an
+//! episode by default) is a false page. A page before an incident began
+//! counts against the level: no signal of it existed yet, so on a history
+//! the model has not seen it is noise. The level chosen is
 //! the lowest that keeps false pages within a budget: the most warning for the
 //! noise the on-call will accept.
 
@@ -11,6 +14,9 @@ use serde_json::{json, Value};
 use super::dataset::Dataset;
 use crate::backtest::incidents::Incident;
 
+/// After an incident's end, episodes still count for it (`backtest --grace`'s
+/// default).
+const GRACE: Millis = 10 * 60_000;
 /// Evaluations in a row that make an episode.
 const MIN_RUN: usize = 2;
 /// Levels tried, from 0.02 up to 0.995.
@@ -28,7 +34,7 @@ pub struct Episodes {
 
 impl Episodes {
     /// Groups the validation rows `valid` of `data` by service.
-    pub fn new(data: &Dataset, valid: &[usize], incidents: &[Incident], horizon: Millis) -> Self {
+    pub fn new(data: &Dataset, valid: &[usize], incidents: &[Incident]) -> Self {
         let mut per_service = vec![Vec::new(); data.services.len()];
         for (k, &i) in valid.iter().enumerate() {
             per_service[data.service[i] as usize].push((data.at[i], k));
@@ -40,7 +46,7 @@ impl Episodes {
                 incidents
                     .iter()
                     .filter(|c| c.services.contains(s))
-                    .map(|c| (c.start - horizon, c.end))
+                    .map(|c| (c.start, c.end + GRACE))
                     .collect()
             })
             .collect();
@@ -113,14 +119,15 @@ mod tests {
             services: vec!["a".into()],
             ..Dataset::default()
         };
-        // 0.9 during the incident (rows 10–13), a 0.6 blip at rows 30–31.
+        // 0.9 during the incident (rows 10–13); 0.6 blips before it began
+        // (rows 4–5) and after its grace (rows 50–51).
         let mut scores = Vec::new();
         for i in 0..60i64 {
             data.at.push(i * 30_000);
             data.service.push(0);
             scores.push(match i {
                 10..=13 => 0.9,
-                30 | 31 => 0.6,
+                4 | 5 | 50 | 51 => 0.6,
                 _ => 0.1,
             });
         }
@@ -133,8 +140,8 @@ mod tests {
             category: None,
         };
         let valid: Vec<usize> = (0..60).collect();
-        let e = Episodes::new(&data, &valid, &[incident], 60_000);
-        assert_eq!(e.count(&scores, 0.5), (2, 1));
+        let e = Episodes::new(&data, &valid, &[incident]);
+        assert_eq!(e.count(&scores, 0.5), (3, 2));
         assert_eq!(e.count(&scores, 0.7), (1, 0));
         // Everything above the level: the long stretch outside is a page too.
         assert_eq!(e.count(&scores, 0.05).1, 2);
