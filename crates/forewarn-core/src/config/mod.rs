@@ -56,6 +56,10 @@ pub struct TimeConfig {
     pub idle_timeout: Millis,
     /// Events further than this ahead of the wall clock are rejected.
     pub max_future_skew: Millis,
+    /// A service whose events run more than this ahead of its partition goes
+    /// on its own event time (`engine/lead.rs`). Default: the larger of
+    /// `allowed_lateness` and `idle_timeout`; at least `allowed_lateness`.
+    pub max_service_lead: Millis,
 }
 
 /// How a signal aggregates.
@@ -298,10 +302,11 @@ impl Config {
         let mut out = String::new();
         let t = &self.time;
         out.push_str(&format!(
-            "time: allowed_lateness={} idle_timeout={} max_future_skew={}; max_groups={}\n",
+            "time: allowed_lateness={} idle_timeout={} max_future_skew={} max_service_lead={}; max_groups={}\n",
             format_duration(t.allowed_lateness),
             format_duration(t.idle_timeout),
             format_duration(t.max_future_skew),
+            format_duration(t.max_service_lead),
             self.max_groups
         ));
         let g = &self.group_state;
@@ -386,16 +391,42 @@ impl Config {
     }
 }
 
+/// `max_service_lead`, defaulted and checked: below `allowed_lateness`,
+/// ordinary disorder would put services on their own time.
+fn service_lead(cx: &Ctx, raw: &raw::RawTime, t: &TimeConfig) -> Result<Millis, ConfigError> {
+    let Some(given) = &raw.max_service_lead else {
+        return Ok(t.allowed_lateness.max(t.idle_timeout));
+    };
+    let lead = cx.duration(given, "max_service_lead")?;
+    if lead < t.allowed_lateness || lead == 0 {
+        return Err(cx.err(
+            given.span(),
+            format!(
+                "`max_service_lead` ({}) is below `allowed_lateness` ({}): events that are merely out of order would put their service on its own time",
+                format_duration(lead),
+                format_duration(t.allowed_lateness)
+            ),
+            format!(
+                "give at least \"{}\" (or leave it out: the larger of allowed_lateness and idle_timeout)",
+                format_duration(t.allowed_lateness.max(1000))
+            ),
+        ));
+    }
+    Ok(lead)
+}
+
 fn validate(cx: &Ctx, raw: RawConfig) -> Result<Config, ConfigError> {
     let dur_or =
         |s: &Option<Spanned<String>>, what: &str, default: Millis| -> Result<Millis, ConfigError> {
             s.as_ref().map_or(Ok(default), |s| cx.duration(s, what))
         };
-    let time = TimeConfig {
+    let mut time = TimeConfig {
         allowed_lateness: dur_or(&raw.time.allowed_lateness, "allowed_lateness", 10_000)?,
         idle_timeout: dur_or(&raw.time.idle_timeout, "idle_timeout", 30_000)?,
         max_future_skew: dur_or(&raw.time.max_future_skew, "max_future_skew", 300_000)?,
+        max_service_lead: 0,
     };
+    time.max_service_lead = service_lead(cx, &raw.time, &time)?;
     // Defaults are positive, so only a value given in the file can be zero.
     for (val, field, name) in [
         (time.idle_timeout, &raw.time.idle_timeout, "idle_timeout"),

@@ -46,6 +46,9 @@ pub struct RawTime {
     pub idle_timeout: Option<Spanned<String>>,
     /// How far ahead of the wall clock an event time may be before it is rejected.
     pub max_future_skew: Option<Spanned<String>>,
+    /// How far ahead of its partition a service may run before it goes on its
+    /// own event time.
+    pub max_service_lead: Option<Spanned<String>>,
 }
 
 /// `[limits]`

@@ -1,8 +1,10 @@
 //! Services on their own event time.
 //!
 //! A partition's event time is the newest event time of the services that keep
-//! pace with it. An event more than the *lead* (the larger of `allowed_lateness`
-//! and `idle_timeout`) ahead of that comes from a service whose clock runs
+//! pace with it. An event more than the *lead* (`time.max_service_lead`; by
+//! default the larger of `allowed_lateness` and `idle_timeout`, so that a
+//! sparse partition's ordinary gaps between events put nobody on their own
+//! time) ahead of that comes from a service whose clock runs
 //! ahead, or whose stream jumped: the service *leads*. Its groups are then
 //! evaluated on its own stream, one by one, as its events pass their window
 //! ends; its events are judged late against its own watermark; and it does not
@@ -142,10 +144,10 @@ impl Leaders {
 }
 
 impl Engine {
-    /// How far ahead of the partition an event may be and still keep its pace.
+    /// How far ahead of the partition an event may be and still keep its pace
+    /// (`time.max_service_lead`).
     pub fn lead(&self) -> Millis {
-        let t = &self.cfg.time;
-        t.allowed_lateness.max(t.idle_timeout)
+        self.cfg.time.max_service_lead
     }
 
     /// The partition's time: its newest event, or where idle advancement took it.

@@ -1114,7 +1114,16 @@ fn a_wide_spread_of_latencies_keeps_sketch_memory_capped() {
 /// ahead arrives at 10 s. Returns `a`'s Err transitions (status and window
 /// end) and the engine's counters. The wall clock is `a`'s.
 fn shared_partition(skewed: bool) -> (Vec<String>, Stats) {
-    let src = SIMPLE.replace("max_future_skew = \"1m\"", "max_future_skew = \"10m\"");
+    shared_partition_with(skewed.then_some(240_000), "")
+}
+
+/// [`shared_partition`] with `b` running `skew` ahead, and `time` added to
+/// the `[time]` table.
+fn shared_partition_with(skew: Option<Millis>, time: &str) -> (Vec<String>, Stats) {
+    let src = SIMPLE.replace(
+        "max_future_skew = \"1m\"",
+        &format!("max_future_skew = \"10m\"\n{time}"),
+    );
     let mut e = Engine::new(cfg(&src));
     let mut out = Vec::new();
     let mut got = Vec::new();
@@ -1130,10 +1139,10 @@ fn shared_partition(skewed: bool) -> (Vec<String>, Stats) {
             T0 + ms
         );
         e.ingest(&ev(&line), T0 + ms, &mut out);
-        if skewed && ms == 10_000 {
+        if let (Some(skew), 10_000) = (skew, ms) {
             let b = format!(
                 r#"{{"ts":{},"service":"b","kind":"request","outcome":"ok"}}"#,
-                T0 + ms + 240_000
+                T0 + ms + skew
             );
             assert_eq!(e.ingest(&ev(&b), T0 + ms, &mut out), Outcome::Applied);
         }
@@ -1152,6 +1161,34 @@ fn a_service_whose_clock_runs_ahead_hurts_no_other_service_in_its_partition() {
     assert_eq!(stats.late, 0, "{stats:?}");
     assert_eq!(stats.applied, 3001);
     assert_eq!(shared, alone);
+}
+
+/// A clock 20 s ahead is inside the default lead (the 30 s idle timeout) but
+/// beyond the 5 s lateness: it moves the partition and makes 15 s of `a`'s
+/// events late, unless `max_service_lead` is set below it.
+#[test]
+fn a_shorter_service_lead_protects_from_smaller_skews() {
+    let (alone, _) = shared_partition(false);
+    let (_, hurt) = shared_partition_with(Some(20_000), "");
+    // a's events of the next 15 s (20 s skew less 5 s lateness) come late.
+    assert!(
+        (140..=160).contains(&hurt.late),
+        "the default lead lets 20 s move the partition: {hurt:?}"
+    );
+    let (shared, stats) = shared_partition_with(Some(20_000), "max_service_lead = \"5s\"");
+    assert_eq!(stats.late, 0, "{stats:?}");
+    assert_eq!(shared, alone);
+}
+
+#[test]
+fn a_service_lead_below_the_lateness_is_refused() {
+    let src = SIMPLE.replace("max_future_skew = \"1m\"", "max_service_lead = \"2s\"");
+    let e = Config::parse(&src, "t.toml").unwrap_err();
+    assert!(e.message.contains("below `allowed_lateness`"), "{e}");
+    assert!(e.help.contains("at least \"5s\""), "{e}");
+    let ok = SIMPLE.replace("max_future_skew = \"1m\"", "max_service_lead = \"5s\"");
+    assert_eq!(cfg(&ok).time.max_service_lead, 5_000);
+    assert_eq!(cfg(SIMPLE).time.max_service_lead, 30_000);
 }
 
 #[test]
