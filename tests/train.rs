@@ -61,24 +61,34 @@ fn simulate(dir: &Dir, seed: u32, start: &str) -> (PathBuf, PathBuf) {
 }
 
 fn train(dir: &Dir) -> Value {
+    train_with(dir, &[])
+}
+
+/// Trains on two seeds with `extra` arguments; returns the model file.
+fn train_with(dir: &Dir, extra: &[&str]) -> Value {
     let (e1, t1) = simulate(dir, 1, "2026-11-20T00:00:00Z");
     let (e2, t2) = simulate(dir, 2, "2026-11-20T03:00:00Z");
     std::fs::write(dir.path("forewarn.toml"), EXAMPLE).unwrap();
     let model = dir.path("model.json");
-    let stdout = ok(forewarn(&[
-        "train",
-        "--config",
-        dir.path("forewarn.toml").to_str().unwrap(),
-        "--incidents",
-        t1.to_str().unwrap(),
-        "--incidents",
-        t2.to_str().unwrap(),
-        "--out",
-        model.to_str().unwrap(),
-        "--no-progress",
-        e1.to_str().unwrap(),
-        e2.to_str().unwrap(),
-    ]));
+    let stdout = ok(forewarn(
+        &[
+            "train",
+            "--config",
+            dir.path("forewarn.toml").to_str().unwrap(),
+            "--incidents",
+            t1.to_str().unwrap(),
+            "--incidents",
+            t2.to_str().unwrap(),
+            "--out",
+            model.to_str().unwrap(),
+            "--no-progress",
+        ]
+        .iter()
+        .copied()
+        .chain(extra.iter().copied())
+        .chain([e1.to_str().unwrap(), e2.to_str().unwrap()])
+        .collect::<Vec<_>>(),
+    ));
     assert!(stdout.contains("validation AUC"), "{stdout}");
     serde_json::from_str(&std::fs::read_to_string(model).unwrap()).unwrap()
 }
@@ -110,25 +120,7 @@ fn a_trained_model_loads_as_a_rule_pages_in_backtest_and_refuses_changed_signals
         "{described}"
     );
 
-    let out = forewarn(&[
-        "backtest",
-        "--config",
-        config.to_str().unwrap(),
-        "--incidents",
-        dir.path("t2.json").to_str().unwrap(),
-        "--format",
-        "json",
-        "--no-progress",
-        dir.path("s2.ndjson").to_str().unwrap(),
-    ]);
-    assert!(matches!(out.status.code(), Some(0 | 4)), "{out:?}");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let rule = report["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["rule"] == "FailureLikely")
-        .unwrap_or_else(|| panic!("no FailureLikely in {report}"));
+    let rule = backtest_model(&dir);
     assert!(rule["caught"].as_u64().unwrap() > 0, "{rule}");
 
     let changed = EXAMPLE.replacen("window = \"5m\"", "window = \"6m\"", 1);
@@ -144,6 +136,54 @@ fn a_trained_model_loads_as_a_rule_pages_in_backtest_and_refuses_changed_signals
         stderr.contains("forewarn train"),
         "says how to fix it: {stderr}"
     );
+}
+
+/// Runs `backtest` of the example plus the model rule over seed 2 and
+/// returns the model rule's figures.
+fn backtest_model(dir: &Dir) -> Value {
+    let config = dir.path("with-model.toml");
+    std::fs::write(&config, format!("{EXAMPLE}{MODEL_RULE}")).unwrap();
+    let out = forewarn(&[
+        "backtest",
+        "--config",
+        config.to_str().unwrap(),
+        "--incidents",
+        dir.path("t2.json").to_str().unwrap(),
+        "--format",
+        "json",
+        "--no-progress",
+        dir.path("s2.ndjson").to_str().unwrap(),
+    ]);
+    assert!(matches!(out.status.code(), Some(0 | 4)), "{out:?}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    report["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rule"] == "FailureLikely")
+        .unwrap_or_else(|| panic!("no FailureLikely in {report}"))
+        .clone()
+}
+
+#[test]
+fn a_forest_model_round_trips_and_pages_in_backtest() {
+    let dir = Dir::new("forest");
+    let model = train_with(&dir, &["--classifier", "forest"]);
+    assert_eq!(model["classifier"]["type"], "forest");
+    assert_eq!(model["validation"]["chosen"]["classifier"], "forest");
+    let trees = model["classifier"]["trees"].as_array().unwrap();
+    assert_eq!(trees.len(), 60);
+    // No tree reads the time of day (the last two features).
+    let width = model["schema"]["features"].as_array().unwrap().len() as u64;
+    for t in trees {
+        for n in t["nodes"].as_array().unwrap() {
+            if n["left"] != n["right"] {
+                assert!(n["feature"].as_u64().unwrap() < width - 2, "{n}");
+            }
+        }
+    }
+    let rule = backtest_model(&dir);
+    assert!(rule["caught"].as_u64().unwrap() > 0, "{rule}");
 }
 
 #[test]
