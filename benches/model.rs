@@ -79,8 +79,10 @@ fn classifier(n: usize) -> Classifier {
 }
 
 /// 60 complete depth-9 trees on pseudo-random features and thresholds: every
-/// walk takes the longest path a trained forest could.
-fn forest(n: usize) -> Classifier {
+/// walk takes the longest path a trained forest could. `preorder` lays each
+/// tree out depth-first (left child next, as `forewarn train` writes them),
+/// else breadth-first (children at 2i+1 and 2i+2).
+fn forest_laid(n: usize, preorder: bool) -> Classifier {
     use forewarn_core::model::forest::{Node, Tree};
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
     let mut next = move || {
@@ -89,28 +91,41 @@ fn forest(n: usize) -> Classifier {
         x ^= x << 17;
         x
     };
-    let (depth, splits) = (9, (1u32 << 9) - 1);
+    const DEPTH: u32 = 9;
     let trees = (0..60)
         .map(|_| {
-            let mut nodes: Vec<Node> = (0..splits)
-                .map(|i| Node {
-                    feature: (next() % n as u64) as u32,
-                    threshold: (next() % 100) as f32 / 50.0 - 1.0,
-                    left: 2 * i + 1,
-                    right: 2 * i + 2,
-                    value: 0.5,
+            // Breadth-first first; node i's depth-first index replaces it below.
+            let count = (1u32 << (DEPTH + 1)) - 1;
+            let nodes: Vec<Node> = (0..count)
+                .map(|i| {
+                    if i < (1 << DEPTH) - 1 {
+                        Node {
+                            feature: (next() % n as u64) as u32,
+                            threshold: (next() % 100) as f32 / 50.0 - 1.0,
+                            left: 2 * i + 1,
+                            right: 2 * i + 2,
+                            value: 0.5,
+                        }
+                    } else {
+                        Node::leaf(i, (next() % 100) as f32 / 100.0)
+                    }
                 })
                 .collect();
-            nodes.extend(
-                (splits..(1u32 << (depth + 1)) - 1)
-                    .map(|i| Node::leaf(i, (next() % 100) as f32 / 100.0)),
-            );
-            Tree { nodes }
+            let tree = Tree { nodes };
+            if preorder {
+                tree.depth_first().0
+            } else {
+                tree
+            }
         })
         .collect();
     let f = forewarn_core::model::Forest { features: n, trees };
     f.check().unwrap();
     Classifier::Forest(f)
+}
+
+fn forest(n: usize) -> Classifier {
+    forest_laid(n, true)
 }
 
 fn feed(cfg: &Config, lines: &[Vec<u8>]) -> Engine {
@@ -128,6 +143,7 @@ fn bench(c: &mut Criterion) {
     let n = features::count(signals);
     let model = classifier(n);
     let trees = forest(n);
+    let breadth_first = forest_laid(n, false);
     let weights = Weights::new(30_000);
     let mut baselines = vec![Baseline::default(); signals];
     let mut x = vec![0f32; n];
@@ -137,6 +153,10 @@ fn bench(c: &mut Criterion) {
     for (name, model) in [
         ("inference_per_evaluation", &model),
         ("forest_inference_per_evaluation", &trees),
+        (
+            "forest_breadth_first_inference_per_evaluation",
+            &breadth_first,
+        ),
     ] {
         group.bench_function(name, |b| {
             b.iter(|| {
@@ -165,6 +185,7 @@ fn bench(c: &mut Criterion) {
     let plain = Config::parse(EXAMPLE, "example.toml").unwrap();
     let modelled = with_model(&dir, classifier);
     let forested = with_model(&dir, forest);
+    let forested_bf = with_model(&dir, |n| forest_laid(n, false));
     group.sample_size(10);
     group.throughput(Throughput::Elements(EVENTS as u64));
     for services in [10u64, 1000] {
@@ -175,6 +196,7 @@ fn bench(c: &mut Criterion) {
             ("example", &plain),
             ("example+model", &modelled),
             ("example+forest", &forested),
+            ("example+forest_breadth_first", &forested_bf),
         ];
         for (name, cfg) in configs {
             group.bench_with_input(BenchmarkId::new(name, services), &lines, |b, lines| {

@@ -177,7 +177,11 @@ fn convert(t: &SmartTree, columns: &[usize]) -> anyhow::Result<(Tree, Vec<u32>)>
             _ => out.push(Node::leaf(i as u32, 0.0)),
         }
     }
-    Ok((Tree { nodes: out }, outputs))
+    // Depth-first, so a walk going left stays on its cache line (smartcore
+    // numbers nodes as it grows them).
+    let (tree, order) = Tree { nodes: out }.depth_first();
+    let outputs = order.iter().map(|&old| outputs[old as usize]).collect();
+    Ok((tree, outputs))
 }
 
 /// The largest f32 not above `v`: for every f32 `x`, `x <= f32_at_most(v)`

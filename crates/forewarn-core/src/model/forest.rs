@@ -54,6 +54,40 @@ pub struct Tree {
 }
 
 impl Tree {
+    /// This tree re-laid in depth-first order, with the old index of each new
+    /// node: a split's left child is then the next node, so a walk that goes
+    /// left stays on the cache line it is on. The nodes must form a tree
+    /// rooted at 0 (as [`Forest::check`] requires).
+    pub fn depth_first(&self) -> (Tree, Vec<u32>) {
+        let mut order = Vec::with_capacity(self.nodes.len());
+        let mut stack = vec![0u32];
+        while let Some(i) = stack.pop() {
+            order.push(i);
+            let n = &self.nodes[i as usize];
+            if !n.is_leaf() {
+                stack.extend([n.right, n.left]);
+            }
+        }
+        let mut at = vec![0u32; self.nodes.len()];
+        for (new, &old) in order.iter().enumerate() {
+            at[old as usize] = new as u32;
+        }
+        let relaid = |(new, &old): (usize, &u32)| {
+            let n = self.nodes[old as usize];
+            if n.is_leaf() {
+                Node::leaf(new as u32, n.value)
+            } else {
+                Node {
+                    left: at[n.left as usize],
+                    right: at[n.right as usize],
+                    ..n
+                }
+            }
+        };
+        let nodes = order.iter().enumerate().map(relaid).collect();
+        (Tree { nodes }, order)
+    }
+
     /// The leaf `x` reaches, calling `step(feature, from, to)` for each split
     /// on the way.
     fn walk(&self, x: &[f32], mut step: impl FnMut(usize, f32, f32)) -> f32 {
@@ -173,6 +207,43 @@ mod tests {
             "{c:?}"
         );
         assert!((0.3 + c[0] + c[1] - f.probability(&[2.0, 1.0])).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_depth_first_layout_walks_alike_with_left_children_next() {
+        // Breadth-first: x0 <= 0 → (x1 <= 0 → 0.2, else 0.4), else 0.8.
+        let split = |feature, left, right| Node {
+            feature,
+            threshold: 0.0,
+            left,
+            right,
+            value: 0.5,
+        };
+        let t = Tree {
+            nodes: vec![
+                split(0, 1, 2),
+                split(1, 3, 4),
+                Node::leaf(2, 0.8),
+                Node::leaf(3, 0.2),
+                Node::leaf(4, 0.4),
+            ],
+        };
+        let (relaid, order) = t.depth_first();
+        assert_eq!(order, [0, 1, 3, 4, 2]);
+        for (i, n) in relaid.nodes.iter().enumerate() {
+            if !n.is_leaf() {
+                assert_eq!(n.left as usize, i + 1, "{relaid:?}");
+            }
+        }
+        let forest = |t: Tree| Forest {
+            features: 2,
+            trees: vec![t],
+        };
+        let (before, after) = (forest(t), forest(relaid));
+        assert!(after.check().is_ok());
+        for x in [[-1.0, -1.0], [-1.0, 1.0], [1.0, 0.0]] {
+            assert_eq!(before.probability(&x), after.probability(&x));
+        }
     }
 
     #[test]
