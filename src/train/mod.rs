@@ -210,34 +210,9 @@ pub fn run(cfg: Config, args: &Args) -> anyhow::Result<()> {
         |rows: &[usize]| -> Vec<bool> { rows.iter().map(|&i| labels[i] == Some(true)).collect() };
     let (y_train, y_valid) = (y(&train), y(&valid));
     let pages = pages::Episodes::new(&data, &valid, &incidents);
-    let mut tried = Vec::new();
-    let mut best: Option<Trial> = None;
-    for candidate in candidates(args.classifier) {
-        let fitted = candidate.fit(&data, &train, &y_train)?;
-        let scores: Vec<f64> = valid
-            .iter()
-            .map(|&i| fitted.probability(data.row(i)))
-            .collect();
-        let auc = fit::auc(&scores, &y_valid);
-        let (level, at_level) = pages.choose_level(&scores, args.max_false_pages_per_day);
-        let leads = leads(&data, &valid, &scores, &incidents, level, args.horizon);
-        let mut entry = candidate.describe();
-        entry["validation_auc"] = json!(auc);
-        entry["warned"] = json!(leads.1.len());
-        tried.push(entry);
-        let trial = Trial {
-            candidate,
-            fitted,
-            scores,
-            auc,
-            level,
-            at_level,
-            leads,
-        };
-        if best.as_ref().is_none_or(|b| trial.beats(b)) {
-            best = Some(trial);
-        }
-    }
+    let (tried, best) = compete(
+        &data, &train, &valid, &y_train, &y_valid, &incidents, &pages, args,
+    )?;
     let Trial {
         candidate: chosen,
         fitted: final_fit,
@@ -246,7 +221,7 @@ pub fn run(cfg: Config, args: &Args) -> anyhow::Result<()> {
         level,
         at_level,
         leads,
-    } = best.expect("there are candidates");
+    } = best;
     let (precision, recall) = fit::precision_recall(&scores, &y_valid, level);
     let all: Vec<usize> = (0..data.len()).filter(|&i| labels[i].is_some()).collect();
     let validation = json!({
@@ -276,6 +251,50 @@ pub fn run(cfg: Config, args: &Args) -> anyhow::Result<()> {
     std::fs::write(&args.out, text + "\n")
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     report(args, &data, rejected, &validation)
+}
+
+/// Fits and validates every candidate of `args.classifier`; returns what
+/// each measured and the one to keep ([`Trial::beats`]).
+#[allow(clippy::too_many_arguments)]
+fn compete(
+    data: &Dataset,
+    train: &[usize],
+    valid: &[usize],
+    y_train: &[bool],
+    y_valid: &[bool],
+    incidents: &[crate::backtest::incidents::Incident],
+    pages: &pages::Episodes,
+    args: &Args,
+) -> anyhow::Result<(Vec<serde_json::Value>, Trial)> {
+    let mut tried = Vec::new();
+    let mut best: Option<Trial> = None;
+    for candidate in candidates(args.classifier) {
+        let fitted = candidate.fit(data, train, y_train)?;
+        let scores: Vec<f64> = valid
+            .iter()
+            .map(|&i| fitted.probability(data.row(i)))
+            .collect();
+        let auc = fit::auc(&scores, y_valid);
+        let (level, at_level) = pages.choose_level(&scores, args.max_false_pages_per_day);
+        let leads = leads(data, valid, &scores, incidents, level, args.horizon);
+        let mut entry = candidate.describe();
+        entry["validation_auc"] = json!(auc);
+        entry["warned"] = json!(leads.1.len());
+        tried.push(entry);
+        let trial = Trial {
+            candidate,
+            fitted,
+            scores,
+            auc,
+            level,
+            at_level,
+            leads,
+        };
+        if best.as_ref().is_none_or(|b| trial.beats(b)) {
+            best = Some(trial);
+        }
+    }
+    Ok((tried, best.expect("there are candidates")))
 }
 
 /// Row indices to fit and to validate on: split at the 70th percentile of
