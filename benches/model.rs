@@ -41,10 +41,11 @@ fn events(services: u64) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// The example config plus a model rule reading a synthetic model file.
-fn with_model(dir: &std::path::Path, classifier: fn(usize) -> Classifier) -> Config {
+/// The example config plus a model rule reading `classifier`, written in
+/// `dir`'s subdirectory `name`.
+fn with_model(dir: &std::path::Path, name: &str, classifier: fn(usize) -> Classifier) -> Config {
     let plain = Config::parse(EXAMPLE, "example.toml").unwrap();
-    let dir = dir.join(format!("{:p}", classifier as *const ()));
+    let dir = dir.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let chosen = Model::readable_signals(&plain.signals);
     let schema = FeatureSchema::new(&plain.signals, &chosen, 30_000);
@@ -183,9 +184,9 @@ fn bench(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("forewarn-bench-model-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let plain = Config::parse(EXAMPLE, "example.toml").unwrap();
-    let modelled = with_model(&dir, classifier);
-    let forested = with_model(&dir, forest);
-    let forested_bf = with_model(&dir, |n| forest_laid(n, false));
+    let modelled = with_model(&dir, "logistic", classifier);
+    let forested = with_model(&dir, "forest", forest);
+    let forested_bf = with_model(&dir, "breadth-first", |n| forest_laid(n, false));
     group.sample_size(10);
     group.throughput(Throughput::Elements(EVENTS as u64));
     for services in [10u64, 1000] {

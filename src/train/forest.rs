@@ -56,7 +56,6 @@ pub fn fit(data: &Dataset, rows: &[usize], labels: &[bool], p: Params) -> anyhow
             neg.len()
         );
     }
-    let positive = |i: usize| pos.binary_search(&i).is_ok();
     let quiet = Quiet::new(data, &neg);
     let mut rng = SplitMix(0x5EED_F0E5_7000_0001);
     // The time of day is left out: in a history where incidents recur at
@@ -69,13 +68,11 @@ pub fn fit(data: &Dataset, rows: &[usize], labels: &[bool], p: Params) -> anyhow
     for _ in 0..p.trees {
         let mut sample = Vec::with_capacity(2 * pos.len());
         for _ in 0..pos.len() {
-            sample.push(pos[rng.below(pos.len())]);
-            sample.push(neg[rng.below(neg.len())]);
+            sample.push((pos[rng.below(pos.len())], true));
+            sample.push((neg[rng.below(neg.len())], false));
         }
         let columns = rng.choose(readable, per_tree);
-        trees.push(grow(
-            data, &quiet, &mut rng, &sample, &positive, &columns, p,
-        )?);
+        trees.push(grow(data, &quiet, &mut rng, &sample, &columns, p)?);
     }
     let forest = Forest {
         features: data.width,
@@ -91,13 +88,13 @@ pub fn fit(data: &Dataset, rows: &[usize], labels: &[bool], p: Params) -> anyhow
     })
 }
 
-/// One tree on `sample` (row indices) reading `columns`.
+/// One tree on `sample` (row index, whether a breach is ahead) reading
+/// `columns`.
 fn grow(
     data: &Dataset,
     quiet: &Quiet,
     rng: &mut SplitMix,
-    sample: &[usize],
-    positive: &impl Fn(usize) -> bool,
+    sample: &[(usize, bool)],
     columns: &[usize],
     p: Params,
 ) -> anyhow::Result<Tree> {
@@ -106,7 +103,7 @@ fn grow(
     // column-major over `columns` (as DenseMatrix stores it without a copy).
     let mut rows = vec![0f32; n * data.width];
     let mut values = vec![0f64; n * columns.len()];
-    for (r, &i) in sample.iter().enumerate() {
+    for (r, &(i, _)) in sample.iter().enumerate() {
         let row = &mut rows[r * data.width..(r + 1) * data.width];
         row.copy_from_slice(data.row(i));
         quiet.stand_in(row, rng);
@@ -114,7 +111,7 @@ fn grow(
             values[c * n + r] = f64::from(row[j]);
         }
     }
-    let y: Vec<u32> = sample.iter().map(|&i| u32::from(positive(i))).collect();
+    let y: Vec<u32> = sample.iter().map(|&(_, ahead)| u32::from(ahead)).collect();
     let x = DenseMatrix::new(n, columns.len(), values, true).map_err(|e| anyhow!("{e}"))?;
     let params = DecisionTreeClassifierParameters::default()
         .with_max_depth(p.max_depth)
@@ -131,7 +128,7 @@ fn grow(
         if outputs[leaf] != predicted[r] {
             bail!(
                 "tree conversion disagrees with smartcore at row {}",
-                sample[r]
+                sample[r].0
             );
         }
     }
