@@ -20,18 +20,24 @@
 //!   residuals against its own scale (a small shift that persists). The larger
 //!   of the two, in the configured direction, maps monotonically to a score
 //!   in [0, 1).
+//! - **New ground.** A value where the series has never been since its
+//!   warm-up (see [`Novelty`]) is at least [`NOVEL_SURPRISE`] surprising,
+//!   however wide the recent scale or however often the residual test has
+//!   been surprised before.
 //!
 //! The state is plain numbers (no NaN), serialisable for snapshots; with a
 //! daily profile of 288 slots and a weekly one of 168 it is about 2.5 KiB.
 
 mod cadence;
 mod calibration;
+mod novelty;
 mod season;
 
 use serde::{Deserialize, Serialize};
 
 pub use cadence::Cadence;
 pub use calibration::Tail;
+pub use novelty::{Ground, Novelty};
 pub use season::Profile;
 
 use crate::time::Millis;
@@ -74,6 +80,9 @@ const EPISODE_NATS: f64 = 2.0;
 pub const BAND_SCALES: f64 = 3.0;
 /// Surprise (nats) at which the score is one half.
 pub const HALF_SCORE_SURPRISE: f64 = 9.0;
+/// Least surprise (nats) of a value on new ground (score 2/3: above the
+/// default sensitivity, below the strictest ones).
+pub const NOVEL_SURPRISE: f64 = 2.0 * HALF_SCORE_SURPRISE;
 
 /// Which deviations count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -155,6 +164,8 @@ pub struct Verdict {
     pub expected: f64,
     /// Its scale: the believed model's mean absolute error.
     pub scale: f64,
+    /// Whether the value is where the series has never been (see [`Novelty`]).
+    pub novel: bool,
 }
 
 impl Verdict {
@@ -170,6 +181,18 @@ impl Verdict {
 /// Score of a surprise: monotone, 0 at 0, 1/2 at [`HALF_SCORE_SURPRISE`].
 pub fn score_of(surprise: f64) -> f64 {
     surprise / (surprise + HALF_SCORE_SURPRISE)
+}
+
+/// Whether a value on `ground`, with `calibrated` surprise from the residual
+/// test, is new ground: far from anything visited, or at the edge of the
+/// known range and surprising there too.
+fn is_new_ground(ground: Ground, calibrated: f64, z: f64) -> bool {
+    let outside = z.abs() >= BAND_SCALES;
+    match ground {
+        Ground::Known => false,
+        Ground::Edge => outside && calibrated >= EPISODE_NATS,
+        Ground::New => outside,
+    }
 }
 
 /// Negative log two-sided tail probability of a standard normal beyond `z`
@@ -248,6 +271,9 @@ pub struct DetectorState {
     weekly: Option<Profile>,
     /// How often each raw surprise has occurred.
     tail: Tail,
+    /// The values visited.
+    #[serde(default)]
+    novelty: Novelty,
 }
 
 impl DetectorState {
@@ -255,6 +281,7 @@ impl DetectorState {
     pub fn heap_bytes(&self) -> usize {
         self.cadence.heap_bytes()
             + self.tail.heap_bytes()
+            + self.novelty.heap_bytes()
             + self.daily.as_ref().map_or(0, Profile::heap_bytes)
             + self.weekly.as_ref().map_or(0, Profile::heap_bytes)
     }
@@ -316,9 +343,12 @@ impl Detector {
         let scale = self.scale(st, believed, expected).max(noise(expected));
         let residual = x - expected;
         let usual = self.usual_for_the_hour(st, &f, x, &noise);
-        let verdict = self.judge(st, residual, expected, scale, usual);
+        let ground = self.ground(st, x, residual, usual);
+        let verdict = self.judge(st, residual, expected, scale, usual, ground);
         self.learn(st, &f, x, scale);
         self.accept_shift(st, &f, residual / scale);
+        let span = if self.params.daily { DAY } else { 0 };
+        st.novelty.learn(t, x, verdict.novel, span);
         st.seen += 1;
         st.last_t = t;
         st.last_x = x;
@@ -347,13 +377,22 @@ impl Detector {
         // window between learnings must not lose the evidence of the last ones).
         let (raw, _, _) = self.surprises(st, x - expected, scale);
         let usual = self.usual_for_the_hour(st, &f, x, &noise);
+        let ground = self.ground(st, x, x - expected, usual);
         let surprise = if usual { 0.0 } else { st.tail.calibrate(raw) };
+        let novel = is_new_ground(ground, surprise, (x - expected) / scale);
+        let surprise = if novel {
+            surprise.max(NOVEL_SURPRISE)
+        } else {
+            surprise
+        };
         // The episode goes on only while this value itself is surprising (its
         // point test, not the averages that still carry the last learning's
         // evidence): a window that is normal again ends it, so a 40 s blip,
         // learned once, does not hold its score for minutes.
         let z = (x - expected) / scale;
-        let point = if self.params.direction.admits(z) && !usual {
+        let point = if novel {
+            NOVEL_SURPRISE
+        } else if self.params.direction.admits(z) && !usual {
             st.tail.calibrate(z.abs())
         } else {
             0.0
@@ -369,6 +408,7 @@ impl Detector {
             surprise,
             expected,
             scale,
+            novel,
         }
     }
 
@@ -379,6 +419,7 @@ impl Detector {
             surprise: 0.0,
             expected: st.fast,
             scale: st.errors[0],
+            novel: false,
         }
     }
 
@@ -541,13 +582,17 @@ impl Detector {
         expected: f64,
         scale: f64,
         usual: bool,
+        ground: Ground,
     ) -> Verdict {
         let raw = self.raw_surprise(st, residual, scale);
         let raw = if usual { 0.0 } else { raw };
         let calibrated = st.tail.calibrate(raw);
         st.tail.record(raw, self.params.calibration_memory);
+        let novel = is_new_ground(ground, calibrated, residual / scale);
         let surprise = if st.seen < u64::from(self.params.warmup) {
             0.0
+        } else if novel {
+            calibrated.max(NOVEL_SURPRISE)
         } else {
             calibrated
         };
@@ -572,7 +617,21 @@ impl Detector {
             surprise,
             expected,
             scale,
+            novel,
         }
+    }
+
+    /// The ground under `x` (see [`Novelty`]) where it may count: on the
+    /// configured side of what was expected, not usual for the hour, and past
+    /// the warm-up; [`Ground::Known`] elsewhere.
+    fn ground(&self, st: &DetectorState, x: f64, residual: f64, usual: bool) -> Ground {
+        if usual
+            || st.seen < u64::from(self.params.warmup)
+            || !self.params.direction.admits(residual)
+        {
+            return Ground::Known;
+        }
+        st.novelty.ground(x)
     }
 
     /// The largest of three uncalibrated surprises (nats), direction applied:
