@@ -215,3 +215,30 @@ fn a_peek_judges_like_observe_without_learning() {
         "{peeked:?} vs {observed:?}"
     );
 }
+
+#[test]
+fn a_spike_beyond_every_earlier_one_is_new_ground() {
+    let d = Detector::default();
+    let mut st = DetectorState::default();
+    // Ten days with a +40 spike every 50 observations: spikes are usual here.
+    let mut series = daily(10, 30.0, 23);
+    for (i, p) in series.iter_mut().enumerate() {
+        if i % 50 == 25 {
+            p.1 += 40.0;
+        }
+    }
+    let verdicts = run(&d, &mut st, &series);
+    let late = &verdicts[288 * 9..];
+    assert!(
+        late.iter().all(|v| !v.novel),
+        "the usual spikes are known ground"
+    );
+    let t = series.last().unwrap().0;
+    // A spike three times as high lands where the series has never been.
+    let v = d.observe(&mut st, t + MIN5, 100.0 + 120.0);
+    assert!(v.novel, "{v:?}");
+    assert!(v.score >= score_of(NOVEL_SURPRISE) - 1e-12, "{v:?}");
+    // The same height again soon after is not news a second time.
+    let again = d.observe(&mut st, t + 2 * MIN5, 100.0 + 120.0);
+    assert!(!again.novel, "{again:?}");
+}
