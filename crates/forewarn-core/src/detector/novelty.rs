@@ -50,11 +50,19 @@ pub enum Ground {
 /// The visited bins of one series.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Novelty {
-    /// Warm-up values, until the grid is laid (then empty, no heap).
+    /// A sample of at most [`WARMUP`] warm-up values (a reservoir once more
+    /// have come), until the grid is laid: then empty, no heap.
     warmup: Vec<f32>,
+    /// Warm-up values seen.
+    #[serde(default)]
+    count: u32,
+    /// The warm-up's highest value (its lowest is `lo`).
+    #[serde(default)]
+    hi: f64,
     /// Time of the first observation.
     since: Millis,
-    /// Lower edge of bin 0 (the warm-up's lowest value).
+    /// Lower edge of bin 0 (the warm-up's lowest value, so far while warming
+    /// up).
     lo: f64,
     /// Bin width; 0 while warming up.
     width: f64,
@@ -89,12 +97,9 @@ impl Novelty {
     /// ground).
     pub fn learn(&mut self, t: Millis, x: f64, novel: bool, span: Millis) {
         if self.width == 0.0 {
-            if self.warmup.is_empty() {
-                self.since = t;
-            }
-            self.warmup.push(x as f32);
+            self.sample(t, x);
             let elapsed = t - self.since;
-            if (self.warmup.len() >= WARMUP || elapsed >= WEEK) && elapsed >= span {
+            if (self.count as usize >= WARMUP || elapsed >= WEEK) && elapsed >= span {
                 self.lay_grid();
             }
             return;
@@ -107,13 +112,33 @@ impl Novelty {
         self.visit(self.bin(x));
     }
 
+    /// Keeps `x` in the warm-up sample: the first [`WARMUP`] values, then a
+    /// reservoir (each of the `count` values so far equally likely to be
+    /// kept, by a fixed hash so a replay samples the same), so a warm-up of a
+    /// day of minutes holds 300 values, allocated once.
+    fn sample(&mut self, t: Millis, x: f64) {
+        if self.count == 0 {
+            self.since = t;
+            self.lo = x;
+            self.hi = x;
+            self.warmup.reserve_exact(WARMUP);
+        }
+        self.lo = self.lo.min(x);
+        self.hi = self.hi.max(x);
+        self.count = self.count.saturating_add(1);
+        if self.warmup.len() < WARMUP {
+            self.warmup.push(x as f32);
+            return;
+        }
+        let slot = (u64::from(self.count).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32)
+            % u64::from(self.count);
+        if let Some(v) = self.warmup.get_mut(slot as usize) {
+            *v = x as f32;
+        }
+    }
+
     fn lay_grid(&mut self) {
-        let (lo, hi) = self
-            .warmup
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
-                (lo.min(f64::from(v)), hi.max(f64::from(v)))
-            });
+        let (lo, hi) = (self.lo, self.hi);
         let range = hi - lo;
         // A flat warm-up: bins a fraction of its level (or of 1 at zero).
         let range = if range > 0.0 {
@@ -126,6 +151,9 @@ impl Novelty {
         for v in std::mem::take(&mut self.warmup) {
             self.visit(self.bin(f64::from(v)));
         }
+        // The extremes are visited, whether or not the sample kept them.
+        self.visit(self.bin(lo));
+        self.visit(self.bin(hi));
     }
 
     fn bin(&self, x: f64) -> usize {
@@ -203,6 +231,29 @@ mod tests {
         assert!(!n.is_novel(8.0));
         n.learn(10_000, 0.0, false, 0);
         assert!(n.is_novel(4.0));
+    }
+
+    #[test]
+    fn a_long_warm_up_keeps_a_bounded_sample_and_its_extremes() {
+        let mut n = Novelty::default();
+        let minute = 60_000;
+        // A day of minutes: 1,440 values, a single low of -5 early on.
+        for i in 0..1_440 {
+            let x = if i == 3 {
+                -5.0
+            } else {
+                (i % 100) as f64 / 10.0
+            };
+            n.learn(i * minute, x, false, 1_439 * minute);
+            if n.width == 0.0 {
+                assert!(n.heap_bytes() <= WARMUP * 4, "{}", n.heap_bytes());
+            }
+        }
+        assert!(n.width > 0.0, "laid after the day");
+        assert_eq!(n.heap_bytes(), 0);
+        assert!(!n.is_novel(-5.0), "the lowest value is visited");
+        assert!(!n.is_novel(9.9), "the highest value is visited");
+        assert!(n.is_novel(30.0));
     }
 
     #[test]
