@@ -20,8 +20,8 @@
 //!   residuals against its own scale (a small shift that persists). The larger
 //!   of the two, in the configured direction, maps monotonically to a score
 //!   in [0, 1).
-//! - **New ground.** A value where the series has never been since its
-//!   warm-up (see [`Novelty`]) is at least [`NOVEL_SURPRISE`] surprising,
+//! - **New ground.** A value outside the normal band, where the series has
+//!   never been since its warm-up (see [`Novelty`]), is at least [`NOVEL_SURPRISE`] surprising,
 //!   however wide the recent scale or however often the residual test has
 //!   been surprised before.
 //!
@@ -183,9 +183,10 @@ pub fn score_of(surprise: f64) -> f64 {
     surprise / (surprise + HALF_SCORE_SURPRISE)
 }
 
-/// Whether a value on `ground`, with `calibrated` surprise from the residual
-/// test, is new ground: far from anything visited, or at the edge of the
-/// known range and surprising there too.
+/// Whether a value on `ground`, `z` scales from what was expected and with
+/// `calibrated` surprise from the residual test, is new ground: outside the
+/// normal band, and far from anything visited or at the edge of the known
+/// range and surprising there too.
 fn is_new_ground(ground: Ground, calibrated: f64, z: f64) -> bool {
     let outside = z.abs() >= BAND_SCALES;
     match ground {
@@ -377,9 +378,10 @@ impl Detector {
         // window between learnings must not lose the evidence of the last ones).
         let (raw, _, _) = self.surprises(st, x - expected, scale);
         let usual = self.usual_for_the_hour(st, &f, x, &noise);
+        let z = (x - expected) / scale;
         let ground = self.ground(st, x, x - expected, usual);
         let surprise = if usual { 0.0 } else { st.tail.calibrate(raw) };
-        let novel = is_new_ground(ground, surprise, (x - expected) / scale);
+        let novel = is_new_ground(ground, surprise, z);
         let surprise = if novel {
             surprise.max(NOVEL_SURPRISE)
         } else {
@@ -389,7 +391,6 @@ impl Detector {
         // point test, not the averages that still carry the last learning's
         // evidence): a window that is normal again ends it, so a 40 s blip,
         // learned once, does not hold its score for minutes.
-        let z = (x - expected) / scale;
         let point = if novel {
             NOVEL_SURPRISE
         } else if self.params.direction.admits(z) && !usual {
