@@ -75,8 +75,11 @@ pub struct Novelty {
 impl Novelty {
     /// How new the ground under `x` is now (learns nothing).
     pub fn ground(&self, x: f64) -> Ground {
+        if self.width == 0.0 || self.rest > 0 {
+            return Ground::Known;
+        }
         let bin = self.bin(x);
-        if self.width == 0.0 || self.rest > 0 || self.has_visited(bin) {
+        if self.has_visited(bin) {
             return Ground::Known;
         }
         let beside = |d: isize| {
@@ -91,10 +94,9 @@ impl Novelty {
     }
 
     /// Learns `x` observed at `t`, which was counted as `novel` (see
-    /// [`Novelty::ground`]). The grid is laid once
-    /// [`WARMUP`] values or a week, and at least `span` of time, have been
-    /// seen (a day for a series with a daily rhythm, so its peak is not new
-    /// ground).
+    /// [`Novelty::ground`]). The grid is laid once [`WARMUP`] values or a
+    /// week, and at least `span` of time, have been seen (a day for a series
+    /// with a daily rhythm, so its peak is not new ground).
     pub fn learn(&mut self, t: Millis, x: f64, novel: bool, span: Millis) {
         if self.width == 0.0 {
             self.sample(t, x);
