@@ -242,3 +242,20 @@ fn a_spike_beyond_every_earlier_one_is_new_ground() {
     let again = d.observe(&mut st, t + 2 * MIN5, 100.0 + 120.0);
     assert!(!again.novel, "{again:?}");
 }
+
+#[test]
+fn new_ground_must_hold_without_the_sampling_noise() {
+    let d = Detector::default();
+    let mut st = DetectorState::default();
+    let series = daily(10, 30.0, 23);
+    run(&d, &mut st, &series);
+    let highest = series.iter().map(|p| p.1).fold(f64::MIN, f64::max);
+    let x = highest + 60.0;
+    // Without sampling noise, 60 above the highest value seen is new ground.
+    assert_eq!(d.ground(&st, x, 90.0, false, 0.0), Ground::New);
+    // A window whose sampling alone moves it by 70 might have landed on known
+    // ground: its step past the highest seen is not new.
+    assert_ne!(d.ground(&st, x, 90.0, false, 70.0), Ground::New);
+    // Further out, it is new even after taking the noise back.
+    assert_eq!(d.ground(&st, x + 140.0, 230.0, false, 70.0), Ground::New);
+}
