@@ -341,10 +341,11 @@ impl Detector {
         let f = self.forecast(st, t);
         let believed = self.believed(st, &f, &noise);
         let expected = f.values[believed as usize];
-        let scale = self.scale(st, believed, expected).max(noise(expected));
+        let sampling = noise(expected);
+        let scale = self.scale(st, believed, expected).max(sampling);
         let residual = x - expected;
         let usual = self.usual_for_the_hour(st, &f, x, &noise);
-        let ground = self.ground(st, x, residual, usual, noise(expected));
+        let ground = self.ground(st, x, residual, usual, sampling);
         let verdict = self.judge(st, residual, expected, scale, usual, ground);
         self.learn(st, &f, x, scale);
         self.accept_shift(st, &f, residual / scale);
@@ -373,13 +374,14 @@ impl Detector {
         let f = self.forecast(st, t);
         let believed = self.believed(st, &f, &noise);
         let expected = f.values[believed as usize];
-        let scale = self.scale(st, believed, expected).max(noise(expected));
+        let sampling = noise(expected);
+        let scale = self.scale(st, believed, expected).max(sampling);
         // As if it were learned: the point and the sustained statistics (a
         // window between learnings must not lose the evidence of the last ones).
         let (raw, _, _) = self.surprises(st, x - expected, scale);
         let usual = self.usual_for_the_hour(st, &f, x, &noise);
         let z = (x - expected) / scale;
-        let ground = self.ground(st, x, x - expected, usual, noise(expected));
+        let ground = self.ground(st, x, x - expected, usual, sampling);
         let surprise = if usual { 0.0 } else { st.tail.calibrate(raw) };
         let novel = is_new_ground(ground, surprise, z);
         let surprise = if novel {
