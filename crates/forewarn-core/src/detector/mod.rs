@@ -13,7 +13,12 @@
 //! - **Robust learning.** Every update is clipped at a few scales, so an
 //!   incident moves the baseline only slowly and does not become the new
 //!   normal; a shift that persists for `accept_after` observations is
-//!   accepted and the levels jump to it.
+//!   accepted and the levels jump to it. Once the weekly rhythm is known,
+//!   the profiles' offsets move by at most a fraction of a scale per
+//!   observation; and the model believed is chosen by errors over a longer
+//!   memory than the scale's. So a day-long anomaly (a holiday) neither
+//!   becomes the baseline nor hands the choice to the fast level, which
+//!   would follow it.
 //! - **Surprise in nats.** The residual over the believed model's mean absolute
 //!   error is the negative log tail probability of a Laplace error (what
 //!   heavy-tailed operational data looks like), and so is a short average of
@@ -56,6 +61,19 @@ const WEEKLY_SLOTS: usize = 168;
 const CLIP: f64 = 4.0;
 /// Observations a model's error average covers.
 const ERROR_MEMORY: f64 = 128.0;
+/// Observations the error a model is chosen by averages over: four
+/// [`ERROR_MEMORY`]s, so an anomaly that lasts a day (a holiday sampled every
+/// 30 minutes is 48 observations) does not hand the choice to the fast level,
+/// which follows it, for the days after.
+const CHOICE_MEMORY: f64 = 4.0 * ERROR_MEMORY;
+/// Largest step, in the profile model's scales, that an update moves a
+/// daily or weekly offset by once the weekly profile is ready: the offsets
+/// then only follow a drifting level, and the hours of an incident (or a
+/// holiday) move them little. Before, the daily offset is what follows a
+/// weekend's lower level, and steps up to [`CLIP`] scales. A shift that
+/// persists beyond [`CLIP`] scales is taken at once by
+/// `Detector::accept_shift`.
+const OFFSET_CLIP: f64 = 0.3;
 /// Observations a model must have predicted before it can be believed.
 const MODEL_WARMUP: u32 = 8;
 /// Weight of the newest residual in the short residual average (a half-life
@@ -207,8 +225,13 @@ fn gaussian_nats(z: f64) -> f64 {
 
 /// `e` clipped at [`CLIP`] times `err` (unclipped while `err` is unknown).
 fn clip(e: f64, err: f64) -> f64 {
+    clip_at(e, err, CLIP)
+}
+
+/// `e` clipped at `scales` times `err` (unclipped while `err` is unknown).
+fn clip_at(e: f64, err: f64, scales: f64) -> f64 {
     if err > 0.0 {
-        e.clamp(-CLIP * err, CLIP * err)
+        e.clamp(-scales * err, scales * err)
     } else {
         e
     }
@@ -256,6 +279,11 @@ pub struct DetectorState {
     recent: f64,
     /// Mean absolute error per model.
     errors: [f64; 4],
+    /// Mean absolute error per model over [`CHOICE_MEMORY`]: what the model
+    /// believed is chosen by (0 in a snapshot older than it: `errors` stands
+    /// in, see [`DetectorState::choice_error`]).
+    #[serde(default)]
+    choice: [f64; 4],
     /// Predictions made per model (saturating).
     predicted: [u32; 4],
     /// Short average of the believed model's residuals.
@@ -278,6 +306,15 @@ pub struct DetectorState {
 }
 
 impl DetectorState {
+    fn choice_error(&self, m: Model) -> f64 {
+        let i = m as usize;
+        if self.choice[i] > 0.0 {
+            self.choice[i]
+        } else {
+            self.errors[i]
+        }
+    }
+
     /// Heap bytes held.
     pub fn heap_bytes(&self) -> usize {
         self.cadence.heap_bytes()
@@ -513,7 +550,10 @@ impl Detector {
     fn believed(&self, st: &DetectorState, f: &Forecasts, noise: &impl Fn(f64) -> f64) -> Model {
         // A mean absolute error is ~0.8 of the noise's deviation for a
         // perfect forecast: up to 1.25 deviations there is no skill to tell.
-        let skill = |m: Model| st.errors[m as usize].max(NOISE_SKILL * noise(f.values[m as usize]));
+        let skill = |m: Model| {
+            st.choice_error(m)
+                .max(NOISE_SKILL * noise(f.values[m as usize]))
+        };
         let mut best = Model::Fast;
         for m in MODELS {
             if !f.values[m as usize].is_nan() && self.ready(st, m) && skill(m) <= skill(best) {
@@ -698,6 +738,7 @@ impl Detector {
             let n = st.predicted[i];
             if n == 0 {
                 st.errors[i] = e;
+                st.choice[i] = e;
             } else {
                 let capped = if st.errors[i] > 0.0 {
                     e.min(CLIP * st.errors[i])
@@ -706,6 +747,8 @@ impl Detector {
                 };
                 let w = 1.0 / (f64::from(n) + 1.0).min(ERROR_MEMORY);
                 st.errors[i] += w * (capped - st.errors[i]);
+                let w = 1.0 / (f64::from(n) + 1.0).min(CHOICE_MEMORY);
+                st.choice[i] += w * (capped - st.choice[i]);
             }
             st.predicted[i] = n.saturating_add(1);
         }
@@ -728,6 +771,11 @@ impl Detector {
     fn learn_profiles(&self, st: &mut DetectorState, f: &Forecasts, x: f64) {
         let interval = self.interval(st).unwrap_or(1);
         let slow_w = 2.0 / (self.params.level_memory + 1.0);
+        let offset_clip = if self.ready(st, Model::Weekly) {
+            OFFSET_CLIP
+        } else {
+            CLIP
+        };
         let Some((p, s)) = st.daily.as_mut().zip(f.daily_slot) else {
             return;
         };
@@ -748,7 +796,8 @@ impl Detector {
         let Some(typical) = typical else {
             return;
         };
-        st.daily_offset += slow_w * (clipped - typical - st.daily_offset);
+        let step = |e: f64, err: f64| clip_at(e, err, offset_clip);
+        st.daily_offset += slow_w * step(clipped - typical - st.daily_offset, st.errors[2]);
         if let (Some(w), Some(ws)) = (st.weekly.as_mut(), f.weekly_slot) {
             let usual = w.offset(ws);
             let clipped = match usual {
@@ -758,7 +807,8 @@ impl Detector {
             let memory = w.memory(interval);
             w.learn(ws, clipped - typical, memory);
             if let Some(u) = usual {
-                st.weekly_offset += slow_w * (clipped - typical - u - st.weekly_offset);
+                st.weekly_offset +=
+                    slow_w * step(clipped - typical - u - st.weekly_offset, st.errors[3]);
             }
         }
     }

@@ -259,3 +259,36 @@ fn new_ground_must_hold_without_the_sampling_noise() {
     // Further out, it is new even after taking the noise back.
     assert_eq!(d.ground(&st, x + 140.0, 230.0, false, 70.0), Ground::New);
 }
+
+#[test]
+fn a_day_long_drop_does_not_become_the_baseline_within_the_day() {
+    // Every 30 minutes: a daily sine around 100 with noise of ±10 (a mean
+    // absolute error of about 5), for four weeks; then a holiday 15 below
+    // (three scales: not clipped as an outlier, so each observation is
+    // learned), as a city's taxi rides are on Christmas Day.
+    const MIN30: Millis = 1_800_000;
+    let mut noise = Noise(11);
+    let normal = |t: Millis| {
+        let phase = (t % DAY) as f64 / DAY as f64 * std::f64::consts::TAU;
+        100.0 + 50.0 * phase.sin()
+    };
+    let d = Detector::default();
+    let mut st = DetectorState::default();
+    let weeks = 4 * 7 * 48;
+    for i in 0..weeks {
+        let t = i * MIN30;
+        d.observe(&mut st, t, normal(t) + 10.0 * noise.next());
+    }
+    let mut last = None;
+    for i in weeks..weeks + 24 {
+        let t = i * MIN30;
+        last = Some((
+            t,
+            d.observe(&mut st, t, normal(t) - 15.0 + 10.0 * noise.next()),
+        ));
+    }
+    let (t, v) = last.unwrap();
+    // Twelve hours in, the baseline still expects the usual day.
+    let followed = normal(t) - v.expected;
+    assert!(followed < 0.3 * 15.0, "followed {followed:.1} of 15: {v:?}");
+}
