@@ -747,6 +747,10 @@ impl Detector {
                 };
                 let w = 1.0 / (f64::from(n) + 1.0).min(ERROR_MEMORY);
                 st.errors[i] += w * (capped - st.errors[i]);
+                if st.choice[i] == 0.0 {
+                    // A snapshot from before the choice errors: start from the errors.
+                    st.choice[i] = st.errors[i];
+                }
                 let w = 1.0 / (f64::from(n) + 1.0).min(CHOICE_MEMORY);
                 st.choice[i] += w * (capped - st.choice[i]);
             }

@@ -132,6 +132,28 @@ fn state_round_trips_through_json_and_goes_on_identically() {
 }
 
 #[test]
+fn a_snapshot_without_choice_errors_goes_on_from_its_errors() {
+    let d = Detector::default();
+    let mut st = DetectorState::default();
+    let series = daily(9, 30.0, 13);
+    run(&d, &mut st, &series[..288 * 8]);
+    let mut json: serde_json::Value = serde_json::to_value(&st).unwrap();
+    json.as_object_mut().unwrap().remove("choice");
+    let mut old: DetectorState = serde_json::from_value(json).unwrap();
+    assert_eq!(old.choice, [0.0; 4]);
+    run(&d, &mut old, &series[288 * 8..288 * 8 + 1]);
+    for m in MODELS {
+        let i = m as usize;
+        assert!(
+            old.choice[i] > 0.5 * old.errors[i],
+            "{m:?}: choice {} against error {}",
+            old.choice[i],
+            old.errors[i]
+        );
+    }
+}
+
+#[test]
 fn weekly_state_fits_the_budget() {
     let d = Detector::default();
     let mut st = DetectorState::default();
