@@ -118,30 +118,34 @@ fn non_finite_values_are_ignored() {
     assert_eq!(st, before);
 }
 
-#[test]
-fn state_round_trips_through_json_and_goes_on_identically() {
+/// A default detector, its state after eight days of a daily rhythm, and the
+/// ninth day still to come.
+fn eight_days_learned() -> (Detector, DetectorState, Vec<(Millis, f64)>) {
     let d = Detector::default();
     let mut st = DetectorState::default();
-    let series = daily(9, 30.0, 13);
+    let mut series = daily(9, 30.0, 13);
     run(&d, &mut st, &series[..288 * 8]);
+    let rest = series.split_off(288 * 8);
+    (d, st, rest)
+}
+
+#[test]
+fn state_round_trips_through_json_and_goes_on_identically() {
+    let (d, mut st, rest) = eight_days_learned();
     let json = serde_json::to_string(&st).unwrap();
     let mut back: DetectorState = serde_json::from_str(&json).unwrap();
     assert_eq!(back, st);
-    let rest = &series[288 * 8..];
-    assert_eq!(run(&d, &mut back, rest), run(&d, &mut st, rest));
+    assert_eq!(run(&d, &mut back, &rest), run(&d, &mut st, &rest));
 }
 
 #[test]
 fn a_snapshot_without_choice_errors_goes_on_from_its_errors() {
-    let d = Detector::default();
-    let mut st = DetectorState::default();
-    let series = daily(9, 30.0, 13);
-    run(&d, &mut st, &series[..288 * 8]);
+    let (d, st, rest) = eight_days_learned();
     let mut json: serde_json::Value = serde_json::to_value(&st).unwrap();
     json.as_object_mut().unwrap().remove("choice");
     let mut old: DetectorState = serde_json::from_value(json).unwrap();
     assert_eq!(old.choice, [0.0; 4]);
-    run(&d, &mut old, &series[288 * 8..288 * 8 + 1]);
+    run(&d, &mut old, &rest[..1]);
     for m in MODELS {
         let i = m as usize;
         assert!(
