@@ -8,13 +8,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use forewarn_core::time::{parse_duration, parse_rfc3339};
-use forewarn_sim::{default_scenario, ground_truth, load_scenario, Simulator};
+use forewarn_sim::{default_scenario, ground_truth, load_scenario, varied_scenario, Simulator};
 
 /// Options of `forewarn simulate`.
 #[derive(clap::Args)]
 pub struct Args {
     /// Scenario name (`default`: three hours, one incident of each failure
-    /// category, a promotion and a benign traffic spike).
+    /// category, a promotion and a benign traffic spike; `varied`: three hours
+    /// whose incidents, benign events and their times are drawn from the seed).
     #[arg(long, default_value = "default", conflicts_with = "scenario_file")]
     scenario: String,
     /// A scenario file (TOML; see crates/forewarn-sim/scenarios/default.toml).
@@ -187,9 +188,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             load_scenario(&src, &name, args.seed, start)?
         }
         (None, "default") => default_scenario(args.seed, start),
+        (None, "varied") => varied_scenario(args.seed, start),
         (None, other) => {
             return Err(crate::Usage(format!(
-                "unknown scenario `{other}`; available: default (or --scenario-file)"
+                "unknown scenario `{other}`; available: default, varied (or --scenario-file)"
             ))
             .into())
         }

@@ -133,10 +133,16 @@ impl Simulator {
                 continue;
             }
             // Failures begin once the degradation is a third of the way to breach.
-            let failing = ((s - 0.3) / 0.7).clamp(0.0, 1.0);
+            let mut failing = ((s - 0.3) / 0.7).clamp(0.0, 1.0);
             fx.delay_until = fx.delay_until.max(inc.end);
+            let mut s = s;
             match inc.effect {
-                Effect::Degradation => {}
+                Effect::Degradation => {
+                    // A stronger or milder degradation scales every symptom.
+                    let strength = inc.magnitude.unwrap_or(1.0);
+                    s *= strength;
+                    failing *= strength;
+                }
                 Effect::DispatchStall => {
                     fx.order_delay *= 1.0 + 6.0 * s;
                     continue;

@@ -12,6 +12,7 @@ mod generate;
 mod model;
 mod rng;
 mod score;
+mod varied;
 
 pub use file::{load_scenario, ScenarioError};
 pub use generate::{SimEvent, Simulator};
@@ -20,6 +21,7 @@ pub use model::{
 };
 pub use rng::Rng;
 pub use score::{fired_alerts, score, Fired, IncidentScore, Scorecard};
+pub use varied::varied_scenario;
 
 use forewarn_core::time::format_rfc3339;
 

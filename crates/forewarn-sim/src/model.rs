@@ -55,7 +55,8 @@ pub struct Service {
 #[serde(rename_all = "snake_case")]
 pub enum Effect {
     /// By category: latency, errors, complaints, sentiment (and, for execution
-    /// incidents, slower order processing).
+    /// incidents, slower order processing); `magnitude` (default 1) scales
+    /// every symptom.
     #[default]
     Degradation,
     /// Orders stop being dispatched on time while every request stays fast and

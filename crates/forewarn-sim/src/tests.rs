@@ -298,3 +298,19 @@ fn the_multiday_scenario_file_loads_with_its_incidents_and_benign_events() {
         .iter()
         .any(|sp| sp.errors > 0.0 && sp.multiplier == 1.0));
 }
+
+#[test]
+fn a_degradations_magnitude_scales_its_symptoms() {
+    let incident = |magnitude: &str| {
+        single_symptom(&format!(
+            "[[incidents]]\nid = \"i\"\ncategory = \"system\"\nservices = [\"cart\"]\nprecursor_start = \"20m\"\nsla_breach = \"21m\"\nend = \"40m\"\n{magnitude}"
+        ))
+    };
+    let share = |magnitude: &str| {
+        let events: Vec<SimEvent> = Simulator::new(incident(magnitude)).collect();
+        error_share(&events, "cart", 22, 40)
+    };
+    let (mild, normal) = (share("magnitude = 0.5"), share(""));
+    assert!((0.05..0.11).contains(&mild), "{mild}");
+    assert!((0.12..0.19).contains(&normal), "{normal}");
+}
