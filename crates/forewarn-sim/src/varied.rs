@@ -78,86 +78,7 @@ fn names_where(services: &[Service], keep: impl Fn(&Service) -> bool) -> Vec<Str
 
 /// One incident: its shape, services, strength and timing.
 fn draw_incident(rng: &mut Rng, services: &[Service], start: Millis, n: u64) -> Incident {
-    let requests = names_where(services, |s| s.role == Role::Requests);
-    let with_feedback = names_where(services, |s| s.feedback_share > 0.0);
-    let any = names_where(services, |_| true);
-    let (category, effect, affected, magnitude): (Category, Effect, Vec<String>, Option<f64>) =
-        match rng.next_u64() % 8 {
-            0 => {
-                // A system degradation, sometimes dragging a caller with it.
-                let mut affected = vec![pick(rng, &requests).clone()];
-                if rng.chance(0.4) {
-                    let caller = pick(rng, &requests).clone();
-                    if !affected.contains(&caller) {
-                        affected.push(caller);
-                    }
-                }
-                let strength = 0.5 + rng.f64();
-                (
-                    Category::System,
-                    Effect::Degradation,
-                    affected,
-                    Some(strength),
-                )
-            }
-            1 => {
-                let mut affected = vec!["fulfilment".to_string()];
-                if rng.chance(0.5) {
-                    affected.push("support".into());
-                }
-                let strength = 0.5 + rng.f64();
-                (
-                    Category::Execution,
-                    Effect::Degradation,
-                    affected,
-                    Some(strength),
-                )
-            }
-            2 => (
-                Category::Execution,
-                Effect::DispatchStall,
-                vec!["fulfilment".into()],
-                None,
-            ),
-            3 => {
-                let strength = 0.5 + rng.f64();
-                let affected = vec![pick(rng, &with_feedback).clone()];
-                (
-                    Category::Information,
-                    Effect::Degradation,
-                    affected,
-                    Some(strength),
-                )
-            }
-            4 => {
-                let affected = match rng.next_u64() % 3 {
-                    0 => vec!["support".into(), "notifications".into()],
-                    1 => vec!["support".into()],
-                    _ => vec!["notifications".into()],
-                };
-                let strength = 0.5 + rng.f64();
-                (
-                    Category::Communication,
-                    Effect::Degradation,
-                    affected,
-                    Some(strength),
-                )
-            }
-            5 => {
-                let share = 0.01 + 0.09 * rng.f64();
-                let affected = vec![pick(rng, &requests).clone()];
-                (Category::System, Effect::Errors, affected, Some(share))
-            }
-            6 => {
-                let affected = vec![pick(rng, &any).clone()];
-                (Category::System, Effect::LatencyCreep, affected, None)
-            }
-            _ => {
-                let lost = 0.4 + 0.4 * rng.f64();
-                let affected = vec![pick(rng, &requests).clone()];
-                (Category::System, Effect::TrafficLoss, affected, Some(lost))
-            }
-        };
+    let (category, effect, affected, magnitude) = draw_shape(rng, services);
     let ramp = between(rng, 8, 40) * MINUTE;
     let after = between(rng, 8, 20) * MINUTE;
     let latest = DURATION - ramp - after;
@@ -175,6 +96,89 @@ fn draw_incident(rng: &mut Rng, services: &[Service], start: Millis, n: u64) -> 
         end: from + ramp + after,
         effect,
         magnitude,
+    }
+}
+
+/// What fails and how: category, effect, services and magnitude.
+fn draw_shape(rng: &mut Rng, services: &[Service]) -> (Category, Effect, Vec<String>, Option<f64>) {
+    let requests = names_where(services, |s| s.role == Role::Requests);
+    let with_feedback = names_where(services, |s| s.feedback_share > 0.0);
+    let any = names_where(services, |_| true);
+    match rng.next_u64() % 8 {
+        0 => {
+            // A system degradation, sometimes dragging a caller with it.
+            let mut affected = vec![pick(rng, &requests).clone()];
+            if rng.chance(0.4) {
+                let caller = pick(rng, &requests).clone();
+                if !affected.contains(&caller) {
+                    affected.push(caller);
+                }
+            }
+            let strength = 0.5 + rng.f64();
+            (
+                Category::System,
+                Effect::Degradation,
+                affected,
+                Some(strength),
+            )
+        }
+        1 => {
+            let mut affected = vec!["fulfilment".to_string()];
+            if rng.chance(0.5) {
+                affected.push("support".into());
+            }
+            let strength = 0.5 + rng.f64();
+            (
+                Category::Execution,
+                Effect::Degradation,
+                affected,
+                Some(strength),
+            )
+        }
+        2 => (
+            Category::Execution,
+            Effect::DispatchStall,
+            vec!["fulfilment".into()],
+            None,
+        ),
+        3 => {
+            let strength = 0.5 + rng.f64();
+            let affected = vec![pick(rng, &with_feedback).clone()];
+            (
+                Category::Information,
+                Effect::Degradation,
+                affected,
+                Some(strength),
+            )
+        }
+        4 => {
+            let affected = match rng.next_u64() % 3 {
+                0 => vec!["support".into(), "notifications".into()],
+                1 => vec!["support".into()],
+                _ => vec!["notifications".into()],
+            };
+            let strength = 0.5 + rng.f64();
+            (
+                Category::Communication,
+                Effect::Degradation,
+                affected,
+                Some(strength),
+            )
+        }
+        5 => {
+            let share = 0.01 + 0.09 * rng.f64();
+            let affected = vec![pick(rng, &requests).clone()];
+            (Category::System, Effect::Errors, affected, Some(share))
+        }
+        6 => {
+            let affected = vec![pick(rng, &any).clone()];
+            (Category::System, Effect::LatencyCreep, affected, None)
+        }
+        _ => {
+            let lost = 0.4 + 0.4 * rng.f64();
+            let affected = vec![pick(rng, &requests).clone()];
+            (Category::System, Effect::TrafficLoss, affected, Some(lost))
+        }
     }
 }
 
