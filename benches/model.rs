@@ -1,7 +1,8 @@
 //! Cost of a `model` rule: one evaluation's inference (features of the
 //! example config's 12 service-level signals against their baselines, the
-//! time of day, and the probability of a logistic model or of a forest of 60
-//! depth-9 trees, what `forewarn train` grows), and engine throughput on the
+//! time of day, and the probability of a logistic model or of a forest of
+//! depth-9 trees: 60, what one fit grows, and 240, the union of four fold
+//! forests that `forewarn train` writes), and engine throughput on the
 //! example config with and without a model rule, side by side in one run.
 //!
 //! The model is synthetic (every coefficient set): inference costs the same
@@ -79,11 +80,11 @@ fn classifier(n: usize) -> Classifier {
     })
 }
 
-/// 60 complete depth-9 trees on pseudo-random features and thresholds: every
-/// walk takes the longest path a trained forest could. `preorder` lays each
+/// `count` complete depth-9 trees on pseudo-random features and thresholds:
+/// every walk takes the longest path a trained forest could. `preorder` lays each
 /// tree out depth-first (left child next, as `forewarn train` writes them),
 /// else breadth-first (children at 2i+1 and 2i+2).
-fn forest_laid(n: usize, preorder: bool) -> Classifier {
+fn forest_laid(n: usize, count: usize, preorder: bool) -> Classifier {
     use forewarn_core::model::forest::{Node, Tree};
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
     let mut next = move || {
@@ -93,7 +94,7 @@ fn forest_laid(n: usize, preorder: bool) -> Classifier {
         x
     };
     const DEPTH: u32 = 9;
-    let trees = (0..60)
+    let trees = (0..count)
         .map(|_| {
             // Breadth-first first; node i's depth-first index replaces it below.
             let count = (1u32 << (DEPTH + 1)) - 1;
@@ -125,8 +126,14 @@ fn forest_laid(n: usize, preorder: bool) -> Classifier {
     Classifier::Forest(f)
 }
 
+/// What one fit grows: 60 trees.
 fn forest(n: usize) -> Classifier {
-    forest_laid(n, true)
+    forest_laid(n, 60, true)
+}
+
+/// What `forewarn train` writes with its default four folds: 240 trees.
+fn forest_union(n: usize) -> Classifier {
+    forest_laid(n, 240, true)
 }
 
 fn feed(cfg: &Config, lines: &[Vec<u8>]) -> Engine {
@@ -144,7 +151,8 @@ fn bench(c: &mut Criterion) {
     let n = features::count(signals);
     let model = classifier(n);
     let trees = forest(n);
-    let breadth_first = forest_laid(n, false);
+    let union = forest_union(n);
+    let breadth_first = forest_laid(n, 60, false);
     let weights = Weights::new(30_000);
     let mut baselines = vec![Baseline::default(); signals];
     let mut x = vec![0f32; n];
@@ -154,6 +162,7 @@ fn bench(c: &mut Criterion) {
     for (name, model) in [
         ("inference_per_evaluation", &model),
         ("forest_inference_per_evaluation", &trees),
+        ("forest240_inference_per_evaluation", &union),
         (
             "forest_breadth_first_inference_per_evaluation",
             &breadth_first,
@@ -186,7 +195,8 @@ fn bench(c: &mut Criterion) {
     let plain = Config::parse(EXAMPLE, "example.toml").unwrap();
     let modelled = with_model(&dir, "logistic", classifier);
     let forested = with_model(&dir, "forest", forest);
-    let forested_bf = with_model(&dir, "breadth-first", |n| forest_laid(n, false));
+    let forested_union = with_model(&dir, "forest240", forest_union);
+    let forested_bf = with_model(&dir, "breadth-first", |n| forest_laid(n, 60, false));
     group.sample_size(10);
     group.throughput(Throughput::Elements(EVENTS as u64));
     for services in [10u64, 1000] {
@@ -197,6 +207,7 @@ fn bench(c: &mut Criterion) {
             ("example", &plain),
             ("example+model", &modelled),
             ("example+forest", &forested),
+            ("example+forest240", &forested_union),
             ("example+forest_breadth_first", &forested_bf),
         ];
         for (name, cfg) in configs {

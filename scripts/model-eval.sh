@@ -3,6 +3,7 @@
 # and backtests it, beside the example config's static rules, on seeds 21-40
 # of the default and the varied scenarios (docs/MODEL.md, BENCHMARKS.md).
 # Usage: scripts/model-eval.sh OUT_DIR [TRAIN_SCENARIO=default|varied]
+# Extra `forewarn train` arguments: TRAIN_ARGS (e.g. "--max-false-pages-per-day 3").
 # Seed k starts at 2026-11-20T00:00Z + 3h*(k-1), --scale 0.3.
 set -euo pipefail
 out=${1:?usage: scripts/model-eval.sh OUT_DIR [default|varied]}
@@ -36,7 +37,7 @@ simulate varied 21 40
 incidents() { files "$@" json | sed 's/^/--incidents /'; }
 # shellcheck disable=SC2046
 "$bin" train --config "$root/deploy/forewarn.example.toml" --no-progress \
-  $(incidents "$train" 1 20) --out "$out/model-$train.json" \
+  $(incidents "$train" 1 20) --out "$out/model-$train.json" ${TRAIN_ARGS:-} \
   $(files "$train" 1 20 ndjson.gz) | tee "$out/train-$train.txt"
 cp "$root/deploy/forewarn.example.toml" "$out/static.toml"
 { cat "$root/deploy/forewarn.example.toml"

@@ -88,6 +88,28 @@ pub fn fit(data: &Dataset, rows: &[usize], labels: &[bool], p: Params) -> anyhow
     })
 }
 
+/// One forest of the trees of `fits` (forests, each from one fold), with
+/// their mean prior shift: its probability is the mean of theirs.
+pub fn union(fits: Vec<Fitted>) -> anyhow::Result<Fitted> {
+    let mut trees = Vec::new();
+    let (mut features, mut shift) = (0, 0.0);
+    let n = fits.len();
+    for f in fits {
+        let Classifier::Forest(forest) = f.classifier else {
+            bail!("a union of forests given another classifier");
+        };
+        features = forest.features;
+        shift += f.prior_shift / n as f64;
+        trees.extend(forest.trees);
+    }
+    let forest = Forest { features, trees };
+    forest.check().map_err(|e| anyhow!("forest union: {e}"))?;
+    Ok(Fitted {
+        classifier: Classifier::Forest(forest),
+        prior_shift: shift,
+    })
+}
+
 /// One tree on `sample` (row index, whether a breach is ahead) reading
 /// `columns`.
 fn grow(

@@ -3,27 +3,29 @@
 //! Features per (service, evaluation) come from the config's service-level
 //! signals through the offline driver (so they are what `run` would compute);
 //! the label is "an incident on this service breaches within the horizon".
-//! Rows are split by time, the first 70% to fit and the rest to validate, with
-//! the horizon's worth of rows before the split left out so no training label
-//! looks into the validation period. Every candidate (logistic regression at
-//! four strengths, two forests) is fitted, and its paging level chosen on
-//! validation as a rule would page: the lowest level whose alert episodes
-//! outside any incident stay within `--max-false-pages-per-day` (a row-level
-//! precision says little about pages: thousands of quiet rows at 1% false
-//! positives are dozens of pages a day). The candidate that warns of the most
-//! validation breaches at its level is kept (then the higher AUC). The model
-//! written is the one
-//! validated: a refit on every row would move a forest's probabilities away
-//! from the level chosen for it (measured: 28 false pages on held-out seeds
-//! where validation allowed 1 a day).
+//! Every candidate (logistic regression at four strengths, two forests) is
+//! cross-validated on time blocks (`folds.rs`): each labelled row is scored
+//! by a model that never saw its block, and the candidate's paging level is
+//! chosen on those out-of-fold scores over the whole history, as a rule
+//! would page: the lowest level whose alert episodes outside any incident
+//! stay within `--max-false-pages-per-day` (a row-level precision says
+//! little about pages: thousands of quiet rows at 1% false positives are
+//! dozens of pages a day). The candidate that warns of the most breaches at
+//! its level is kept (then the higher AUC). A forest written is the union of
+//! its fold forests, the very models the level was chosen on (a refit on
+//! every row would be a new draw of trees whose probabilities the level was
+//! not chosen for); a logistic model is refitted on every row (its
+//! coefficients barely move).
 //!
 //! - `dataset.rs`: the feature rows and their labels;
+//! - `folds.rs`: the time blocks of cross-validation;
 //! - `fit.rs`: logistic fitting, AUC, precision/recall;
 //! - `forest.rs`: balanced random forests of smartcore trees;
 //! - `pages.rs`: the alert episodes a level would give, and the level.
 
 mod dataset;
 mod fit;
+mod folds;
 mod forest;
 mod pages;
 
@@ -120,6 +122,21 @@ impl Candidate {
         }
     }
 
+    /// The model to write from the fold fits: the union of a forest's fold
+    /// forests, or a logistic model refitted on every row.
+    fn finish(
+        self,
+        fits: Vec<fit::Fitted>,
+        data: &Dataset,
+        rows: &[usize],
+        labels: &[bool],
+    ) -> anyhow::Result<fit::Fitted> {
+        match self {
+            Candidate::Logistic(alpha) => fit::logistic(data, rows, labels, alpha),
+            Candidate::Forest(_) => forest::union(fits),
+        }
+    }
+
     fn describe(self) -> serde_json::Value {
         match self {
             Candidate::Logistic(alpha) => json!({"classifier": "logistic", "alpha": alpha}),
@@ -139,9 +156,6 @@ impl Candidate {
         }
     }
 }
-/// Share of rows (by time) fitted on while validating.
-const TRAIN_SHARE: f64 = 0.7;
-
 /// `forewarn train` arguments.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -167,6 +181,9 @@ pub struct Args {
     /// incident (two evaluations or more above it) stay within this rate.
     #[arg(long, default_value_t = 1.0)]
     pub max_false_pages_per_day: f64,
+    /// Time blocks of cross-validation (at least 2).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(2..=20))]
+    pub folds: u16,
     /// Which classifiers compete on validation AUC.
     #[arg(long, value_enum, default_value_t = Family::Any)]
     pub classifier: Family,
@@ -205,14 +222,11 @@ pub fn run(cfg: Config, args: &Args) -> anyhow::Result<()> {
         .into());
     }
     let labels = dataset::labels(&data, &incidents, args.horizon);
-    let (train, valid) = split(&data, &labels, args.horizon);
-    let y =
-        |rows: &[usize]| -> Vec<bool> { rows.iter().map(|&i| labels[i] == Some(true)).collect() };
-    let (y_train, y_valid) = (y(&train), y(&valid));
-    let pages = pages::Episodes::new(&data, &valid, &incidents);
-    let (tried, best) = compete(
-        &data, &train, &valid, &y_train, &y_valid, &incidents, &pages, args,
-    )?;
+    let labelled: Vec<usize> = (0..data.len()).filter(|&i| labels[i].is_some()).collect();
+    let y: Vec<bool> = labelled.iter().map(|&i| labels[i] == Some(true)).collect();
+    let folds = folds::blocks(&data, &labelled, args.folds.into(), args.horizon);
+    let pages = pages::Episodes::new(&data, &labelled, &incidents);
+    let (tried, best) = compete(&data, &labelled, &labels, &folds, &incidents, &pages, args)?;
     let Trial {
         candidate: chosen,
         fitted: final_fit,
@@ -222,11 +236,10 @@ pub fn run(cfg: Config, args: &Args) -> anyhow::Result<()> {
         at_level,
         leads,
     } = best;
-    let (precision, recall) = fit::precision_recall(&scores, &y_valid, level);
-    let all: Vec<usize> = (0..data.len()).filter(|&i| labels[i].is_some()).collect();
+    let (precision, recall) = fit::precision_recall(&scores, &y, level);
     let validation = json!({
-        "rows": {"train": train.len(), "validation": valid.len(), "all": all.len(),
-                  "positives": y(&all).iter().filter(|p| **p).count()},
+        "rows": {"labelled": labelled.len(), "positives": y.iter().filter(|p| **p).count(),
+                  "folds": folds.len()},
         "tried": tried,
         "chosen": chosen.describe(),
         "auc": auc,
@@ -253,37 +266,42 @@ pub fn run(cfg: Config, args: &Args) -> anyhow::Result<()> {
     report(args, &data, rejected, &validation)
 }
 
-/// Fits and validates every candidate of `args.classifier`; returns what
-/// each measured and the one to keep ([`Trial::beats`]).
-#[allow(clippy::too_many_arguments)]
+/// Cross-validates every candidate of `args.classifier` on `folds`; returns
+/// what each measured and the one to keep ([`Trial::beats`]).
 fn compete(
     data: &Dataset,
-    train: &[usize],
-    valid: &[usize],
-    y_train: &[bool],
-    y_valid: &[bool],
+    labelled: &[usize],
+    labels: &[Option<bool>],
+    folds: &[folds::Fold],
     incidents: &[crate::backtest::incidents::Incident],
     pages: &pages::Episodes,
     args: &Args,
 ) -> anyhow::Result<(Vec<serde_json::Value>, Trial)> {
+    let y =
+        |rows: &[usize]| -> Vec<bool> { rows.iter().map(|&i| labels[i] == Some(true)).collect() };
+    let y_all = y(labelled);
     let mut tried = Vec::new();
     let mut best: Option<Trial> = None;
     for candidate in candidates(args.classifier) {
-        let fitted = candidate.fit(data, train, y_train)?;
-        let scores: Vec<f64> = valid
-            .iter()
-            .map(|&i| fitted.probability(data.row(i)))
-            .collect();
-        let auc = fit::auc(&scores, y_valid);
+        // The blocks are consecutive runs of `labelled`, so the scores line
+        // up with it.
+        let mut scores = Vec::with_capacity(labelled.len());
+        let mut fits = Vec::with_capacity(folds.len());
+        for fold in folds {
+            let fitted = candidate.fit(data, &fold.fit, &y(&fold.fit))?;
+            scores.extend(fold.held.iter().map(|&i| fitted.probability(data.row(i))));
+            fits.push(fitted);
+        }
+        let auc = fit::auc(&scores, &y_all);
         let (level, at_level) = pages.choose_level(&scores, args.max_false_pages_per_day);
-        let leads = leads(data, valid, &scores, incidents, level, args.horizon);
+        let leads = leads(data, labelled, &scores, incidents, level, args.horizon);
         let mut entry = candidate.describe();
         entry["validation_auc"] = json!(auc);
         entry["warned"] = json!(leads.1.len());
         tried.push(entry);
         let trial = Trial {
             candidate,
-            fitted,
+            fitted: candidate.finish(fits, data, labelled, &y_all)?,
             scores,
             auc,
             level,
@@ -297,39 +315,18 @@ fn compete(
     Ok((tried, best.expect("there are candidates")))
 }
 
-/// Row indices to fit and to validate on: split at the 70th percentile of
-/// time, the horizon before it left out, unlabelled rows dropped.
-fn split(data: &Dataset, labels: &[Option<bool>], horizon: Millis) -> (Vec<usize>, Vec<usize>) {
-    let mut times = data.at.clone();
-    times.sort_unstable();
-    let cut = times
-        .get(((times.len() as f64) * TRAIN_SHARE) as usize)
-        .copied()
-        .unwrap_or(Millis::MAX);
-    let labelled = |i: &usize| labels[*i].is_some();
-    let train = (0..data.len())
-        .filter(|&i| data.at[i] <= cut - horizon)
-        .filter(labelled)
-        .collect();
-    let valid = (0..data.len())
-        .filter(|&i| data.at[i] > cut)
-        .filter(labelled)
-        .collect();
-    (train, valid)
-}
-
-/// (breaches in the validation period, lead of each warned one): the lead is
-/// from the first validation row of the service at or above `level` within
+/// (breaches in the scored rows' period, lead of each warned one): the lead is
+/// from the first scored row of the service at or above `level` within
 /// the horizon before the breach.
 fn leads(
     data: &Dataset,
-    valid: &[usize],
+    rows: &[usize],
     scores: &[f64],
     incidents: &[crate::backtest::incidents::Incident],
     level: f64,
     horizon: Millis,
 ) -> (usize, Vec<Millis>) {
-    let (Some(&first), Some(&last)) = (valid.first(), valid.last()) else {
+    let (Some(&first), Some(&last)) = (rows.first(), rows.last()) else {
         return (0, Vec::new());
     };
     let (from, to) = (data.at[first], data.at[last]);
@@ -342,7 +339,7 @@ fn leads(
         }
         for service in &inc.services {
             count += 1;
-            let warned = valid.iter().zip(scores).find(|(&i, &s)| {
+            let warned = rows.iter().zip(scores).find(|(&i, &s)| {
                 let at = data.at[i];
                 s >= level
                     && data.services[data.service[i] as usize] == *service

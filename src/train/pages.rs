@@ -97,7 +97,11 @@ impl Episodes {
                 break;
             }
         }
-        let (level, episodes, false_pages) = chosen.unwrap_or((0.995, 0, 0));
+        // None within budget: the highest level, with what it really gives.
+        let (level, episodes, false_pages) = chosen.unwrap_or_else(|| {
+            let (episodes, false_pages) = self.count(scores, 0.995);
+            (0.995, episodes, false_pages)
+        });
         let figures = json!({
             "episodes": episodes,
             "false_pages": false_pages,

@@ -413,9 +413,10 @@ mod tests {
         let mut engine = Engine::new(cfg);
         let mut out = Vec::new();
         let t0: i64 = 1_795_168_800_000;
-        // Ten minutes healthy, then every request failing.
-        for s in 0..1200i64 {
-            let outcome = if s < 600 { "ok" } else { "error" };
+        // Forty minutes healthy (the baselines' warm-up is thirty), then
+        // every request failing.
+        for s in 0..3000i64 {
+            let outcome = if s < 2400 { "ok" } else { "error" };
             let line = format!(
                 r#"{{"ts":{},"service":"pay","kind":"request","outcome":"{outcome}"}}"#,
                 t0 + s * 1000
@@ -429,7 +430,7 @@ mod tests {
         assert_eq!(firing.len(), 1, "{out:?}");
         let t = firing[0];
         assert!(
-            t.at > t0 + 600_000 && t.at <= t0 + 660_000,
+            t.at > t0 + 2_400_000 && t.at <= t0 + 2_460_000,
             "fired at {}",
             t.at - t0
         );
