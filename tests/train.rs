@@ -90,7 +90,7 @@ fn train_with(dir: &Dir, extra: &[&str]) -> Value {
         .chain([e1.to_str().unwrap(), e2.to_str().unwrap()])
         .collect::<Vec<_>>(),
     ));
-    assert!(stdout.contains("validation AUC"), "{stdout}");
+    assert!(stdout.contains("out-of-fold AUC"), "{stdout}");
     serde_json::from_str(&std::fs::read_to_string(model).unwrap()).unwrap()
 }
 

@@ -67,7 +67,7 @@ struct Trial {
     /// The level within the false-page budget, and what it gives.
     level: f64,
     at_level: serde_json::Value,
-    /// (validation breaches, the lead of each one warned at `level`).
+    /// (breaches in the scored rows, the lead of each one warned at `level`).
     leads: (usize, Vec<Millis>),
 }
 
@@ -85,7 +85,8 @@ impl Trial {
 /// `--classifier`: the classifier families tried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Family {
-    /// Every candidate; the best validation AUC wins.
+    /// Every candidate; the one that warns of the most breaches at its level
+    /// wins (then the higher AUC).
     Any,
     /// Logistic regression only.
     Logistic,
@@ -184,7 +185,7 @@ pub struct Args {
     /// Time blocks of cross-validation (at least 2).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(2..=20))]
     pub folds: u16,
-    /// Which classifiers compete on validation AUC.
+    /// Which classifiers compete, each cross-validated.
     #[arg(long, value_enum, default_value_t = Family::Any)]
     pub classifier: Family,
     /// No progress bar.
@@ -378,7 +379,7 @@ fn report(args: &Args, data: &Dataset, rejected: u64, v: &serde_json::Value) -> 
     for t in v["tried"].as_array().into_iter().flatten() {
         writeln!(
             out,
-            "  {:<36} validation AUC {:.3}, {} breaches warned at its level",
+            "  {:<36} out-of-fold AUC {:.3}, {} breaches warned at its level",
             Candidate::text(t),
             t["validation_auc"].as_f64().unwrap_or(f64::NAN),
             t["warned"]
@@ -386,7 +387,7 @@ fn report(args: &Args, data: &Dataset, rejected: u64, v: &serde_json::Value) -> 
     }
     writeln!(
         out,
-        "chosen: {}: AUC {:.3}; at level {:.3}: precision {:.3}, recall {:.3}; {} of {} validation breaches warned, lead {}",
+        "chosen: {}: AUC {:.3}; at level {:.3}: precision {:.3}, recall {:.3}; {} of {} breaches warned out of fold, lead {}",
         Candidate::text(&v["chosen"]),
         v["auc"].as_f64().unwrap_or(f64::NAN),
         v["level"].as_f64().unwrap_or(f64::NAN),
