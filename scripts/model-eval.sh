@@ -65,13 +65,27 @@ cp "$root/deploy/forewarn.example.toml" "$out/static.toml"
 { cat "$root/deploy/forewarn.example.toml"
   printf '\n[[rules]]\nname = "FailureLikely"\nkind = "model"\nmodel = "model-%s.json"\nfor = "1m"\nkeep_firing_for = "5m"\n' "$train"
 } > "$out/with-model-$train.toml"
+# The model rule alone: the example's signals, none of its rules.
+{ awk '/^\[/ { rule = ($0 ~ /^\[\[rules\]\]/ || $0 ~ /^\[+rules\./) } !rule' \
+    "$root/deploy/forewarn.example.toml"
+  printf '\n[[rules]]\nname = "FailureLikely"\nkind = "model"\nmodel = "model-%s.json"\nfor = "1m"\nkeep_firing_for = "5m"\n' "$train"
+} > "$out/model-only-$train.toml"
+"$bin" check "$out/model-only-$train.toml" > /dev/null
 for set in "${held_out[@]}"; do
   held=${set%% *}
-  for cfg in static with-model-$train; do
-    [ "$cfg" = static ] && [ -s "$out/backtest-$held-static.txt" ] && continue
-    # shellcheck disable=SC2046,SC2086
-    "$bin" backtest --config "$out/$cfg.toml" --no-progress $(incidents $set) \
-      $(files $set ndjson.gz) > "$out/backtest-$held-$cfg.txt" || true
+  for cfg in static with-model-$train model-only-$train; do
+    [ "$cfg" = static ] && [ -s "$out/backtest-$held-static.json" ] && continue
+    for format in text json; do
+      # shellcheck disable=SC2046,SC2086
+      "$bin" backtest --config "$out/$cfg.toml" --no-progress --format $format \
+        $(incidents $set) $(files $set ndjson.gz) > "$out/backtest-$held-$cfg.${format/text/txt}" || true
+    done
   done
 done
 tail -n +1 "$out"/backtest-*.txt
+for set in "${held_out[@]}"; do
+  held=${set%% *}
+  echo "== $held: the model rule alone (A) against the static rules (B), incident by incident"
+  python3 "$root/scripts/paired-lead.py" "$out/backtest-$held-model-only-$train.json" \
+    "$out/backtest-$held-static.json"
+done
