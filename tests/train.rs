@@ -91,6 +91,10 @@ fn train_with(dir: &Dir, extra: &[&str]) -> Value {
         .collect::<Vec<_>>(),
     ));
     assert!(stdout.contains("out-of-fold AUC"), "{stdout}");
+    assert!(
+        stdout.contains("times a day outside incidents (budget 1)"),
+        "{stdout}"
+    );
     serde_json::from_str(&std::fs::read_to_string(model).unwrap()).unwrap()
 }
 

@@ -397,6 +397,20 @@ fn report(args: &Args, data: &Dataset, rejected: u64, v: &serde_json::Value) -> 
         v["breaches"]["in_validation"],
         v["lead_minutes"],
     )?;
+    let per_day = v["episodes_at_level"]["false_pages_per_day"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    writeln!(
+        out,
+        "  out of fold it pages {per_day:.2} times a day outside incidents (budget {})",
+        args.max_false_pages_per_day
+    )?;
+    if per_day > args.max_false_pages_per_day {
+        writeln!(
+            out,
+            "  warning: no level keeps within the budget; the highest was chosen. More history, or history with more incidents, would help"
+        )?;
+    }
     writeln!(out, "wrote {}", args.out.display())?;
     Ok(())
 }
