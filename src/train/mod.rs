@@ -61,7 +61,9 @@ const FORESTS: [forest::Params; 2] = [
 /// One candidate as validation measured it.
 struct Trial {
     candidate: Candidate,
-    fitted: fit::Fitted,
+    /// One model per fold; the winner's become the model written
+    /// ([`Candidate::finish`]).
+    fits: Vec<fit::Fitted>,
     scores: Vec<f64>,
     auc: f64,
     /// The level within the false-page budget, and what it gives.
@@ -230,17 +232,17 @@ pub fn run(cfg: Config, args: &Args) -> anyhow::Result<()> {
     let (tried, best) = compete(&data, &labelled, &labels, &folds, &incidents, &pages, args)?;
     let Trial {
         candidate: chosen,
-        fitted: final_fit,
+        fits,
         scores,
         auc,
         level,
         at_level,
         leads,
     } = best;
+    let final_fit = chosen.finish(fits, &data, &labelled, &y)?;
     let (precision, recall) = fit::precision_recall(&scores, &y, level);
     let validation = json!({
-        "rows": {"labelled": labelled.len(), "positives": y.iter().filter(|p| **p).count(),
-                  "folds": folds.len()},
+        "rows": {"labelled": labelled.len(), "positives": y.iter().filter(|p| **p).count(), "folds": folds.len()},
         "tried": tried,
         "chosen": chosen.describe(),
         "auc": auc,
@@ -302,7 +304,7 @@ fn compete(
         tried.push(entry);
         let trial = Trial {
             candidate,
-            fitted: candidate.finish(fits, data, labelled, &y_all)?,
+            fits,
             scores,
             auc,
             level,
