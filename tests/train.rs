@@ -212,3 +212,31 @@ fn train_refuses_an_incident_file_it_cannot_read() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(!Path::new(&dir.path("m.json")).exists());
 }
+
+#[test]
+fn train_refuses_events_with_nothing_to_learn_and_says_why() {
+    let dir = Dir::new("nothing-to-learn");
+    std::fs::write(dir.path("forewarn.toml"), EXAMPLE).unwrap();
+    std::fs::write(
+        dir.path("i.json"),
+        r#"[{"id":"x","service":"pay","start":"2026-11-20T00:10:00Z","end":"2026-11-20T00:20:00Z"}]"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path("e.ndjson"), "not json\n").unwrap();
+    let out = forewarn(&[
+        "train",
+        "--config",
+        dir.path("forewarn.toml").to_str().unwrap(),
+        "--incidents",
+        dir.path("i.json").to_str().unwrap(),
+        "--out",
+        dir.path("m.json").to_str().unwrap(),
+        "--no-progress",
+        dir.path("e.ndjson").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("training needs both classes"), "{stderr}");
+    assert!(stderr.contains("1 lines rejected"), "{stderr}");
+    assert!(!Path::new(&dir.path("m.json")).exists());
+}

@@ -227,6 +227,16 @@ pub fn run(cfg: Config, args: &Args) -> anyhow::Result<()> {
     let labels = dataset::labels(&data, &incidents, args.horizon);
     let labelled: Vec<usize> = (0..data.len()).filter(|&i| labels[i].is_some()).collect();
     let y: Vec<bool> = labelled.iter().map(|&i| labels[i] == Some(true)).collect();
+    let positives = y.iter().filter(|p| **p).count();
+    if positives == 0 || positives == y.len() {
+        return Err(usage(anyhow::anyhow!(
+            "training needs both classes: {positives} rows precede a breach, {} do not \
+             ({} rows in all, {rejected} lines rejected); give events that cover the incidents and quiet time",
+            y.len() - positives,
+            data.len()
+        ))
+        .into());
+    }
     let folds = folds::blocks(&data, &labelled, args.folds.into(), args.horizon);
     let pages = pages::Episodes::new(&data, &labelled, &incidents);
     let (tried, best) = compete(&data, &labelled, &labels, &folds, &incidents, &pages, args)?;
@@ -242,7 +252,7 @@ pub fn run(cfg: Config, args: &Args) -> anyhow::Result<()> {
     let final_fit = chosen.finish(fits, &data, &labelled, &y)?;
     let (precision, recall) = fit::precision_recall(&scores, &y, level);
     let validation = json!({
-        "rows": {"labelled": labelled.len(), "positives": y.iter().filter(|p| **p).count(), "folds": folds.len()},
+        "rows": {"labelled": labelled.len(), "positives": positives, "folds": folds.len()},
         "tried": tried,
         "chosen": chosen.describe(),
         "auc": auc,
